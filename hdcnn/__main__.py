@@ -1,0 +1,5 @@
+"""``python -m hdcnn``: the command-line interface (see :mod:`hdcnn.cli`)."""
+
+from hdcnn.cli import main
+
+raise SystemExit(main())

