@@ -47,11 +47,11 @@ def test_detector_round_trip(tmp_path: Path) -> None:
 
 
 def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="nope.pt"):
+    with pytest.raises(CheckpointError, match=r"nope\.pt"):
         load_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"\x80\x04garbage")
-    with pytest.raises(CheckpointError, match="corrupt.pt"):
+    with pytest.raises(CheckpointError, match=r"corrupt\.pt"):
         load_checkpoint(bad)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
@@ -71,7 +71,7 @@ def test_truncated_file_and_mismatched_weights(tmp_path: Path) -> None:
     )
     data = path.read_bytes()
     (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="trunc.pt"):
+    with pytest.raises(CheckpointError, match=r"trunc\.pt"):
         load_checkpoint(tmp_path / "trunc.pt")
     ckpt = load_checkpoint(path)
     ckpt["config"]["widths"] = [16]
