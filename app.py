@@ -1,0 +1,26 @@
+"""HD-CNN Mammo web app: ``streamlit run app.py``.
+
+Research demo, not a medical device. The pages in ``pages/`` are thin clients of :mod:`hdcnn`;
+shared helpers live in ``appkit.py``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import appkit
+
+st.set_page_config(page_title="HD-CNN Mammo", page_icon="🩻", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/diagnose.py", title="Diagnose", icon="🔎"),
+    st.Page("pages/cascade.py", title="Cascade", icon="🪜"),
+    st.Page("pages/exam.py", title="Exam", icon="🗂️"),
+    st.Page("pages/dataset.py", title="Dataset explorer", icon="📊"),
+    st.Page("pages/experiments.py", title="Experiments", icon="🧪"),
+]
+
+page = st.navigation(PAGES)
+appkit.sidebar()
+page.run()

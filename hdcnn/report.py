@@ -1,0 +1,358 @@
+"""De-identified diagnosis report: JSON and PDF, plus the overlay image they share with the app.
+
+A report holds the verdict, probabilities, findings, timings, model identity (name, sha256)
+and a few technical image facts (format, size, view, laterality). It never holds patient
+names, ids, dates of birth, accession numbers, file names or any other DICOM header text:
+only fields listed in :data:`IMAGE_FIELDS` are copied from the image metadata, and the
+study key there is already a one-way hash.
+
+Library code: no streamlit import.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hdcnn import __version__
+
+log = logging.getLogger(__name__)
+
+DISCLAIMER = (
+    "Research demo, not a medical device. The output of HD-CNN Mammo is not a diagnosis and "
+    "must not be used for clinical decisions."
+)
+
+#: Image metadata copied into a report (all other metadata, including the source name, is left out).
+IMAGE_FIELDS: tuple[str, ...] = (
+    "format",
+    "original_size",
+    "bit_depth",
+    "laterality",
+    "view",
+    "photometric",
+    "pixel_spacing",
+    "presentation_intent",
+)
+
+#: Overlay colours (RGB) by finding label.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "malignant": (220, 40, 40),
+    "benign": (245, 160, 20),
+    "rejected": (150, 150, 150),
+    "lesion": (40, 120, 220),
+}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of ``value`` (enums -> str, numpy -> Python, tuples -> lists)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
+    """The findings of a prediction as plain dicts.
+
+    Args:
+        prediction: a :class:`hdcnn.cascade.Prediction` or a dict with a ``findings`` list;
+            each finding has ``box`` ``[x1, y1, x2, y2]`` in original pixels, ``label``
+            and optionally ``detector_score``, ``p_lesion``, ``p_malignant``.
+
+    Returns:
+        ``[{"box": [x1, y1, x2, y2], "label": str, "detector_score": float | None,
+        "p_lesion": float | None, "p_malignant": float | None}, ...]``.
+    """
+    out = []
+    for finding in _get(prediction, "findings", None) or []:
+        box = np.asarray(_get(finding, "box"), dtype=float).reshape(4)
+        out.append(
+            {
+                "box": [round(float(v), 1) for v in box],
+                "label": str(_plain(_get(finding, "label", "lesion"))),
+                "detector_score": _opt_float(_get(finding, "detector_score")),
+                "p_lesion": _opt_float(_get(finding, "p_lesion")),
+                "p_malignant": _opt_float(_get(finding, "p_malignant")),
+            }
+        )
+    return out
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+def build_report(
+    prediction: Any,
+    meta: Any = None,
+    *,
+    model: Mapping[str, Any] | None = None,
+    created: _dt.datetime | None = None,
+) -> dict[str, Any]:
+    """A JSON-ready, de-identified report.
+
+    Args:
+        prediction: a :class:`hdcnn.cascade.Prediction` (or a dict with the same fields:
+            ``label``, ``p_abnormal``, ``p_malignant``, ``findings``, ``timing_ms``).
+        meta: the image's :class:`hdcnn.reader.MammogramMeta` (or a dict); only
+            :data:`IMAGE_FIELDS` are copied.
+        model: model identity, e.g. ``{"name": ..., "sha256": ..., "files": {...}}``; copied as is.
+        created: report time (default: now, UTC).
+
+    Returns:
+        ``{"report": "hdcnn-mammo", "software_version", "created", "disclaimer", "image",
+        "model", "verdict": {"label", "p_abnormal", "p_malignant"}, "findings", "timing_ms"}``.
+    """
+    created = created or _dt.datetime.now(_dt.timezone.utc)
+    image = {}
+    if meta is not None:
+        for name in IMAGE_FIELDS:
+            image[name] = _plain(_get(meta, name))
+    timing = _get(prediction, "timing_ms", None) or {}
+    if not isinstance(timing, Mapping):
+        timing = {"total": timing}
+    return {
+        "report": "hdcnn-mammo",
+        "software_version": __version__,
+        "created": created.isoformat(timespec="seconds"),
+        "disclaimer": DISCLAIMER,
+        "image": image,
+        "model": _plain(dict(model or {})),
+        "verdict": {
+            "label": str(_plain(_get(prediction, "label"))),
+            "p_abnormal": _opt_float(_get(prediction, "p_abnormal")),
+            "p_malignant": _opt_float(_get(prediction, "p_malignant")),
+        },
+        "findings": finding_dicts(prediction),
+        "timing_ms": {str(k): round(float(v), 1) for k, v in timing.items()},
+    }
+
+
+def report_json(report: Mapping[str, Any]) -> bytes:
+    """The report as indented UTF-8 JSON bytes."""
+    return json.dumps(_plain(dict(report)), indent=2, ensure_ascii=False).encode("utf-8")
+
+
+def render_overlay(
+    pixels: np.ndarray,
+    findings: Sequence[Mapping[str, Any]],
+    *,
+    max_side: int = 1024,
+    show_rejected: bool = True,
+) -> np.ndarray:
+    """The image with findings drawn as boxes coloured by label (see :data:`COLOURS`).
+
+    Args:
+        pixels: float32 ``(H, W)`` in ``[0, 1]`` (original pixels, as read).
+        findings: dicts from :func:`finding_dicts` (boxes in original pixels).
+        max_side: the output's longer side (the image is only ever shrunk).
+        show_rejected: draw findings labelled ``rejected`` (thin grey boxes).
+
+    Returns:
+        uint8 RGB array ``(h, w, 3)``.
+    """
+    import cv2
+
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim != 2:
+        raise ValueError(f"pixels must be 2-D (H, W), got shape {pixels.shape}")
+    height, width = pixels.shape
+    scale = min(1.0, max_side / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    grey = np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if scale < 1.0:
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    rgb = np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    thick = max(2, round(max(size) / 300))
+    for finding in findings:
+        label = str(finding.get("label", "lesion"))
+        if label == "rejected" and not show_rejected:
+            continue
+        colour = COLOURS.get(label, COLOURS["lesion"])
+        x1, y1, x2, y2 = (round(float(v) * scale) for v in finding["box"])
+        width_px = 1 if label == "rejected" else thick
+        cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, width_px)
+        if label != "rejected":
+            text = label
+            if finding.get("p_malignant") is not None:
+                text += f" {float(finding['p_malignant']):.2f}"
+            cv2.putText(
+                rgb,
+                text,
+                (x1, max(12, y1 - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4 + thick * 0.1,
+                colour,
+                max(1, thick // 2),
+                cv2.LINE_AA,
+            )
+    return rgb
+
+
+def _latin1(text: object) -> str:
+    """Core PDF fonts are Latin-1 only."""
+    return str(text).encode("latin-1", "replace").decode("latin-1")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def report_pdf(
+    report: Mapping[str, Any], overlay: np.ndarray | None = None, *, compress: bool = True
+) -> bytes:
+    """The report as a one-to-two-page A4 PDF.
+
+    Args:
+        report: from :func:`build_report`.
+        overlay: uint8 RGB ``(h, w, 3)`` image with findings drawn (:func:`render_overlay`);
+            left out when None.
+        compress: compress page streams (False makes the text greppable, for tests).
+
+    Returns:
+        The PDF file's bytes. Its metadata carries no author or subject, only a title.
+    """
+    from fpdf import FPDF
+    from PIL import Image
+
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_compression(compress)
+    pdf.set_title("HD-CNN Mammo report")
+    pdf.set_creator(f"hdcnn-mammo {report.get('software_version', __version__)}")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    width = pdf.epw
+
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(width, 9, "HD-CNN Mammo - analysis report", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "B", 9)
+    pdf.set_text_color(170, 30, 30)
+    pdf.multi_cell(width, 4.5, _latin1(report.get("disclaimer", DISCLAIMER)))
+    pdf.set_text_color(0, 0, 0)
+    pdf.ln(2)
+
+    verdict = report.get("verdict", {})
+    pdf.set_font("Helvetica", "B", 13)
+    pdf.cell(
+        width,
+        8,
+        _latin1(f"Verdict: {str(verdict.get('label', '-')).upper()}"),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(
+        width,
+        6,
+        _latin1(
+            f"P(abnormal) = {_fmt(verdict.get('p_abnormal'))}    "
+            f"P(malignant) = {_fmt(verdict.get('p_malignant'))}"
+        ),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+
+    model = report.get("model", {})
+    image = report.get("image", {})
+    facts = [
+        ("Created (UTC)", report.get("created")),
+        ("Software", f"hdcnn-mammo {report.get('software_version')}"),
+        ("Model", model.get("name")),
+        ("Model sha256", model.get("sha256")),
+        ("Image", _image_line(image)),
+        ("Time", _timing_line(report.get("timing_ms", {}))),
+    ]
+    pdf.ln(1)
+    for name, value in facts:
+        pdf.set_font("Helvetica", "B", 9)
+        pdf.cell(32, 5, _latin1(name))
+        pdf.set_font("Helvetica", "", 9)
+        pdf.multi_cell(width - 32, 5, _latin1(_fmt(value)), new_x="LMARGIN", new_y="NEXT")
+
+    if overlay is not None:
+        pil = Image.fromarray(np.asarray(overlay, dtype=np.uint8))
+        buf = io.BytesIO()
+        pil.save(buf, format="PNG")
+        max_h = pdf.eph - (pdf.get_y() - pdf.t_margin) - 2
+        h_mm = min(max_h, 150.0)
+        w_mm = h_mm * pil.width / pil.height
+        if w_mm > width:
+            w_mm, h_mm = width, width * pil.height / pil.width
+        pdf.ln(2)
+        pdf.image(buf, x=pdf.l_margin + (width - w_mm) / 2, w=w_mm, h=h_mm)
+
+    findings = report.get("findings", [])
+    pdf.ln(2)
+    pdf.set_font("Helvetica", "B", 11)
+    pdf.cell(width, 7, f"Findings ({len(findings)})", new_x="LMARGIN", new_y="NEXT")
+    if findings:
+        headers = ("#", "label", "box x1,y1,x2,y2 (px)", "det. score", "P(lesion)", "P(malig.)")
+        with pdf.table(
+            col_widths=(8, 24, 62, 22, 22, 22), text_align="CENTER", first_row_as_headings=True
+        ) as table:
+            pdf.set_font("Helvetica", "", 8)
+            table.row(headers)
+            for i, f in enumerate(findings, start=1):
+                box = ",".join(f"{v:.0f}" for v in f["box"])
+                table.row(
+                    (
+                        str(i),
+                        _latin1(f["label"]),
+                        box,
+                        _fmt(f.get("detector_score")),
+                        _fmt(f.get("p_lesion")),
+                        _fmt(f.get("p_malignant")),
+                    )
+                )
+    else:
+        pdf.set_font("Helvetica", "", 9)
+        pdf.cell(width, 5, "No candidate region passed the detector threshold.")
+    return bytes(pdf.output())
+
+
+def _image_line(image: Mapping[str, Any]) -> str:
+    parts = []
+    if image.get("format"):
+        parts.append(str(image["format"]).upper())
+    size = image.get("original_size")
+    if size:
+        parts.append(f"{size[1]} x {size[0]} px")
+    if image.get("bit_depth"):
+        parts.append(f"{image['bit_depth']} bit")
+    side_view = " ".join(str(image[k]) for k in ("laterality", "view") if image.get(k))
+    if side_view:
+        parts.append(side_view)
+    return ", ".join(parts) or "-"
+
+
+def _timing_line(timing: Mapping[str, Any]) -> str:
+    if not timing:
+        return "-"
+    return ", ".join(f"{k} {float(v):.0f} ms" for k, v in timing.items())

@@ -1,0 +1,108 @@
+"""Experiments: the four-concept comparison from ``experiments.json``."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import appkit
+from hdcnn.terms import CLASSES
+
+st.title("Experiments: four concepts compared")
+path = appkit.experiments_path()
+if not path.is_file():
+    st.info(
+        f"No experiment results found at `{path}` — run `python -m hdcnn evaluate` to write "
+        f"them (or point `{appkit.EXPERIMENTS_ENV}` at a results file)."
+    )
+    st.stop()
+try:
+    results = appkit.load_experiments(str(path), path.stat().st_mtime)
+    concepts = results["concepts"]
+    if not isinstance(concepts, dict) or not concepts:
+        raise ValueError("no concepts")
+except (OSError, ValueError, KeyError, TypeError) as exc:
+    st.error(f"{path.name}: not a readable experiment results file ({exc}).")
+    st.stop()
+
+st.caption(
+    f"Dataset **{results.get('dataset', '?')}**, split **{results.get('split', '?')}**: "
+    f"{results.get('n_images', '?')} images, {results.get('n_patients', '?')} patients, "
+    f"{results.get('n_lesions', '?')} lesions. Intervals are 95 % bootstrap CIs."
+)
+st.markdown(appkit.experiments_summary(concepts))
+st.dataframe(appkit.experiments_table(concepts), hide_index=True, key="exp_table")
+
+roc_col, froc_col = st.columns(2)
+with roc_col:
+    target = st.radio(
+        "ROC of",
+        ["abnormal", "malignant"],
+        key="exp_roc_target",
+        horizontal=True,
+        format_func=lambda t: f"{t} vs rest",
+    )
+    fig = go.Figure()
+    for name, m in concepts.items():
+        curve = appkit.roc_points(m, target)
+        if curve is not None:
+            fig.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines", name=name))
+    if fig.data:
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="chance",
+                line={"dash": "dot", "color": "grey"},
+            )
+        )
+        fig.update_layout(
+            xaxis_title="1 - specificity", yaxis_title="sensitivity", height=420, margin={"t": 20}
+        )
+        st.plotly_chart(fig, key="exp_roc_plot")
+    else:
+        st.caption("The results file holds no ROC curve points.")
+with froc_col:
+    st.markdown("**FROC** (detector concepts)")
+    fig = go.Figure()
+    for name, m in concepts.items():
+        curve = appkit.froc_points(m)
+        if curve is not None:
+            fig.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines+markers", name=name))
+    if fig.data:
+        fig.update_layout(
+            xaxis_title="false positives per image",
+            yaxis_title="lesion sensitivity",
+            xaxis_type="log",
+            height=420,
+            margin={"t": 20},
+        )
+        st.plotly_chart(fig, key="exp_froc_plot")
+    else:
+        st.caption("The results file holds no FROC curve points.")
+
+st.subheader("Confusion matrices (rows: truth, columns: verdict)")
+cols = st.columns(len(concepts))
+names = [str(c) for c in CLASSES]
+for col, (name, m) in zip(cols, concepts.items(), strict=True):
+    matrix = m.get("confusion")
+    with col:
+        st.markdown(f"**{name}**")
+        if not matrix:
+            st.caption("no confusion matrix")
+            continue
+        fig = go.Figure(
+            go.Heatmap(
+                z=matrix,
+                x=names,
+                y=names,
+                colorscale="Blues",
+                showscale=False,
+                text=matrix,
+                texttemplate="%{text}",
+            )
+        )
+        fig.update_yaxes(autorange="reversed")
+        fig.update_layout(height=260, margin={"l": 0, "r": 0, "t": 0, "b": 0})
+        st.plotly_chart(fig, key=f"exp_confusion_{name}")
