@@ -1,0 +1,108 @@
+"""Training configuration and the table of trainable parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: part name -> (weights file, checkpoint kind, output classes)
+PARTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "detector": ("detector.pt", "detector", ("lesion",)),
+    "c1": ("c1_lesion.pt", "classifier", ("normal", "lesion")),
+    "c2": ("c2_malignancy.pt", "classifier", ("benign", "malignant")),
+    "crop-flat": ("crop_flat.pt", "classifier", ("normal", "benign", "malignant")),
+    "whole-flat": ("whole_flat.pt", "classifier", ("normal", "benign", "malignant")),
+    "whole-abnormal": ("whole_abnormal.pt", "classifier", ("normal", "abnormal")),
+    "whole-malignancy": ("whole_malignancy.pt", "classifier", ("benign", "malignant")),
+}
+
+#: default epochs per part, sized so all seven parts train on mini-MIAS (about 145 training
+#: images) on 2 CPU cores in well under an hour
+DEFAULT_EPOCHS: dict[str, int] = {
+    "detector": 12,
+    "c1": 15,
+    "c2": 15,
+    "crop-flat": 15,
+    "whole-flat": 15,
+    "whole-abnormal": 15,
+    "whole-malignancy": 15,
+}
+
+
+def parse_parts(text: str | None) -> tuple[str, ...]:
+    """``"detector,c1"`` -> ``("detector", "c1")`` in canonical order; ``None``/``"all"`` -> all.
+
+    Raises:
+        ValueError: an unknown part name.
+    """
+    if text is None or text.strip() in {"", "all"}:
+        return tuple(PARTS)
+    wanted = {p.strip() for p in text.split(",") if p.strip()}
+    unknown = sorted(wanted - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown part(s) {unknown}; expected some of {list(PARTS)}")
+    return tuple(p for p in PARTS if p in wanted)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one ``python -m hdcnn train`` run (built once from CLI arguments).
+
+    Attributes:
+        dataset: adapter name for :func:`hdcnn.data.adapters.load_dataset` (or ``"manifest"``
+            for a manifest CSV given as ``root``).
+        root: dataset folder (or manifest CSV).
+        out: weights directory to write (layout of ``docs/ARCHITECTURE.md``).
+        parts: parts to train, canonical order.
+        epochs: epochs per part; ``None`` uses :data:`DEFAULT_EPOCHS`.
+        long_side: model image long side in pixels (preprocess and detector).
+        batch_size: classifier batch size (per process); the detector uses ``det_batch_size``.
+        det_batch_size: detector images per batch (per process).
+        lr: AdamW learning rate of the classifiers; the detector uses ``det_lr``.
+        det_lr: AdamW learning rate of the detector.
+        weight_decay: AdamW weight decay.
+        crop_size: crop classifier input side (pixels); also the ROI crop size.
+        whole_size: ``(h, w)`` of the whole-image classifiers' input.
+        widths: classifier stage widths.
+        seed: seed of the split, the weights init, shuffling and augmentation.
+        fractions: train/val/test patient fractions.
+        threads: torch intra-op threads per process.
+        workers: DataLoader worker processes (0 = load in the training process).
+        c1_sensitivity: C1's operating point: lesion sensitivity on validation lesion crops.
+        c2_min_keep: floor of the C1 filter for C2 training, as a fraction of the lesion crops.
+        resume: continue each part from ``last_<part>.pt`` when present.
+        pretrained_backbone: optional mobilenet_v3_small state_dict for the detector.
+        detector_backbone: ``"tiny"`` or ``"mobilenet_v3_small"``.
+        cache_dir: preprocessed-image cache for the data loaders (``None``: no cache).
+        progress: show tqdm progress bars (rank 0 only).
+    """
+
+    dataset: str
+    root: Path
+    out: Path
+    parts: tuple[str, ...] = tuple(PARTS)
+    epochs: int | None = None
+    long_side: int = 512
+    batch_size: int = 32
+    det_batch_size: int = 2
+    lr: float = 2e-3
+    det_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    crop_size: int = 64
+    whole_size: tuple[int, int] = (256, 160)
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    seed: int = 0
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    threads: int = 2
+    workers: int = 0
+    c1_sensitivity: float = 0.9
+    c2_min_keep: float = 0.5
+    resume: bool = False
+    pretrained_backbone: Path | None = None
+    detector_backbone: str = "tiny"
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def epochs_for(self, part: str) -> int:
+        """Epochs of ``part``: ``epochs`` when given, else :data:`DEFAULT_EPOCHS`."""
+        return int(self.epochs) if self.epochs is not None else DEFAULT_EPOCHS[part]

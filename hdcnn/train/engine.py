@@ -1,0 +1,504 @@
+"""One part's training loop: epochs, validation, best/last checkpoints and resume.
+
+``train_one_epoch_*`` and ``evaluate_*`` hold no checkpoint logic; :func:`fit` glues them to
+the files of the weights directory:
+
+- ``<out>/<file>`` (e.g. ``c1_lesion.pt``): the best epoch by the validation metric, an
+  inference checkpoint (:func:`hdcnn.checkpoint.save_checkpoint`).
+- ``<out>/last_<part>.pt``: the last finished epoch plus the ``training`` state (optimizer,
+  scheduler, epoch, best metric and best weights, torch/numpy/random RNG states) for
+  ``--resume``.
+
+Validation metrics: classifiers use the ROC AUC (macro one-vs-rest for three classes); the
+detector uses the mean lesion sensitivity at 0.25, 0.5, 1 and 2 false positives per image
+(a FROC summary). A metric that cannot be computed (e.g. one class absent from validation)
+is NaN; then the latest epoch counts as best.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from hdcnn.checkpoint import load_checkpoint, save_checkpoint
+from hdcnn.errors import CheckpointError
+from hdcnn.train.distributed import DistContext, barrier, unwrap, wrap
+
+log = logging.getLogger(__name__)
+
+#: false positives per image at which the detector's sensitivity is averaged
+FROC_FPI: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+
+
+# ----------------------------------------------------------------------------- classifiers
+def train_one_epoch_classifier(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    class_weights: torch.Tensor | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> float:
+    """One pass over ``loader`` of ``(x (B, 1, h, w) float, y (B,) int64)``; returns mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    weights = class_weights.to(device) if class_weights is not None else None
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        x, y = x.to(device), torch.as_tensor(y, dtype=torch.int64).to(device)
+        loss = F.cross_entropy(model(x), y, weight=weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(y)
+        count += len(y)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict_classifier(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities ``(N, C)`` float64 and labels ``(N,)`` int64 over ``loader``."""
+    model.eval()
+    probs, labels = [], []
+    for x, y in loader:
+        probs.append(torch.softmax(model(x.to(device)), dim=1).double().cpu().numpy())
+        labels.append(np.asarray(y, dtype=np.int64).reshape(-1))
+    if not probs:
+        return np.zeros((0, 0)), np.zeros((0,), dtype=np.int64)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def classifier_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``{"auc", "loss", "accuracy", "n"}`` of softmax outputs; ``auc`` is NaN when undefined.
+
+    Args:
+        probs: ``(N, C)`` probabilities.
+        labels: ``(N,)`` class indices.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    n = len(labels)
+    if n == 0:
+        return {"auc": math.nan, "loss": math.nan, "accuracy": math.nan, "n": 0}
+    eps = 1e-7
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(n), labels], eps, 1.0))))
+    accuracy = float(np.mean(probs.argmax(1) == labels))
+    auc = math.nan
+    present = np.unique(labels)
+    if len(present) >= 2:
+        if probs.shape[1] == 2:
+            auc = float(roc_auc_score(labels, probs[:, 1]))
+        elif len(present) == probs.shape[1]:
+            auc = float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+        else:  # some class absent: AUC of "abnormal" (any non-first class) vs the first
+            auc = float(roc_auc_score(labels > 0, 1.0 - probs[:, 0]))
+    return {"auc": auc, "loss": loss, "accuracy": accuracy, "n": n}
+
+
+def threshold_at_sensitivity(scores: np.ndarray, sensitivity: float) -> float:
+    """The largest threshold ``t`` with ``mean(scores >= t) >= sensitivity``.
+
+    Args:
+        scores: positive-class scores of the positive examples, any order.
+        sensitivity: wanted fraction in ``(0, 1]``.
+
+    Returns:
+        ``t`` (0.5 when ``scores`` is empty).
+    """
+    if len(scores) == 0:
+        return 0.5
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    k = max(1, math.ceil(sensitivity * len(ordered) - 1e-9))
+    return float(ordered[min(k, len(ordered)) - 1])
+
+
+# ----------------------------------------------------------------------------- detector
+def train_one_epoch_detector(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    progress: bool = False,
+    desc: str = "train",
+) -> float:
+    """One pass over ``loader`` of ``(images, targets)`` lists; returns the mean summed loss."""
+    model.train()
+    total, count = 0.0, 0
+    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        images = [im.to(device) for im in images]
+        targets = [
+            {"boxes": t["boxes"].float().to(device), "labels": t["labels"].long().to(device)}
+            for t in targets
+        ]
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(images)
+        count += len(images)
+    return total / max(count, 1)
+
+
+def _hits(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``(P, G)`` bool: prediction centre inside the GT box, or IoU >= 0.3."""
+    if len(pred) == 0 or len(gt) == 0:
+        return np.zeros((len(pred), len(gt)), dtype=bool)
+    cx = (pred[:, 0] + pred[:, 2]) / 2
+    cy = (pred[:, 1] + pred[:, 3]) / 2
+    inside = (
+        (cx[:, None] >= gt[None, :, 0])
+        & (cx[:, None] <= gt[None, :, 2])
+        & (cy[:, None] >= gt[None, :, 1])
+        & (cy[:, None] <= gt[None, :, 3])
+    )
+    from torchvision.ops import box_iou
+
+    iou = box_iou(torch.as_tensor(pred), torch.as_tensor(gt)).numpy()
+    return inside | (iou >= 0.3)
+
+
+def detector_metrics(
+    results: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    fpi: Sequence[float] = FROC_FPI,
+) -> dict[str, float]:
+    """FROC summary of detections.
+
+    Args:
+        results: per image ``(pred_boxes (P, 4), scores (P,), gt_boxes (G, 4))``, model pixels.
+        fpi: false-positive-per-image points.
+
+    Returns:
+        ``{"froc": mean sensitivity over fpi, "recall_at_1fp", "n_lesions", "n_images"}``;
+        sensitivities are NaN without lesions.
+    """
+    events: list[tuple[float, int, int]] = []  # (score, image, lesion or -1 for a FP)
+    n_lesions = 0
+    for i, (boxes, scores, gt) in enumerate(results):
+        hits = _hits(np.asarray(boxes, np.float64), np.asarray(gt, np.float64))
+        for p in range(len(scores)):
+            matched = np.flatnonzero(hits[p])
+            if len(matched):
+                for g in matched:
+                    events.append((float(scores[p]), i, n_lesions + int(g)))
+            else:
+                events.append((float(scores[p]), i, -1))
+        n_lesions += len(gt)
+    n_images = len(results)
+    out: dict[str, float] = {"n_lesions": n_lesions, "n_images": n_images}
+    if n_lesions == 0 or n_images == 0:
+        out.update(froc=math.nan, recall_at_1fp=math.nan)
+        return out
+    events.sort(key=lambda e: -e[0])
+    found: set[int] = set()
+    fps = 0
+    curve: list[tuple[float, float]] = [(0.0, 0.0)]  # (fp per image, sensitivity)
+    idx = 0
+    while idx < len(events):  # process tied scores together
+        score = events[idx][0]
+        while idx < len(events) and events[idx][0] == score:
+            _, _, lesion = events[idx]
+            if lesion < 0:
+                fps += 1
+            else:
+                found.add(lesion)
+            idx += 1
+        curve.append((fps / n_images, len(found) / n_lesions))
+
+    def sens_at(limit: float) -> float:
+        return max(s for f, s in curve if f <= limit)
+
+    values = [sens_at(f) for f in fpi]
+    out.update(froc=float(np.mean(values)), recall_at_1fp=sens_at(1.0))
+    return out
+
+
+@torch.no_grad()
+def predict_detector(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``[(pred_boxes (P, 4), scores (P,), gt_boxes (G, 4))]`` per image, model pixels."""
+    model.eval()
+    results = []
+    for images, targets in loader:
+        outputs = model([im.to(device) for im in images])
+        for out, tgt in zip(outputs, targets, strict=True):
+            results.append(
+                (
+                    out["boxes"].cpu().numpy(),
+                    out["scores"].cpu().numpy(),
+                    tgt["boxes"].cpu().numpy().reshape(-1, 4),
+                )
+            )
+    return results
+
+
+# ----------------------------------------------------------------------------- fit
+@dataclass
+class Job:
+    """One part to train.
+
+    Attributes:
+        part: part name (``"detector"``, ``"c1"`` ...).
+        file: best-checkpoint file name in the weights directory.
+        kind: ``"detector"`` or ``"classifier"``.
+        classes: output class names.
+        model_config: the model's config dataclass.
+        build: ``() -> nn.Module`` (random init; seeded by :func:`fit`).
+        train_set / val_set: datasets; classifier items ``(x (1, h, w), label)``, detector items
+            ``(image (1, h, w), target dict)``.
+        epochs, lr, batch_size: optimisation settings.
+        collate: DataLoader ``collate_fn`` (``None``: default).
+        class_weights: cross-entropy class weights ``(C,)`` (classifiers).
+        extra: plain-type metadata written into the checkpoints.
+    """
+
+    part: str
+    file: str
+    kind: str
+    classes: tuple[str, ...]
+    model_config: Any
+    build: Callable[[], nn.Module]
+    train_set: Dataset
+    val_set: Dataset
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float = 1e-4
+    collate: Callable[[list[Any]], Any] | None = None
+    class_weights: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`: the best model (eval mode, unwrapped) and its record."""
+
+    model: nn.Module
+    best_epoch: int
+    best_metric: float
+    history: list[dict[str, float]]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, ``numpy`` and ``torch``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, gauss],
+        "random": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["random"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _key(metric: float, epoch: int) -> tuple[int, float]:
+    """Ordering of epochs for "best": finite metrics beat NaN; NaN -> the latest epoch."""
+    return (1, metric) if math.isfinite(metric) else (0, float(epoch))
+
+
+def _loader(ds: Dataset, job: Job, ctx: DistContext, *, shuffle: bool, seed: int, workers: int):
+    sampler = DistributedSampler(
+        ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=shuffle, seed=seed
+    )
+    loader = DataLoader(
+        ds,
+        batch_size=job.batch_size,
+        sampler=sampler,
+        collate_fn=job.collate,
+        num_workers=workers,
+        persistent_workers=False,
+    )
+    return loader, sampler
+
+
+def evaluate(model: nn.Module, job: Job, ctx: DistContext, workers: int = 0) -> dict[str, float]:
+    """Validation metrics of ``model`` on ``job.val_set`` (computed on the whole set by every
+    process, so all ranks agree on the best epoch)."""
+    loader = DataLoader(
+        job.val_set,
+        batch_size=job.batch_size,
+        shuffle=False,
+        collate_fn=job.collate,
+        num_workers=workers,
+    )
+    net = unwrap(model)
+    if job.kind == "detector":
+        m = detector_metrics(predict_detector(net, loader, ctx.device))
+        m["metric"] = m["froc"]
+    else:
+        m = classifier_metrics(*predict_classifier(net, loader, ctx.device))
+        m["metric"] = m["auc"]
+    return m
+
+
+def fit(
+    job: Job,
+    out: Path,
+    ctx: DistContext,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    workers: int = 0,
+    stop_after: int | None = None,
+) -> FitResult:
+    """Train ``job`` for ``job.epochs`` epochs, validating after each.
+
+    Args:
+        job: what to train.
+        out: weights directory; rank 0 writes ``out/job.file`` (best) and
+            ``out/last_<part>.pt`` (after every epoch).
+        ctx: distributed context (single process: the default).
+        seed: seeds weights init, shuffling (per epoch) and augmentation.
+        resume: continue from ``out/last_<part>.pt`` if it exists.
+        progress: tqdm bars on rank 0.
+        workers: DataLoader worker processes.
+        stop_after: stop (as if killed) once this many epochs are done; for tests.
+
+    Returns:
+        :class:`FitResult` with the best epoch's weights loaded.
+
+    Raises:
+        CheckpointError: ``last_<part>.pt`` exists but does not belong to this part/config.
+    """
+    seed_everything(seed)
+    model = job.build()
+    wrapped = wrap(model, ctx)
+    optimizer = torch.optim.AdamW(wrapped.parameters(), lr=job.lr, weight_decay=job.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(job.epochs, 1))
+    last_path = out / f"last_{job.part}.pt"
+    best_path = out / job.file
+    start, history = 0, []
+    best_epoch, best_metric = -1, math.nan
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume and last_path.is_file():
+        ckpt = load_checkpoint(last_path)
+        state = ckpt.get("training")
+        if state is None or ckpt["extra"].get("part") != job.part:
+            raise CheckpointError(str(last_path), f"not a training state of part {job.part!r}")
+        try:
+            unwrap(wrapped).load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                str(last_path), f"does not fit this configuration: {exc}"
+            ) from exc
+        start = int(state["epoch"])
+        history = list(state["history"])
+        best_epoch, best_metric = int(state["best_epoch"]), float(state["best_metric"])
+        best_state = state["best_model"]
+        _set_rng_state(state["rng"])
+        if ctx.is_main:
+            log.info("%s: resuming after epoch %d of %d", job.part, start, job.epochs)
+    train_loader, sampler = _loader(
+        job.train_set, job, ctx, shuffle=True, seed=seed, workers=workers
+    )
+    show = progress and ctx.is_main
+    for epoch in range(start, job.epochs):
+        sampler.set_epoch(epoch)
+        desc = f"{job.part} {epoch + 1}/{job.epochs}"
+        if job.kind == "detector":
+            loss = train_one_epoch_detector(
+                wrapped, train_loader, optimizer, ctx.device, progress=show, desc=desc
+            )
+        else:
+            loss = train_one_epoch_classifier(
+                wrapped,
+                train_loader,
+                optimizer,
+                ctx.device,
+                class_weights=job.class_weights,
+                progress=show,
+                desc=desc,
+            )
+        scheduler.step()
+        metrics = evaluate(wrapped, job, ctx, workers)
+        metrics.update(epoch=epoch + 1, train_loss=loss)
+        history.append({k: float(v) for k, v in metrics.items()})
+        metric = float(metrics["metric"])
+        if best_epoch < 0 or _key(metric, epoch + 1) > _key(best_metric, best_epoch):
+            best_epoch, best_metric = epoch + 1, metric
+            best_state = copy.deepcopy(unwrap(wrapped).state_dict())
+            if ctx.is_main:
+                save_checkpoint(
+                    best_path,
+                    kind=job.kind,
+                    config=job.model_config,
+                    model=unwrap(wrapped),
+                    classes=list(job.classes),
+                    extra={
+                        **job.extra,
+                        "part": job.part,
+                        "epoch": best_epoch,
+                        "metric": best_metric,
+                        "history": history,
+                    },
+                )
+        if ctx.is_main:
+            log.info(
+                "%s epoch %d/%d: train loss %.4f, val metric %.4f (best %.4f @ %d)",
+                job.part,
+                epoch + 1,
+                job.epochs,
+                loss,
+                metric,
+                best_metric,
+                best_epoch,
+            )
+            save_checkpoint(
+                last_path,
+                kind=job.kind,
+                config=job.model_config,
+                model=unwrap(wrapped),
+                classes=list(job.classes),
+                extra={**job.extra, "part": job.part},
+                training={
+                    "epoch": epoch + 1,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                    "best_epoch": best_epoch,
+                    "best_metric": best_metric,
+                    "best_model": best_state,
+                    "rng": _rng_state(),
+                },
+            )
+        barrier(ctx)
+        if stop_after is not None and epoch + 1 >= stop_after:
+            break
+    final = unwrap(wrapped)
+    if best_state is not None:
+        final.load_state_dict(best_state)
+    final.eval()
+    return FitResult(final, best_epoch, best_metric, history)

@@ -1,0 +1,418 @@
+"""``python -m hdcnn train``: split a dataset by patient and train the requested parts.
+
+Order: detector, c1, c2, crop-flat, whole-flat, whole-abnormal, whole-malignancy.
+Classifier 2 is trained on what Classifier 1 accepts (see :func:`c1_accept`), so C1 is trained
+(or read from ``<out>/c1_lesion.pt``) first. At the end rank 0 writes ``cascade.json``
+(merged with an existing one, so training a subset of parts keeps the others' entries).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hdcnn.checkpoint import load_model
+from hdcnn.errors import CheckpointError
+from hdcnn.nets.classifier import ClassifierConfig, build_classifier
+from hdcnn.nets.detector import DetectorConfig, build_detector
+from hdcnn.train import distributed
+from hdcnn.train.config import PARTS, TrainConfig
+from hdcnn.train.datasets import (
+    CROP_LABELS,
+    WHOLE_LABELS,
+    Memoized,
+    Relabeled,
+    WholeImages,
+    class_weights,
+    dataset_labels,
+)
+from hdcnn.train.engine import FitResult, Job, fit, threshold_at_sensitivity
+from hdcnn.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CASCADE_JSON = "cascade.json"
+DEFAULT_DETECTOR_SCORE = 0.05
+DEFAULT_MAX_CANDIDATES = 20
+
+
+def load_manifest(dataset: str, root: Path) -> Any:
+    """The dataset's :class:`~hdcnn.data.manifest.Manifest` (``dataset="manifest"``: a CSV)."""
+    if dataset == "manifest":
+        from hdcnn.data.manifest import Manifest
+
+        return Manifest.load_csv(root)
+    from hdcnn.data.adapters import load_dataset
+
+    return load_dataset(dataset, root)
+
+
+def c1_accept(scores: np.ndarray, threshold: float, min_keep: float) -> np.ndarray:
+    """Indices of the lesion crops Classifier 2 trains on.
+
+    The rule: keep crops with C1 ``P(lesion) >= threshold`` (as the cascade does at inference);
+    if fewer than ``ceil(min_keep * n)`` pass, keep the ``ceil(min_keep * n)`` highest-scoring
+    crops instead (the floor; at least one crop when ``n > 0``).
+
+    Args:
+        scores: ``(n,)`` C1 lesion probabilities of the lesion crops.
+        threshold: C1 operating threshold.
+        min_keep: floor as a fraction of ``n`` in ``[0, 1]``.
+
+    Returns:
+        Sorted int64 indices into ``scores``.
+    """
+    n = len(scores)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    accepted = np.flatnonzero(scores >= threshold)
+    floor = max(1, math.ceil(min_keep * n))
+    if len(accepted) < floor:
+        accepted = np.argsort(-scores, kind="stable")[:floor]
+    return np.sort(accepted).astype(np.int64)
+
+
+@torch.no_grad()
+def lesion_scores(model: nn.Module, ds: Dataset, batch_size: int = 64) -> np.ndarray:
+    """C1 ``P(lesion)`` (class 1) of every item of a crop dataset: ``(N,)`` float64."""
+    model.eval()
+    out = [
+        torch.softmax(model(x), dim=1)[:, 1].double().numpy()
+        for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)
+    ]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+class Trainer:
+    """Holds the split and the datasets of one run; :meth:`run` trains the parts."""
+
+    def __init__(self, cfg: TrainConfig, ctx: distributed.DistContext) -> None:
+        from hdcnn.data.splits import patient_split
+
+        self.cfg = cfg
+        self.ctx = ctx
+        self.manifest = load_manifest(cfg.dataset, Path(cfg.root))
+        self.splits = patient_split(self.manifest, fractions=cfg.fractions, seed=cfg.seed)
+        self.summary: dict[str, Any] = {}
+        self.c1_threshold: float | None = None
+        self.c2_filter: dict[str, Any] | None = None
+        self._c1: nn.Module | None = None
+        for name in ("train", "val", "test"):
+            split = self.splits[name]
+            log.info("%s split: %d patients, %d images", name, len(split.patients()), len(split))
+
+    # ------------------------------------------------------------------ datasets
+    def _detection(self, split: str, *, train: bool) -> Dataset:
+        from hdcnn.data.torchdata import DetectionDataset
+
+        return DetectionDataset(
+            self.splits[split],
+            long_side=self.cfg.long_side,
+            train=train,
+            cache_dir=self.cfg.cache_dir,
+        )
+
+    def _rois(self, split: str, *, train: bool) -> Dataset:
+        from hdcnn.data.torchdata import RoiDataset
+
+        return RoiDataset(
+            self.splits[split],
+            crop_size=self.cfg.crop_size,
+            long_side=self.cfg.long_side,
+            train=train,
+            cache_dir=self.cfg.cache_dir,
+        )
+
+    def _classifier_job(
+        self,
+        part: str,
+        train_set: Dataset,
+        val_set: Dataset,
+        input_size: tuple[int, int],
+        extra: dict[str, Any] | None = None,
+    ) -> Job:
+        file, kind, classes = PARTS[part]
+        mcfg = ClassifierConfig(len(classes), input_size, tuple(self.cfg.widths))
+        labels = dataset_labels(train_set)
+        return Job(
+            part=part,
+            file=file,
+            kind=kind,
+            classes=classes,
+            model_config=mcfg,
+            build=lambda: build_classifier(mcfg),
+            train_set=train_set,
+            val_set=val_set,
+            epochs=self.cfg.epochs_for(part),
+            lr=self.cfg.lr,
+            batch_size=self.cfg.batch_size,
+            weight_decay=self.cfg.weight_decay,
+            class_weights=class_weights(labels, len(classes)),
+            extra=dict(extra or {}),
+        )
+
+    def detector_job(self) -> Job:
+        from hdcnn.data.torchdata import collate_detection
+
+        file, kind, classes = PARTS["detector"]
+        mcfg = DetectorConfig(long_side=self.cfg.long_side, backbone=self.cfg.detector_backbone)
+        pretrained = self.cfg.pretrained_backbone
+        return Job(
+            part="detector",
+            file=file,
+            kind=kind,
+            classes=classes,
+            model_config=mcfg,
+            build=lambda: build_detector(mcfg, pretrained_backbone=pretrained),
+            train_set=self._detection("train", train=True),
+            val_set=Memoized(self._detection("val", train=False)),
+            epochs=self.cfg.epochs_for("detector"),
+            lr=self.cfg.det_lr,
+            batch_size=self.cfg.det_batch_size,
+            weight_decay=self.cfg.weight_decay,
+            collate=collate_detection,
+        )
+
+    def crop_job(self, part: str) -> Job:
+        size = (self.cfg.crop_size, self.cfg.crop_size)
+        train_base, val_base = self._rois("train", train=True), self._rois("val", train=False)
+        mapping = CROP_LABELS[part]
+        train_set = Relabeled(train_base, mapping, dataset_labels(train_base))
+        val_set = Memoized(Relabeled(val_base, mapping, dataset_labels(val_base)))
+        return self._classifier_job(part, train_set, val_set, size)
+
+    def c2_job(self) -> Job:
+        """C2 on the lesion crops that C1 accepts (train and validation alike)."""
+        c1, threshold = self._classifier_1()
+        size = (self.cfg.crop_size, self.cfg.crop_size)
+        mapping = CROP_LABELS["c2"]
+        sets: dict[str, Dataset] = {}
+        stats: dict[str, Any] = {"threshold": threshold, "min_keep": self.cfg.c2_min_keep}
+        for split in ("train", "val"):
+            plain = self._rois(split, train=False)
+            labels = dataset_labels(plain)
+            lesions = Memoized(Relabeled(plain, mapping, labels))
+            scores = lesion_scores(c1, lesions)
+            keep = c1_accept(scores, threshold, self.cfg.c2_min_keep)
+            indices = [lesions.base.indices[k] for k in keep]
+            base = self._rois(split, train=True) if split == "train" else plain
+            sets[split] = Relabeled(base, mapping, labels, indices=indices)
+            stats[split] = {
+                "lesion_crops": len(scores),
+                "accepted": int((scores >= threshold).sum()),
+                "used": len(keep),
+            }
+            log.info(
+                "c2 %s: C1 accepts %d of %d lesion crops, training uses %d",
+                split,
+                stats[split]["accepted"],
+                len(scores),
+                len(keep),
+            )
+        self.c2_filter = stats
+        return self._classifier_job(
+            "c2", sets["train"], Memoized(sets["val"]), size, extra={"c1_filter": stats}
+        )
+
+    def whole_job(self, part: str) -> Job:
+        mapping = WHOLE_LABELS[part]
+        sets = {}
+        for split in ("train", "val"):
+            labels = [mapping.get(r.label) for r in self.splits[split].records]
+            ds = WholeImages(
+                self._detection(split, train=split == "train"), labels, self.cfg.whole_size
+            )
+            sets[split] = ds if split == "train" else Memoized(ds)
+        return self._classifier_job(part, sets["train"], sets["val"], tuple(self.cfg.whole_size))
+
+    def _classifier_1(self) -> tuple[nn.Module, float]:
+        if self._c1 is not None and self.c1_threshold is not None:
+            return self._c1, self.c1_threshold
+        path = Path(self.cfg.out) / PARTS["c1"][0]
+        if not path.is_file():
+            raise CheckpointError(str(path), "training c2 needs Classifier 1: train part c1 first")
+        model, ckpt = load_model(path)
+        threshold = ckpt["extra"].get("threshold")
+        if threshold is None:
+            raise CheckpointError(str(path), "Classifier 1 checkpoint has no threshold")
+        self._c1, self.c1_threshold = model, float(threshold)
+        return model, float(threshold)
+
+    # ------------------------------------------------------------------ run
+    def job(self, part: str) -> Job:
+        if part == "detector":
+            return self.detector_job()
+        if part == "c2":
+            return self.c2_job()
+        if part in CROP_LABELS:
+            return self.crop_job(part)
+        return self.whole_job(part)
+
+    def train_part(self, part: str, *, stop_after: int | None = None) -> FitResult:
+        cfg, out = self.cfg, Path(self.cfg.out)
+        job = self.job(part)
+        if part == "c1":  # threshold is chosen after fit, then stored with the best weights
+            job.extra["operating_point"] = {"lesion_sensitivity": cfg.c1_sensitivity}
+        start = time.perf_counter()
+        result = fit(
+            job,
+            out,
+            self.ctx,
+            seed=cfg.seed,
+            resume=cfg.resume,
+            progress=cfg.progress,
+            workers=cfg.workers,
+            stop_after=stop_after,
+        )
+        seconds = time.perf_counter() - start
+        epochs_run = max(1, len(result.history))
+        record = {
+            "epochs": job.epochs,
+            "best_epoch": result.best_epoch,
+            "metric": "froc" if part == "detector" else "auc",
+            "best_metric": result.best_metric,
+            "n_train": len(job.train_set),
+            "n_val": len(job.val_set),
+            "seconds": round(seconds, 1),
+            "seconds_per_epoch": round(seconds / epochs_run, 1),
+        }
+        if part == "c1":
+            self._finish_c1(job, result)
+            record["threshold"] = self.c1_threshold
+        self.summary[part] = record
+        return result
+
+    def _finish_c1(self, job: Job, result: FitResult) -> None:
+        """Pick C1's threshold on validation lesion crops and store it in c1_lesion.pt."""
+        from hdcnn.checkpoint import load_checkpoint, save_checkpoint
+
+        probs = lesion_scores(result.model, job.val_set)
+        labels = np.asarray(dataset_labels(job.val_set))
+        threshold = threshold_at_sensitivity(probs[labels == 1], self.cfg.c1_sensitivity)
+        self._c1, self.c1_threshold = result.model, threshold
+        log.info(
+            "c1 threshold %.4f (lesion sensitivity %.2f on %d validation lesion crops)",
+            threshold,
+            self.cfg.c1_sensitivity,
+            int((labels == 1).sum()),
+        )
+        if self.ctx.is_main:
+            path = Path(self.cfg.out) / job.file
+            extra = dict(load_checkpoint(path)["extra"]) if path.is_file() else {}
+            extra.update(
+                part="c1",
+                threshold=threshold,
+                operating_point={"lesion_sensitivity": self.cfg.c1_sensitivity},
+            )
+            save_checkpoint(
+                path,
+                kind=job.kind,
+                config=job.model_config,
+                model=result.model,
+                classes=list(job.classes),
+                extra=extra,
+            )
+        distributed.barrier(self.ctx)
+
+    def write_cascade_json(self) -> Path:
+        """Merge this run's facts into ``<out>/cascade.json`` (rank 0 only)."""
+        from hdcnn.cascade import sha256_file
+
+        out = Path(self.cfg.out)
+        path = out / CASCADE_JSON
+        data: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                log.warning("%s: unreadable, rewriting it", path)
+        data.setdefault("name", f"hdcnn-{self.cfg.dataset}")
+        data["preprocess"] = {"long_side": self.cfg.long_side}
+        data["roi"] = {
+            "crop_size": self.cfg.crop_size,
+            "context": float(data.get("roi", {}).get("context", 1.5)),
+        }
+        data.setdefault("max_candidates", DEFAULT_MAX_CANDIDATES)
+        thresholds = {
+            "detector_score": DEFAULT_DETECTOR_SCORE,
+            "c1_lesion": 0.5,
+            "abnormal": 0.5,
+            "malignant": 0.5,
+        }
+        thresholds.update(data.get("thresholds") or {})
+        if self.c1_threshold is not None:
+            thresholds["c1_lesion"] = self.c1_threshold
+        data["thresholds"] = thresholds
+        ops = {"sens_abnormal": 0.9, "sens_malignant": 0.9}
+        ops.update(data.get("operating_points") or {})
+        ops["c1_lesion_sensitivity"] = self.cfg.c1_sensitivity
+        data["operating_points"] = ops
+        data["split"] = {
+            "dataset": self.cfg.dataset,
+            "seed": self.cfg.seed,
+            "fractions": list(self.cfg.fractions),
+            "patients": {k: sorted(v.patients()) for k, v in self.splits.items()},
+        }
+        train_info = dict(data.get("training") or {})
+        train_info["parts"] = {**(train_info.get("parts") or {}), **self.summary}
+        train_info["seed"] = self.cfg.seed
+        train_info["config"] = {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.cfg).items()
+        }
+        if self.c2_filter is not None:
+            train_info["c2_filter"] = self.c2_filter
+        data["training"] = train_info
+        data["files"] = {
+            f: sha256_file(out / f) for f, _, _ in PARTS.values() if (out / f).is_file()
+        }
+        atomic_write_text(path, json.dumps(data, indent=2, default=_plain) + "\n")
+        log.info("wrote %s", path)
+        return path
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | set):
+        return list(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
+    """Train ``cfg.parts`` into ``cfg.out`` (single process or under ``torchrun``).
+
+    Args:
+        cfg: the run's settings.
+        stop_after: stop every part after this many epochs (simulates an interruption; tests).
+
+    Returns:
+        Per-part summary ``{part: {"best_metric", "best_epoch", "seconds_per_epoch", ...}}``.
+
+    Raises:
+        DatasetError: the dataset cannot be loaded or split.
+        CheckpointError: a resume file or Classifier 1 (for c2 alone) does not fit.
+    """
+    torch.set_num_threads(max(1, cfg.threads))
+    ctx = distributed.setup()
+    ok = False
+    try:
+        trainer = Trainer(cfg, ctx)
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        for part in cfg.parts:
+            trainer.train_part(part, stop_after=stop_after)
+        if ctx.is_main:
+            trainer.write_cascade_json()
+        ok = True
+        return trainer.summary
+    finally:
+        distributed.cleanup(ctx, ok=ok)
