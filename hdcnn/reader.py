@@ -1,0 +1,517 @@
+"""Read any mammogram file or upload into one normalised image with de-identified metadata.
+
+:func:`read_mammogram` accepts DICOM (native, RLE, JPEG baseline/lossless, JPEG-LS and JPEG
+2000 transfer syntaxes), PNG, JPEG, TIFF and PGM (binary ``P5`` and ASCII ``P2``), 8- or
+16-bit, grayscale or colour. The format is detected from the content, never the extension.
+
+Intensity rules (the same for every format):
+
+- DICOM: modality rescale, then the file's VOI LUT or window (first one) scaled from its
+  displayed output range to ``[0, 1]``; without a VOI transform, min-max over the image's
+  actual values. MONOCHROME1 is inverted so that bright = dense.
+- Raster images: colour to luminance (alpha dropped), then min-max over the actual values.
+
+Size is checked from the header before anything is decoded (:data:`MAX_PIXELS`). Every bad
+input raises :class:`hdcnn.errors.MammogramError` naming the input.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hdcnn.errors import MammogramError
+
+logger = logging.getLogger(__name__)
+
+#: Refuse (before decoding) any image with more pixels than this.
+MAX_PIXELS: int = 80_000_000
+#: Refuse images with a side shorter than this many pixels.
+MIN_SIDE: int = 32
+#: Bytes read first to detect the format and parse raster headers.
+_HEAD_BYTES = 1 << 20
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+@dataclass(frozen=True)
+class MammogramMeta:
+    """What is known about an image, without identifying information.
+
+    Attributes:
+        source: display name: the file name, or the name given for bytes.
+        format: ``"dicom"`` | ``"png"`` | ``"jpeg"`` | ``"pgm"`` | ``"tiff"``.
+        original_size: ``(height, width)`` of the pixel array.
+        bit_depth: stored bits per sample (8, 12, 16 ...).
+        laterality: ``"L"`` | ``"R"`` | None.
+        view: ``"CC"`` | ``"MLO"`` | ``"other"`` | None.
+        age: patient age in years, or None.
+        photometric: DICOM PhotometricInterpretation; for raster files the decoded mode
+            (``"L"``, ``"I;16"``, ``"LA"``, ``"RGB"``, ``"RGBA"``).
+        pixel_spacing: ``(row, col)`` mm per pixel (PixelSpacing, else ImagerPixelSpacing).
+        study_key: first 16 hex digits of sha256(StudyInstanceUID), or None.
+        presentation_intent: ``"FOR PRESENTATION"`` | ``"FOR PROCESSING"`` | None.
+    """
+
+    source: str
+    format: str
+    original_size: tuple[int, int]
+    bit_depth: int
+    laterality: str | None = None
+    view: str | None = None
+    age: float | None = None
+    photometric: str | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    study_key: str | None = None
+    presentation_intent: str | None = None
+
+
+@dataclass(frozen=True)
+class Mammogram:
+    """One decoded mammogram.
+
+    Attributes:
+        pixels: float32 ``(H, W)`` in ``[0, 1]``, bright = dense tissue, in the file's own
+            orientation (no crop, flip or resize).
+        meta: the image's :class:`MammogramMeta`.
+    """
+
+    pixels: np.ndarray
+    meta: MammogramMeta
+
+
+def read_mammogram(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Mammogram:
+    """Read a mammogram from a file path or from bytes (an upload).
+
+    Args:
+        source: path to a file, or its content as bytes.
+        name: display name (``meta.source`` and error messages); defaults to the file name,
+            or ``"upload"`` for bytes.
+        max_pixels: refuse images with more pixels than this, checked from the header.
+
+    Returns:
+        The :class:`Mammogram`: float32 ``(H, W)`` pixels in ``[0, 1]`` and its metadata.
+
+    Raises:
+        MammogramError: missing, empty, truncated or unreadable input; not an image; DICOM
+            without pixel data, multi-frame or with an unsupported transfer syntax; an image
+            larger than ``max_pixels`` or smaller than 32 pixels a side; a constant image.
+    """
+    path: Path | None = None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data: bytes | None = bytes(source)
+        display = name or "upload"
+        label = display
+        head = data[:_HEAD_BYTES]
+    else:
+        path = Path(source)
+        display = name or path.name
+        label = name or str(path)
+        data = None
+        head = _read_head(path, label)
+    if not head:
+        raise MammogramError(label, "file is empty")
+    fmt = _sniff(head)
+    if fmt is None:
+        raise MammogramError(
+            label,
+            "not a recognised image: expected DICOM, PNG, JPEG, TIFF or PGM content "
+            "(the format is detected from the content, not the file extension)",
+        )
+    names = [display] + ([p.name for p in path.parents][:3] if path is not None else [])
+    if fmt == "dicom":
+        return _read_dicom(path if data is None else data, label, display, names, max_pixels)
+    if data is None:
+        data = _read_all(path, label)  # type: ignore[arg-type]
+    return _read_raster(data, fmt, label, display, names, max_pixels)
+
+
+# ----------------------------------------------------------------------------- input
+
+
+def _read_head(path: Path, label: str) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(_HEAD_BYTES)
+    except FileNotFoundError as exc:
+        raise MammogramError(label, "file not found") from exc
+    except IsADirectoryError as exc:
+        raise MammogramError(label, "is a directory, not an image file") from exc
+    except OSError as exc:
+        raise MammogramError(label, f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def _read_all(path: Path, label: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise MammogramError(label, f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def _sniff(head: bytes) -> str | None:
+    """The format from the first bytes: dicom, png, jpeg, tiff, pgm or None."""
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in _TIFF_MAGICS:
+        return "tiff"
+    if head[:2] in (b"P2", b"P5") and head[2:3].isspace():
+        return "pgm"
+    # DICOM without the 128-byte preamble: starts with a group 0002 or 0008 tag.
+    if len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3:4] == b"\x00":
+        return "dicom"
+    return None
+
+
+# ----------------------------------------------------------------------------- naming
+
+
+_LATERALITY_WORDS = {"L": "L", "LEFT": "L", "R": "R", "RIGHT": "R"}
+_VIEW_TOKEN = re.compile(r"(L|R|LEFT|RIGHT)?(CC|MLO)")
+
+
+def conventions_from_names(texts: list[str]) -> tuple[str | None, str | None]:
+    """Laterality and view from naming conventions, e.g. CBIS-DDSM ``P_00001_LEFT_CC``,
+    INbreast ``..._MG_R_CC_...``, ``RMLO.png``.
+
+    Texts are split into tokens at anything but letters and digits; the first text that names
+    exactly one side (or one view) decides it.
+
+    Args:
+        texts: candidate names in priority order (file name, DICOM descriptions, folders).
+
+    Returns:
+        ``(laterality, view)`` with ``"L"``/``"R"`` and ``"CC"``/``"MLO"``, None where unknown.
+    """
+    laterality: str | None = None
+    view: str | None = None
+    for text in texts:
+        sides: set[str] = set()
+        views: set[str] = set()
+        for token in re.split(r"[^A-Z0-9]+", text.upper()):
+            if token in _LATERALITY_WORDS:
+                sides.add(_LATERALITY_WORDS[token])
+            match = _VIEW_TOKEN.fullmatch(token)
+            if match:
+                if match.group(1):
+                    sides.add(_LATERALITY_WORDS[match.group(1)])
+                views.add(match.group(2))
+        if laterality is None and len(sides) == 1:
+            laterality = sides.pop()
+        if view is None and len(views) == 1:
+            view = views.pop()
+        if laterality is not None and view is not None:
+            break
+    return laterality, view
+
+
+def _check_size(label: str, height: int, width: int, max_pixels: int) -> None:
+    if height <= 0 or width <= 0:
+        raise MammogramError(label, f"header gives an empty image ({height}x{width} pixels)")
+    if height * width > max_pixels:
+        raise MammogramError(
+            label,
+            f"image of {height}x{width} pixels is larger than the limit of {max_pixels} pixels",
+        )
+    if min(height, width) < MIN_SIDE:
+        raise MammogramError(
+            label, f"image of {height}x{width} pixels is too small (at least {MIN_SIDE} per side)"
+        )
+
+
+# ----------------------------------------------------------------------------- DICOM
+
+
+def _read_dicom(
+    src: Path | bytes,
+    label: str,
+    display: str,
+    names: list[str],
+    max_pixels: int,
+) -> Mammogram:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from hdcnn import dicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if isinstance(src, bytes):
+                ds = pydicom.dcmread(io.BytesIO(src), force=True)
+            else:
+                # Large values (pixel data) are read only when used: the size is checked first.
+                ds = pydicom.dcmread(src, force=True, defer_size="1 MB")
+    except InvalidDicomError as exc:
+        raise MammogramError(label, f"not a valid DICOM file: {exc}") from exc
+    except Exception as exc:  # pydicom raises EOFError, ValueError, struct.error ...
+        raise MammogramError(label, f"truncated or corrupt DICOM file: {exc}") from exc
+    if len(ds) == 0:
+        raise MammogramError(label, "not a valid DICOM file (no data elements)")
+
+    dicom.check_pixel_header(ds, label, max_pixels=max_pixels, min_side=MIN_SIDE)
+    stored = dicom.decode_stored(ds, label)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if stored.shape[:2] != (rows, cols):
+        raise MammogramError(
+            label, f"decoded pixel array {stored.shape} does not match Rows x Columns {rows}x{cols}"
+        )
+    pixels = dicom.display_pixels(ds, stored, label)
+
+    laterality = dicom.laterality_from_tags(ds)
+    view = dicom.view_from_tags(ds)
+    if laterality is None or view is None:
+        texts = [names[0], *dicom.convention_texts(ds), *names[1:]]
+        named_side, named_view = conventions_from_names(texts)
+        laterality = laterality or named_side
+        view = view or named_view
+    bits = ds.get("BitsStored") or ds.get("BitsAllocated") or stored.dtype.itemsize * 8
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip() or None
+    intent = str(ds.get("PresentationIntentType", "") or "").strip().upper() or None
+    meta = MammogramMeta(
+        source=display,
+        format="dicom",
+        original_size=(rows, cols),
+        bit_depth=int(bits),
+        laterality=laterality,
+        view=view,
+        age=dicom.age_from_tags(ds),
+        photometric=photometric,
+        pixel_spacing=dicom.pixel_spacing_from_tags(ds),
+        study_key=dicom.study_key(ds),
+        presentation_intent=intent,
+    )
+    logger.debug("read %s: DICOM %dx%d, %d bits", display, rows, cols, meta.bit_depth)
+    return Mammogram(pixels=pixels, meta=meta)
+
+
+# ----------------------------------------------------------------------------- raster
+
+
+def _png_header(data: bytes, label: str) -> tuple[int, int, int]:
+    """(height, width, bit depth) from the IHDR chunk."""
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise MammogramError(label, "truncated or corrupt PNG header (no IHDR chunk)")
+    width, height, depth = struct.unpack(">IIB", data[16:25])
+    return height, width, depth
+
+
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_header(data: bytes, label: str) -> tuple[int, int, int]:
+    """(height, width, precision) from the first SOF segment."""
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise MammogramError(label, "corrupt JPEG: marker expected")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker in _SOF_MARKERS:
+            if i + 9 > n:
+                break
+            precision = data[i + 4]
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return height, width, precision
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            break
+        i += 2 + length
+    raise MammogramError(label, "truncated or corrupt JPEG (no frame header found)")
+
+
+def _pgm_tokens(data: bytes, count: int, label: str) -> tuple[list[int], int]:
+    """The first ``count`` integers of a netpbm header (comments skipped) and the offset after."""
+    values: list[int] = []
+    i = 2
+    n = len(data)
+    while len(values) < count:
+        while i < n and data[i : i + 1].isspace():
+            i += 1
+        if i < n and data[i : i + 1] == b"#":
+            while i < n and data[i : i + 1] not in (b"\n", b"\r"):
+                i += 1
+            continue
+        start = i
+        while i < n and data[i : i + 1].isdigit():
+            i += 1
+        if start == i:
+            raise MammogramError(label, "truncated or corrupt PGM header")
+        values.append(int(data[start:i]))
+    return values, i
+
+
+def _pgm_header(data: bytes, label: str) -> tuple[int, int, int]:
+    """(height, width, maxval) of a P2/P5 file."""
+    (width, height, maxval), _ = _pgm_tokens(data, 3, label)
+    if not 0 < maxval < 65536:
+        raise MammogramError(label, f"PGM maxval {maxval} out of range 1..65535")
+    return height, width, maxval
+
+
+def _decode_pgm(data: bytes, label: str) -> np.ndarray:
+    (width, height, maxval), end = _pgm_tokens(data, 3, label)
+    count = width * height
+    if data[:2] == b"P5":
+        dtype = np.dtype(">u2") if maxval > 255 else np.dtype(np.uint8)
+        body = data[end + 1 :]  # exactly one whitespace byte after maxval
+        if len(body) < count * dtype.itemsize:
+            raise MammogramError(
+                label,
+                f"truncated PGM: {len(body)} bytes of pixel data, expected "
+                f"{count * dtype.itemsize}",
+            )
+        arr = np.frombuffer(body, dtype=dtype, count=count)
+    else:
+        tokens = data[end:].split()
+        if len(tokens) < count:
+            raise MammogramError(
+                label, f"truncated ASCII PGM: {len(tokens)} values, expected {count}"
+            )
+        try:
+            arr = np.array(tokens[:count], dtype=np.int64)
+        except ValueError as exc:
+            raise MammogramError(label, "corrupt ASCII PGM: non-numeric pixel value") from exc
+        arr = arr.astype(np.uint16 if maxval > 255 else np.uint8)
+    if int(arr.max()) > maxval:
+        raise MammogramError(label, f"corrupt PGM: pixel value above maxval {maxval}")
+    return arr.reshape(height, width).astype(np.uint16 if maxval > 255 else np.uint8)
+
+
+def _tiff_header(data: bytes, label: str) -> tuple[int, int, int]:
+    """(height, width, frames) read lazily with Pillow (no pixel decoding)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                frames = int(getattr(img, "n_frames", 1))
+    except Image.DecompressionBombError as exc:
+        raise MammogramError(
+            label, f"TIFF header claims an implausibly large image: {exc}"
+        ) from exc
+    except Exception as exc:  # Pillow raises many types on corrupt headers
+        raise MammogramError(label, f"truncated or corrupt TIFF header: {exc}") from exc
+    return height, width, frames
+
+
+def _decode_cv2(data: bytes, fmt: str, label: str) -> np.ndarray:
+    import cv2
+
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise MammogramError(label, f"could not decode {fmt.upper()} data: {exc}") from exc
+    if arr is None:
+        raise MammogramError(label, f"could not decode {fmt.upper()} data (corrupt or truncated)")
+    return arr
+
+
+def _to_gray(arr: np.ndarray, label: str) -> tuple[np.ndarray, str]:
+    """Luminance of an OpenCV-decoded array (BGR order) and the decoded mode name."""
+    if arr.ndim == 2:
+        return arr, "I;16" if arr.dtype.itemsize > 1 else "L"
+    if arr.ndim != 3:
+        raise MammogramError(label, f"unexpected decoded array shape {arr.shape}")
+    channels = arr.shape[2]
+    if channels == 1:
+        return arr[..., 0], "I;16" if arr.dtype.itemsize > 1 else "L"
+    if channels == 2:
+        return arr[..., 0], "LA"
+    if channels in (3, 4):
+        bgr = arr[..., :3].astype(np.float64)
+        gray = bgr @ np.array([0.114, 0.587, 0.299])
+        return gray, "RGB" if channels == 3 else "RGBA"
+    raise MammogramError(label, f"unsupported image with {channels} channels")
+
+
+def _read_raster(
+    data: bytes,
+    fmt: str,
+    label: str,
+    display: str,
+    names: list[str],
+    max_pixels: int,
+) -> Mammogram:
+    if fmt == "png":
+        height, width, bits = _png_header(data, label)
+        _check_size(label, height, width, max_pixels)
+        if b"IEND" not in data:
+            raise MammogramError(label, "truncated PNG (no IEND chunk)")
+    elif fmt == "jpeg":
+        height, width, bits = _jpeg_header(data, label)
+        _check_size(label, height, width, max_pixels)
+        if data.rfind(b"\xff\xd9") < 0:
+            raise MammogramError(label, "truncated JPEG (no end-of-image marker)")
+    elif fmt == "pgm":
+        height, width, maxval = _pgm_header(data, label)
+        _check_size(label, height, width, max_pixels)
+        bits = int(maxval).bit_length()
+    else:
+        height, width, frames = _tiff_header(data, label)
+        _check_size(label, height, width, max_pixels)
+        if frames > 1:
+            raise MammogramError(
+                label, f"multi-page TIFF ({frames} pages) is not supported; expected one image"
+            )
+        bits = 0  # from the decoded dtype below
+
+    decoded = _decode_pgm(data, label) if fmt == "pgm" else _decode_cv2(data, fmt, label)
+    if decoded.shape[:2] != (height, width):
+        raise MammogramError(
+            label,
+            f"decoded size {decoded.shape[0]}x{decoded.shape[1]} differs from the header's "
+            f"{height}x{width}",
+        )
+    if not bits:
+        bits = decoded.dtype.itemsize * 8
+    gray, mode = _to_gray(decoded, label)
+    pixels = _min_max(gray, label)
+    laterality, view = conventions_from_names(names)
+    meta = MammogramMeta(
+        source=display,
+        format=fmt,
+        original_size=(height, width),
+        bit_depth=int(bits),
+        laterality=laterality,
+        view=view,
+        photometric=mode,
+    )
+    logger.debug("read %s: %s %dx%d, %d bits, %s", display, fmt, height, width, bits, mode)
+    return Mammogram(pixels=pixels, meta=meta)
+
+
+def _min_max(values: np.ndarray, label: str) -> np.ndarray:
+    """float32 copy scaled to ``[0, 1]`` over its own range."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise MammogramError(label, "image contains non-finite values")
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        raise MammogramError(label, "image is constant (every pixel has the same value)")
+    return ((values - low) / (high - low)).astype(np.float32)
