@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-import appkit
-
 st.set_page_config(page_title="HD-CNN Mammo", page_icon="🩻", layout="wide")
 
 PAGES = [
@@ -21,6 +19,5 @@ PAGES = [
     st.Page("pages/experiments.py", title="Experiments", icon="🧪"),
 ]
 
-page = st.navigation(PAGES)
-appkit.sidebar()
-page.run()
+# Each page draws the shared sidebar (disclaimer) itself via appkit.sidebar().
+st.navigation(PAGES).run()

@@ -499,7 +499,12 @@ def roc_points(m: dict[str, Any], target: str) -> tuple[list, list] | None:
 
 
 def froc_points(m: dict[str, Any]) -> tuple[list, list] | None:
-    """FROC ``(false positives per image, sensitivity)`` of one concept, if stored."""
+    """FROC ``(false positives per image, sensitivity)`` of one concept, if stored.
+
+    Uses full curve points when present (``froc_curve`` / ``curves.froc`` as
+    ``{"fp_per_image": [...], "sensitivity": [...]}``), else the operating points of ``froc``
+    (``{"0.5": s, "1": s, "2": s}``).
+    """
     for place in (m, m.get("curves") or {}):
         for key in ("froc_curve", "froc_points", "froc"):
             xy = _xy(
@@ -509,4 +514,11 @@ def froc_points(m: dict[str, Any]) -> tuple[list, list] | None:
             )
             if xy is not None:
                 return xy
+    froc = m.get("froc")
+    if isinstance(froc, dict) and froc:
+        try:
+            points = sorted((float(k), float(v)) for k, v in froc.items() if v is not None)
+        except (TypeError, ValueError):
+            return None
+        return [p[0] for p in points], [p[1] for p in points]
     return None

@@ -11,6 +11,7 @@ import streamlit as st
 import appkit
 from hdcnn.report import COLOURS, finding_dicts, render_overlay
 
+appkit.sidebar()
 st.title("The cascade, step by step")
 cascade = appkit.get_cascade()
 if cascade is None:

@@ -8,6 +8,7 @@ import streamlit as st
 import appkit
 from hdcnn.report import report_json, report_pdf
 
+appkit.sidebar()
 st.title("Diagnose one image")
 st.caption(
     "Upload a mammogram (DICOM, PNG, JPEG, PGM or TIFF). Files stay in memory and are never "

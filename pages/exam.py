@@ -6,6 +6,7 @@ import streamlit as st
 
 import appkit
 
+appkit.sidebar()
 st.title("Exam: four views")
 st.caption(
     "Upload up to four views (right/left × CC/MLO) or pick a sample exam. Each breast's "

@@ -8,6 +8,7 @@ import streamlit as st
 import appkit
 from hdcnn.terms import CLASSES
 
+appkit.sidebar()
 st.title("Experiments: four concepts compared")
 path = appkit.experiments_path()
 if not path.is_file():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+import appkit
 from hdcnn.report import DISCLAIMER
 
+appkit.sidebar()
 st.title("HD-CNN Mammo")
 st.markdown(
     "Hierarchical deep CNNs for finding and grading lesions in mammograms. A **Faster R-CNN** "

@@ -1,0 +1,207 @@
+"""AppTest tests of every page of the Streamlit app (headless, tiny random-weight models).
+
+The verdicts shown are compared with the library's own verdict on the same input, so the page
+must display what the cascade decided.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hdcnn.cascade import load_cascade
+from hdcnn.report import DISCLAIMER
+from hdcnn.samples import list_samples
+
+TIMEOUT = 120
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    return at
+
+
+def _page(path: str) -> AppTest:
+    at = _app()
+    at.switch_page(path).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [s.value for s in at.subheader]
+    parts += [e.value for e in at.error] + [i.value for i in at.info]
+    parts += [w.value for w in at.warning] + [c.value for c in at.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+def _verdict(at: AppTest) -> str:
+    for header in at.subheader:
+        if "Verdict:" in header.value:
+            return header.value.split("Verdict:")[1].strip().lower()
+    raise AssertionError(f"no verdict shown; subheaders: {[h.value for h in at.subheader]}")
+
+
+def test_home_shows_diagram_disclaimer_and_links(app_env: Path) -> None:
+    at = _app()
+    assert not at.exception
+    assert at.title[0].value == "HD-CNN Mammo"
+    assert any(DISCLAIMER in w.value for w in at.sidebar.warning)
+    assert len(at.get("graphviz_chart")) == 1
+    assert len(at.get("page_link")) == 5
+
+
+def test_every_page_runs_and_shows_the_disclaimer(app_env: Path) -> None:
+    for page in ("diagnose", "cascade", "exam", "dataset", "experiments"):
+        at = _page(f"pages/{page}.py")
+        assert any(DISCLAIMER in w.value for w in at.sidebar.warning), page
+
+
+def test_no_weights_gives_a_clear_message(app_env: Path, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HDCNN_WEIGHTS", str(tmp_path / "empty"))
+    at = _page("pages/diagnose.py")
+    assert "No model weights found" in _texts(at)
+    assert "python -m hdcnn train" in _texts(at)
+
+
+def test_diagnose_sample_pick_shows_the_cascades_verdict(app_env: Path) -> None:
+    sample = next(s for s in list_samples() if s.synthetic and s.truth == "malignant")
+    expected = load_cascade(app_env).predict(sample.read())
+    at = _page("pages/diagnose.py")
+    at.selectbox(key="diagnose_sample").set_value(sample.key).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert _verdict(at) == str(expected.label)
+    assert "SYNTHETIC" in _texts(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["P(abnormal)"] == f"{expected.p_abnormal:.3f}"
+    assert metrics["P(malignant)"] == f"{expected.p_malignant:.3f}"
+    assert len(at.get("download_button")) == 2
+
+
+def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:
+    path = Path(cbis_cases[1]["lcc"])
+    data = path.read_bytes()
+    expected = load_cascade(app_env).predict(data, name=path.name)
+    at = _page("pages/diagnose.py")
+    at.file_uploader(key="diagnose_upload").upload(path.name, data, "application/dicom").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert _verdict(at) == str(expected.label)
+    findings = at.dataframe[0].value if expected.findings else None
+    if findings is not None:
+        assert len(findings) == len(expected.findings)
+    # The CBIS-DDSM header holds the patient id as PatientName/PatientID: never shown.
+    assert "P_00820" not in _texts(at)
+
+
+def test_diagnose_bad_upload_shows_a_readable_error(app_env: Path) -> None:
+    at = _page("pages/diagnose.py")
+    at.file_uploader(key="diagnose_upload").upload(
+        "notes.dcm", b"this is not a mammogram\n" * 20, "application/dicom"
+    ).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.error) == 1
+    assert "notes.dcm" in at.error[0].value
+    assert not [h for h in at.subheader if "Verdict" in h.value]
+
+
+def test_cascade_page_steps_and_threshold_slider(app_env: Path) -> None:
+    sample = next(s for s in list_samples() if s.synthetic and s.truth == "benign")
+    at = _page("pages/cascade.py")
+    at.selectbox(key="cascade_sample").set_value(sample.key).run()
+    assert not at.exception, [e.message for e in at.exception]
+    headers = [h.value for h in at.header]
+    assert headers[0].startswith("1 · Preprocessing") and headers[-1].endswith("Time per stage")
+    before = _verdict(at)
+    # A threshold above every detector score leaves no candidate: the verdict becomes normal.
+    at.slider(key="cascade_det_threshold").set_value(1.0).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert _verdict(at) == "normal"
+    assert before in {"normal", "benign", "malignant"}
+
+
+def test_exam_page_sample_exam_matches_predict_exam(app_env: Path) -> None:
+    exams = {}
+    for s in list_samples():
+        exams.setdefault(s.exam, {})[s.view_key] = s
+    name, views = next((k, v) for k, v in exams.items() if k.startswith("synthetic"))
+    expected = load_cascade(app_env).predict_exam({k: s.read() for k, s in views.items()})
+    at = _page("pages/exam.py")
+    at.selectbox(key="exam_sample").set_value(name).run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = next(h.value for h in at.subheader if "Exam verdict" in h.value)
+    assert shown.split("Exam verdict:")[1].strip().lower() == str(expected.label)
+    for side, breast in expected.breasts.items():
+        word = "Right breast" if side == "R" else "Left breast"
+        assert any(word in m.value and f"**{breast.label}**" in m.value for m in at.markdown)
+
+
+def _experiments() -> dict:
+    def concept(auc_m: float, lo: float, hi: float, det: bool) -> dict:
+        m = {
+            "auc_abnormal": 0.8,
+            "auc_abnormal_ci": [0.7, 0.9],
+            "auc_malignant": auc_m,
+            "auc_malignant_ci": [lo, hi],
+            "accuracy": 0.6,
+            "macro_f1": 0.55,
+            "sensitivity_malignant": 0.7,
+            "specificity": 0.8,
+            "confusion": [[5, 1, 0], [1, 3, 1], [0, 1, 4]],
+            "roc_abnormal": {"fpr": [0, 0.1, 1], "tpr": [0, 0.8, 1]},
+            "roc_malignant": {"fpr": [0, 0.2, 1], "tpr": [0, 0.7, 1]},
+        }
+        if det:
+            m["froc"] = {"0.5": 0.5, "1": 0.6, "2": 0.8}
+        return m
+
+    return {
+        "dataset": "synth",
+        "split": "test",
+        "n_images": 16,
+        "n_patients": 4,
+        "n_lesions": 4,
+        "concepts": {
+            "flat-whole": concept(0.61, 0.50, 0.70, False),
+            "hier-whole": concept(0.66, 0.55, 0.75, False),
+            "det-flat": concept(0.72, 0.62, 0.80, True),
+            "det-hier": concept(0.91, 0.85, 0.96, True),
+        },
+    }
+
+
+def test_experiments_page_without_results_says_so(app_env: Path, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(tmp_path / "missing.json"))
+    at = _page("pages/experiments.py")
+    assert "No experiment results found" in _texts(at)
+
+
+def test_experiments_page_table_curves_and_sentence(
+    app_env: Path, monkeypatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps(_experiments()))
+    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
+    at = _page("pages/experiments.py")
+    table = at.dataframe[0].value
+    assert list(table["concept"]) == ["flat-whole", "hier-whole", "det-flat", "det-hier"]
+    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.850, 0.960]"
+    text = _texts(at)
+    assert "**det-hier** separates malignant from other images best (AUC 0.910)" in text
+    assert "do not overlap" in text
+    assert len(at.get("plotly_chart")) == 2 + 4  # ROC, FROC, four confusion matrices
+
+
+@pytest.mark.parametrize("bad", ["{not json", json.dumps({"concepts": {}})])
+def test_experiments_page_bad_file_is_an_error_message(
+    app_env: Path, monkeypatch, tmp_path: Path, bad: str
+) -> None:
+    path = tmp_path / "experiments.json"
+    path.write_text(bad)
+    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
+    at = _page("pages/experiments.py")
+    assert len(at.error) == 1 and "experiments.json" in at.error[0].value
