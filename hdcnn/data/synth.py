@@ -265,7 +265,8 @@ def _lesion_centre(
     half = breast.b * (1.0 - depth**breast.px) ** 0.5  # vertical half-extent at this depth
     for _ in range(50):
         y = breast.cy + rng.uniform(-0.6, 0.6) * max(half - radius_px, 1.0)
-        if breast.pectoral(np.array(x), np.array(y)) < -0.15:
+        # the lesion's corner nearest the pectoral muscle must stay clear of it
+        if breast.pectoral(np.array(x - 1.5 * radius_px), np.array(y - 1.5 * radius_px)) < -0.1:
             return x, float(y)
     return x, breast.cy + 0.3 * half  # low on the breast: below any pectoral triangle
 
@@ -278,8 +279,13 @@ def _mass_intensity(
     malignant: bool,
     shape_rng: np.random.Generator,
     view_rng: np.random.Generator,
-) -> np.ndarray:
-    """Additive intensity (0..1) of a mass: circumscribed oval or irregular spiculated."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Additive intensity (0..1) of a mass: circumscribed oval or irregular spiculated.
+
+    Returns:
+        ``(intensity, body)``: float32 ``(H, W)`` maps; ``body`` is the mass without its
+        spicules (the ground-truth box bounds the body, as CBIS-DDSM outlines do).
+    """
     cx, cy = centre
     dx, dy = xx - cx, yy - cy
     theta = np.arctan2(dy, dx)
@@ -301,7 +307,8 @@ def _mass_intensity(
     body = np.clip((1.0 - rho) / edge, 0.0, 1.0)
     body = body * (0.7 + 0.3 * np.clip(1.0 - rho, 0, 1))  # slightly brighter centre
     if not malignant:
-        return body.astype(np.float32)
+        body = body.astype(np.float32)
+        return body, body
 
     spicules = np.zeros(xx.shape, dtype=np.float32)
     n_spic = int(shape_rng.integers(8, 16))
@@ -313,7 +320,8 @@ def _mass_intensity(
         p2 = (round(x2 * 16), round(y2 * 16))
         cv2.line(spicules, p1, p2, 0.55, thickness=1, lineType=cv2.LINE_AA, shift=4)
     spicules = cv2.GaussianBlur(spicules, (0, 0), 0.6)
-    return np.maximum(body, spicules).astype(np.float32)
+    body = body.astype(np.float32)
+    return np.maximum(body, spicules).astype(np.float32), body
 
 
 def _calc_intensity(
@@ -408,13 +416,14 @@ def render_view(
         malignant = spec.label == Label.MALIGNANT
         if spec.kind == "calcification":
             add = _calc_intensity((h, w), centre, radius, malignant, shape_rng, px_per_mm)
+            core = add
             gain, visible = 0.40, 0.15
         else:
-            add = _mass_intensity(xx, yy, centre, radius, malignant, shape_rng, rng)
+            add, core = _mass_intensity(xx, yy, centre, radius, malignant, shape_rng, rng)
             gain, visible = 0.28, 0.10
         add = add * inside
         image = image + gain * add * np.clip(thickness, 0.5, 1.0)
-        mask = add > visible
+        mask = (core * inside) > visible  # spicules are drawn but lie outside the box
         if not mask.any():
             logger.warning("synthetic %s %s lesion fell outside the breast", laterality, view)
             continue
