@@ -263,8 +263,10 @@ def _read_dicom(
         raise MammogramError(label, f"not a valid DICOM file: {exc}") from exc
     except Exception as exc:  # pydicom raises EOFError, ValueError, struct.error ...
         raise MammogramError(label, f"truncated or corrupt DICOM file: {exc}") from exc
+    if "PixelData" not in ds and _has_pixel_data_tag(src, label):
+        raise MammogramError(label, "truncated or corrupt DICOM file: pixel data is incomplete")
     if len(ds) == 0:
-        raise MammogramError(label, "not a valid DICOM file (no data elements)")
+        raise MammogramError(label, "truncated or corrupt DICOM file (no data elements)")
 
     dicom.check_pixel_header(ds, label, max_pixels=max_pixels, min_side=MIN_SIDE)
     stored = dicom.decode_stored(ds, label)
@@ -300,6 +302,12 @@ def _read_dicom(
     )
     logger.debug("read %s: DICOM %dx%d, %d bits", display, rows, cols, meta.bit_depth)
     return Mammogram(pixels=pixels, meta=meta)
+
+
+def _has_pixel_data_tag(src: Path | bytes, label: str) -> bool:
+    """True if the raw file holds a (7FE0,0010) tag, i.e. pixel data pydicom could not parse."""
+    data = src if isinstance(src, bytes) else _read_all(src, label)
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
 
 
 # ----------------------------------------------------------------------------- raster
@@ -411,12 +419,19 @@ def _tiff_header(data: bytes, label: str) -> tuple[int, int, int]:
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
                 frames = int(getattr(img, "n_frames", 1))
+                img.seek(0)
+                tags = img.tag_v2
+                # strips (273/279) or tiles (324/325): every data block must lie in the file
+                offsets = tags.get(273) or tags.get(324) or ()
+                counts = tags.get(279) or tags.get(325) or ()
     except Image.DecompressionBombError as exc:
         raise MammogramError(
             label, f"TIFF header claims an implausibly large image: {exc}"
         ) from exc
     except Exception as exc:  # Pillow raises many types on corrupt headers
         raise MammogramError(label, f"truncated or corrupt TIFF header: {exc}") from exc
+    if any(int(o) + int(c) > len(data) for o, c in zip(offsets, counts, strict=False)):
+        raise MammogramError(label, "truncated TIFF (image data extends past the end of file)")
     return height, width, frames
 
 

@@ -420,6 +420,12 @@ def test_truncated_files(tmp_path):
     _raises(path, "DICOM", shown="cut.dcm")
     path.write_bytes(dcm[:200])
     _raises(path, "DICOM", shown="cut.dcm")
+    j2k = make_dicom()
+    j2k.compress(JPEG2000Lossless)
+    data = write(tmp_path, "j2k.dcm", j2k).read_bytes()
+    _raises(data[: len(data) - 500], "truncated", name="j2k.dcm", shown="j2k.dcm")
+    tif = _encode(".tif", phantom(bits=16))
+    _raises(tif[: len(tif) // 2], "TIFF", name="half.tif", shown="half.tif")
 
 
 def test_every_truncation_raises_mammogram_error(tmp_path):
