@@ -40,6 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"epochs per part (default per part: {DEFAULT_EPOCHS})",
     )
     p.add_argument("--long-side", type=int, default=512, help="model image long side (px)")
+    p.add_argument("--crop-size", type=int, default=64, help="ROI crop / crop classifier side")
+    p.add_argument(
+        "--whole-size",
+        type=int,
+        nargs=2,
+        default=(256, 160),
+        metavar=("H", "W"),
+        help="whole-image classifier input (h w)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="classifier batch size")
     p.add_argument("--det-batch-size", type=int, default=2, help="detector batch size")
     p.add_argument("--lr", type=float, default=2e-3, help="classifier learning rate (AdamW)")
@@ -85,6 +94,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         parts=parse_parts(args.parts),
         epochs=args.epochs,
         long_side=args.long_side,
+        crop_size=args.crop_size,
+        whole_size=(int(args.whole_size[0]), int(args.whole_size[1])),
         batch_size=args.batch_size,
         det_batch_size=args.det_batch_size,
         lr=args.lr,

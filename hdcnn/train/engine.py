@@ -297,6 +297,20 @@ class FitResult:
     history: list[dict[str, float]]
 
 
+def cosine_schedule(epochs: int, floor: float = 0.05) -> Callable[[int], float]:
+    """Learning-rate factor of epoch ``e`` (0-based): half a cosine from 1 to ``floor``.
+
+    A closed form of the epoch index and the total, so a run resumed with a larger
+    ``--epochs`` continues on the longer schedule.
+    """
+    total = max(int(epochs), 1)
+
+    def factor(epoch: int) -> float:
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
+
+    return factor
+
+
 def seed_everything(seed: int) -> None:
     """Seed ``random``, ``numpy`` and ``torch``."""
     random.seed(seed)
@@ -395,7 +409,8 @@ def fit(
     model = job.build()
     wrapped = wrap(model, ctx)
     optimizer = torch.optim.AdamW(wrapped.parameters(), lr=job.lr, weight_decay=job.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(job.epochs, 1))
+    schedule = cosine_schedule(job.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     last_path = out / f"last_{job.part}.pt"
     best_path = out / job.file
     start, history = 0, []
@@ -415,6 +430,8 @@ def fit(
                 str(last_path), f"does not fit this configuration: {exc}"
             ) from exc
         start = int(state["epoch"])
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * schedule(start)  # --epochs may differ from the first run
         history = list(state["history"])
         best_epoch, best_metric = int(state["best_epoch"]), float(state["best_metric"])
         best_state = state["best_model"]

@@ -107,9 +107,50 @@ class Trainer:
         self.c1_threshold: float | None = None
         self.c2_filter: dict[str, Any] | None = None
         self._c1: nn.Module | None = None
+        self.cache_dir = self._build_cache()
         for name in ("train", "val", "test"):
             split = self.splits[name]
             log.info("%s split: %d patients, %d images", name, len(split.patients()), len(split))
+
+    def _build_cache(self) -> Path | None:
+        """Preprocess every image once into ``cache_dir/ls<long_side>`` (rank 0; resumable).
+
+        Images that fail to preprocess (e.g. no breast found) are left out of training and
+        validation with a warning; the split itself is unchanged.
+        """
+        from hdcnn.data.cache import build_cache
+        from hdcnn.data.manifest import Manifest
+
+        if self.cfg.cache_dir is None:
+            return None
+        folder = Path(self.cfg.cache_dir) / f"ls{self.cfg.long_side}"
+        if self.ctx.is_main:
+            info = build_cache(
+                self.manifest,
+                folder,
+                long_side=self.cfg.long_side,
+                workers=max(1, self.cfg.workers),
+                progress=self.cfg.progress,
+            )
+            failed = [f["image_path"] for f in info.get("failed", [])]
+        distributed.barrier(self.ctx)
+        if not self.ctx.is_main:  # the others read the result from disk
+            info = build_cache(
+                self.manifest, folder, long_side=self.cfg.long_side, workers=1, progress=False
+            )
+            failed = [f["image_path"] for f in info.get("failed", [])]
+        if failed:
+            log.warning(
+                "%d image(s) could not be preprocessed and are not trained on: %s",
+                len(failed),
+                ", ".join(failed[:5]),
+            )
+            bad = set(failed)
+            for name in ("train", "val"):
+                split = self.splits[name]
+                kept = [r for r in split.records if r.image_path not in bad]
+                self.splits[name] = Manifest(kept, root=split.root)
+        return folder
 
     # ------------------------------------------------------------------ datasets
     def _detection(self, split: str, *, train: bool) -> Dataset:
@@ -119,7 +160,7 @@ class Trainer:
             self.splits[split],
             long_side=self.cfg.long_side,
             train=train,
-            cache_dir=self.cfg.cache_dir,
+            cache_dir=self.cache_dir,
         )
 
     def _rois(self, split: str, *, train: bool) -> Dataset:
@@ -130,7 +171,8 @@ class Trainer:
             crop_size=self.cfg.crop_size,
             long_side=self.cfg.long_side,
             train=train,
-            cache_dir=self.cfg.cache_dir,
+            cache_dir=self.cache_dir,
+            seed=self.cfg.seed,
         )
 
     def _classifier_job(
@@ -375,9 +417,21 @@ class Trainer:
         data["files"] = {
             f: sha256_file(out / f) for f, _, _ in PARTS.values() if (out / f).is_file()
         }
-        atomic_write_text(path, json.dumps(data, indent=2, default=_plain) + "\n")
+        text = json.dumps(_finite(data), indent=2, default=_plain, allow_nan=False)
+        atomic_write_text(path, text + "\n")
         log.info("wrote %s", path)
         return path
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _plain(value: Any) -> Any:
