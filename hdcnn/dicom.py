@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -40,6 +40,7 @@ from pydicom.uid import (
 )
 
 from hdcnn.errors import MammogramError
+from hdcnn.reader import scale_to_unit
 from hdcnn.utils import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -478,11 +479,15 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
         MammogramError: the image is constant or contains non-finite values.
     """
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric == "PALETTE COLOR" and stored.ndim == 2:
+        try:
+            stored = apply_color_lut(stored, ds)
+        except Exception as exc:  # malformed palette
+            raise MammogramError(source, f"invalid DICOM palette colour LUT: {exc}") from exc
     if stored.ndim == 3:
         # pydicom converts YBR to RGB on decoding; a mammogram in colour is shown as luminance.
-        rgb = stored[..., :3].astype(np.float64)
-        values = rgb @ np.array([0.299, 0.587, 0.114])
-        return _min_max(values, source)
+        values = stored[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return scale_to_unit(values, source)
     if stored.ndim != 2:
         raise MammogramError(
             source, f"expected a 2-D image, got pixel array of shape {stored.shape}"
@@ -506,32 +511,21 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
 
         try:
             low, high = _displayed_range(ds, voi)
-            shown = np.asarray(voi(values), dtype=np.float64)
+            shown = voi(values)
         except Exception as exc:  # invalid VOI attributes: fall back to min-max
             logger.warning("%s: ignoring invalid VOI LUT / window (%s)", source, exc)
         else:
             if high > low:
-                image = np.clip((shown - low) / (high - low), 0.0, 1.0)
+                image = scale_to_unit(shown, source, low=low, high=high)
             else:
                 logger.warning("%s: VOI LUT / window has an empty output range; ignored", source)
         if image is not None and float(image.min()) == float(image.max()):
             raise MammogramError(source, "image is constant after applying its VOI LUT / window")
     if image is None:
-        image = _min_max(values, source)
+        image = scale_to_unit(values, source)
     if photometric == "MONOCHROME1":
-        image = 1.0 - image
-    return image.astype(np.float32)
-
-
-def _min_max(values: np.ndarray, source: str) -> np.ndarray:
-    """float64 copy of ``values`` scaled to ``[0, 1]`` over its own range."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise MammogramError(source, "image contains non-finite values")
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        raise MammogramError(source, "image is constant (every pixel has the same value)")
-    return (values - low) / (high - low)
+        np.subtract(np.float32(1.0), image, out=image)
+    return image
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -459,8 +459,8 @@ def _to_gray(arr: np.ndarray, label: str) -> tuple[np.ndarray, str]:
     if channels == 2:
         return arr[..., 0], "LA"
     if channels in (3, 4):
-        bgr = arr[..., :3].astype(np.float64)
-        gray = bgr @ np.array([0.114, 0.587, 0.299])
+        bgr = arr[..., :3].astype(np.float32)
+        gray = bgr @ np.array([0.114, 0.587, 0.299], np.float32)
         return gray, "RGB" if channels == 3 else "RGBA"
     raise MammogramError(label, f"unsupported image with {channels} channels")
 
@@ -506,7 +506,7 @@ def _read_raster(
     if not bits:
         bits = decoded.dtype.itemsize * 8
     gray, mode = _to_gray(decoded, label)
-    pixels = _min_max(gray, label)
+    pixels = scale_to_unit(gray, label)
     laterality, view = conventions_from_names(names)
     meta = MammogramMeta(
         source=display,
@@ -521,12 +521,31 @@ def _read_raster(
     return Mammogram(pixels=pixels, meta=meta)
 
 
-def _min_max(values: np.ndarray, label: str) -> np.ndarray:
-    """float32 copy scaled to ``[0, 1]`` over its own range."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise MammogramError(label, "image contains non-finite values")
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        raise MammogramError(label, "image is constant (every pixel has the same value)")
-    return ((values - low) / (high - low)).astype(np.float32)
+def scale_to_unit(
+    values: np.ndarray, source: str, *, low: float | None = None, high: float | None = None
+) -> np.ndarray:
+    """``values`` scaled linearly from ``[low, high]`` to ``[0, 1]`` (clipped), as float32.
+
+    Args:
+        values: any real array (integer or float), e.g. ``(H, W)``.
+        source: name for error messages.
+        low, high: the range mapped to 0 and 1; default the array's own min and max.
+
+    Returns:
+        A new float32 array of the same shape.
+
+    Raises:
+        MammogramError: non-finite values, or a constant image when the range is the
+            array's own.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise MammogramError(source, "image contains non-finite values")
+    if low is None or high is None:
+        low, high = float(arr.min()), float(arr.max())
+        if high <= low:
+            raise MammogramError(source, "image is constant (every pixel has the same value)")
+    out = arr.astype(np.float32)  # integers up to 2**24 are exact in float32
+    out -= np.float32(low)
+    out *= np.float32(1.0 / (high - low))
+    return np.clip(out, 0.0, 1.0, out=out)
