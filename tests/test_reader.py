@@ -527,3 +527,29 @@ def test_error_message_format(tmp_path):
     with pytest.raises(MammogramError) as info:
         read_mammogram(path)
     assert re.match(rf"^{re.escape(str(path))}: ", str(info.value))
+
+
+def test_rgb_dicom_to_gray(tmp_path):
+    gray = phantom(bits=8)
+    ds = make_dicom(gray)
+    ds.SamplesPerPixel = 3
+    ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = "RGB"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = np.dstack([gray] * 3).tobytes()
+    m = read_mammogram(write(tmp_path, "rgb.dcm", ds))
+    assert m.meta.photometric == "RGB"
+    np.testing.assert_allclose(m.pixels, min_max(gray), atol=1e-5)
+
+
+def test_palette_colour_dicom(tmp_path):
+    index = phantom(bits=8)
+    ramp = (np.arange(256, dtype=np.uint16) * 257).tolist()  # grey palette, 16-bit entries
+    ds = make_dicom(index)
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    for colour in ("Red", "Green", "Blue"):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", np.array(ramp, "<u2").tobytes())
+    m = read_mammogram(write(tmp_path, "pal.dcm", ds))
+    np.testing.assert_allclose(m.pixels, min_max(index), atol=1e-5)
