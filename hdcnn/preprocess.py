@@ -364,11 +364,17 @@ def preprocess(
         :class:`Preprocessed` with the float32 model image, its bool mask and the geometry.
 
     Raises:
-        MammogramError: see :func:`segment_breast`.
+        MammogramError: values outside ``[0, 1]``, or see :func:`segment_breast`.
     """
     if long_side < 8:
         raise ValueError(f"long_side must be at least 8, got {long_side}")
     img = _check_image(image, source)
+    if img.min() < -1e-3 or img.max() > 1.0 + 1e-3:
+        raise MammogramError(
+            source,
+            f"pixel values span [{img.min():g}, {img.max():g}], expected [0, 1] "
+            "(read the file with hdcnn.reader.read_mammogram)",
+        )
     mask = segment_breast(img, source=source)
     x0, y0, x1, y1 = breast_box(mask, source=source)
     crop_img, crop_mask = img[y0:y1, x0:x1], mask[y0:y1, x0:x1]

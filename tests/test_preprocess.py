@@ -172,6 +172,12 @@ def test_preprocess_orients_crops_and_resizes(side: str) -> None:
     assert out.image.max() < 0.9  # the 0.95 label is gone
 
 
+def test_preprocess_refuses_unscaled_pixels() -> None:
+    img, _ = synthetic_breast("left")
+    with pytest.raises(MammogramError, match=r"^raw\.npy: pixel values span .*expected \[0, 1\]"):
+        preprocess(img * 4095, source="raw.npy")
+
+
 def test_preprocess_mislabelled_laterality_is_ignored() -> None:
     img, _ = synthetic_breast("left")
     assert not preprocess(img, long_side=64, laterality="R").geometry.flipped
