@@ -117,12 +117,16 @@ def read_mammogram(
         display = name or "upload"
         label = display
         head = data[:_HEAD_BYTES]
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         display = name or path.name
         label = name or str(path)
         data = None
         head = _read_head(path, label)
+    else:
+        raise MammogramError(
+            name or type(source).__name__, "expected a file path or the file's bytes"
+        )
     if not head:
         raise MammogramError(label, "file is empty")
     fmt = _sniff(head)

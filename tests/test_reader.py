@@ -397,6 +397,7 @@ def test_missing_and_empty_files(tmp_path):
     _raises(tmp_path / "empty.png", "empty", shown="empty.png")
     _raises(b"", "empty", name="blank.dcm", shown="blank.dcm")
     _raises(tmp_path, "directory", shown=tmp_path.name)
+    _raises(12345, "expected a file path", name="number", shown="number")
 
 
 def test_not_an_image(tmp_path):
