@@ -522,3 +522,85 @@ def froc_points(m: dict[str, Any]) -> tuple[list, list] | None:
             return None
         return [p[0] for p in points], [p[1] for p in points]
     return None
+
+
+# ----------------------------------------------------------------------------- datasets
+
+DEMO_DATASET = "demo (SYNTHETIC)"
+DEMO_PATIENTS = 40
+DEMO_SIZE = 256
+THUMB_LIMIT = 60
+
+
+def demo_root() -> Path:
+    """Folder of the built-in demo cohort (generated on first use)."""
+    from hdcnn.samples import default_synthetic_dir
+
+    return default_synthetic_dir() / f"demo-n{DEMO_PATIENTS}-s{DEMO_SIZE}"
+
+
+def ensure_demo_cohort() -> Path:
+    """Generate the SYNTHETIC demo cohort once (with a progress bar); returns its folder."""
+    root = demo_root()
+    if not (root / "manifest.csv").is_file():
+        from hdcnn.data.synth import write_cohort
+
+        bar = st.progress(0.0, text="Generating the SYNTHETIC demo cohort …")
+        write_cohort(
+            root,
+            patients=DEMO_PATIENTS,
+            seed=0,
+            size=DEMO_SIZE,
+            progress=lambda done, total: bar.progress(done / total, text=f"patient {done}/{total}"),
+        )
+        bar.empty()
+    return root
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _manifest(name: str, root: str, stamp: float) -> Any:
+    from hdcnn.data.adapters import load_dataset
+
+    del stamp
+    return load_dataset(name, root)
+
+
+def load_manifest(name: str, root: str) -> Any | None:
+    """The dataset's manifest via :func:`hdcnn.data.adapters.load_dataset` (cached per root and
+    modification time), scanned under a status box; errors become a message."""
+    try:
+        stamp = Path(root).expanduser().stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    try:
+        with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
+            manifest = _manifest(name, root, stamp)
+            status.update(label=f"{name}: {len(manifest)} images", state="complete")
+    except HDCNNError as exc:
+        st.error(f"Cannot load this dataset. {exc}", icon="🚫")
+        return None
+    return manifest
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def thumbnail_uri(path: str, side: int = 72) -> str | None:
+    """A small PNG data URI of an image file (None when it cannot be read)."""
+    import base64
+
+    import cv2
+
+    from hdcnn.reader import read_mammogram
+
+    try:
+        pixels = read_mammogram(path).pixels
+    except (HDCNNError, OSError):
+        return None
+    h, w = pixels.shape
+    scale = side / max(h, w)
+    small = cv2.resize(
+        (pixels * 255).astype(np.uint8),
+        (max(1, round(w * scale)), max(1, round(h * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
+    ok, buf = cv2.imencode(".png", small)
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None

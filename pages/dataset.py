@@ -1,10 +1,187 @@
-"""Dataset explorer (placeholder until hdcnn.data.stats lands)."""
+"""Dataset explorer: statistics and a filterable table of one dataset (hdcnn.data.stats)."""
 
 from __future__ import annotations
 
+import plotly.express as px
 import streamlit as st
 
 import appkit
+from hdcnn.data import stats as ds
+from hdcnn.data.adapters import ADAPTERS
 
 appkit.sidebar()
 st.title("Dataset explorer")
+
+c1, c2 = st.columns([1, 2])
+name = c1.selectbox("Dataset", [appkit.DEMO_DATASET, *ADAPTERS], key="dataset_name")
+if name == appkit.DEMO_DATASET:
+    c2.caption(
+        "Built-in demo data: a small **SYNTHETIC** cohort generated on the fly with "
+        "`hdcnn.data.synth` (not real patients)."
+    )
+    root = str(appkit.ensure_demo_cohort())
+    adapter = "synth"
+else:
+    root = c2.text_input("Dataset root folder (on this server)", key="dataset_root").strip()
+    adapter = name
+    if not root:
+        st.info(
+            f"Enter the folder of a {name} dataset as distributed (see docs/DATASETS_USAGE.md)."
+        )
+        st.stop()
+
+manifest = appkit.load_manifest(adapter, root)
+if manifest is None:
+    st.stop()
+if len(manifest) == 0:
+    st.warning("The dataset has no images.")
+    st.stop()
+
+summary = ds.dataset_stats(manifest)
+if name == appkit.DEMO_DATASET:
+    st.warning("SYNTHETIC data: every figure below describes generated images.", icon="🧪")
+m = st.columns(4)
+m[0].metric("Images", summary["images"])
+m[1].metric("Patients", summary["patients"])
+m[2].metric("Studies", summary["studies"])
+m[3].metric("Lesions", summary["lesions"]["total"])
+
+COLOURS = {"normal": "#4c9a2a", "benign": "#f0a020", "malignant": "#d03030", "unknown": "#999999"}
+
+st.subheader("Age")
+if not summary["age"]["available"]:
+    st.info("This dataset records no patient ages, so there is no age distribution to draw.")
+else:
+    a1, a2 = st.columns(2)
+    hist = ds.age_histogram_frame(manifest)
+    fig = px.bar(
+        hist,
+        x="age_bin",
+        y="count",
+        color="label",
+        barmode="group",
+        color_discrete_map=COLOURS,
+        labels={"age_bin": "age (years)", "count": "images"},
+        title="Age distribution by label",
+    )
+    a1.plotly_chart(fig, key="dataset_age_hist")
+    by_label = ds.age_by_label_frame(manifest)
+    fig = px.bar(
+        by_label,
+        x="label",
+        y="mean",
+        color="label",
+        color_discrete_map=COLOURS,
+        text=by_label["mean"].round(1),
+        labels={"mean": "mean age (years)"},
+        title="Average age by label",
+    )
+    a2.plotly_chart(fig, key="dataset_age_mean")
+    if summary["age"]["missing"]:
+        st.caption(f"{summary['age']['missing']} images have no age.")
+
+st.subheader("Labels, density, views and laterality")
+b1, b2 = st.columns(2)
+labels = summary["labels"]
+fig = px.bar(
+    x=list(labels),
+    y=list(labels.values()),
+    color=list(labels),
+    color_discrete_map=COLOURS,
+    labels={"x": "label", "y": "images"},
+    title="Label balance (images)",
+)
+b1.plotly_chart(fig, key="dataset_labels")
+density = ds.counts_by_label_frame(manifest, "density")
+fig = px.bar(
+    density,
+    x="density",
+    y="count",
+    color="label",
+    color_discrete_map=COLOURS,
+    title="Breast density (BI-RADS)",
+)
+b2.plotly_chart(fig, key="dataset_density")
+b3, b4 = st.columns(2)
+for col, column, key in ((b3, "view", "dataset_views"), (b4, "laterality", "dataset_lat")):
+    frame = ds.counts_by_label_frame(manifest, column)
+    fig = px.bar(
+        frame,
+        x=column,
+        y="count",
+        color="label",
+        color_discrete_map=COLOURS,
+        title=f"Images by {column}",
+    )
+    col.plotly_chart(fig, key=key)
+
+st.subheader("Lesion size")
+lesions = ds.lesion_frame(manifest)
+if lesions.empty:
+    st.info("This dataset has no boxed lesions.")
+else:
+    fig = px.histogram(
+        lesions,
+        x="side",
+        color="label",
+        color_discrete_map=COLOURS,
+        nbins=30,
+        labels={"side": "box side max(w, h), original pixels"},
+        title="Lesion size by label",
+    )
+    st.plotly_chart(fig, key="dataset_lesion_size")
+
+st.subheader("Images")
+images = ds.image_frame(manifest)
+f1, f2, f3 = st.columns(3)
+want_labels = f1.multiselect("Label", sorted(images["label"].unique()), key="dataset_f_label")
+want_views = f2.multiselect(
+    "View", sorted(images["view"].fillna("unknown").unique()), key="dataset_f_view"
+)
+want_side = f3.multiselect(
+    "Laterality", sorted(images["laterality"].fillna("unknown").unique()), key="dataset_f_side"
+)
+shown = images
+if want_labels:
+    shown = shown[shown["label"].isin(want_labels)]
+if want_views:
+    shown = shown[shown["view"].fillna("unknown").isin(want_views)]
+if want_side:
+    shown = shown[shown["laterality"].fillna("unknown").isin(want_side)]
+st.caption(
+    f"{len(shown)} of {len(images)} images match"
+    + (
+        f"; thumbnails for the first {appkit.THUMB_LIMIT}"
+        if len(shown) > appkit.THUMB_LIMIT
+        else ""
+    )
+    + "."
+)
+shown = shown.head(appkit.THUMB_LIMIT).copy()
+patient_numbers = {p: i for i, p in enumerate(images["patient_id"].unique(), start=1)}
+shown.insert(0, "patient #", shown["patient_id"].map(patient_numbers))
+with st.spinner("Making thumbnails …"):
+    shown.insert(
+        0,
+        "thumbnail",
+        [appkit.thumbnail_uri(str(manifest.resolve(manifest[i]))) for i in shown.index],
+    )
+shown["file"] = shown["image_path"].map(lambda p: str(p).replace("\\", "/").rsplit("/", 1)[-1])
+st.dataframe(
+    shown[
+        [
+            "thumbnail",
+            "file",
+            "patient #",
+            "label",
+            "view",
+            "laterality",
+            "age",
+            "density",
+            "lesions",
+        ]
+    ],
+    hide_index=True,
+    column_config={"thumbnail": st.column_config.ImageColumn("image", width="small")},
+    key="dataset_table",
+)

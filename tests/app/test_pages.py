@@ -205,3 +205,36 @@ def test_experiments_page_bad_file_is_an_error_message(
     monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
     at = _page("pages/experiments.py")
     assert len(at.error) == 1 and "experiments.json" in at.error[0].value
+
+
+def test_dataset_page_demo_cohort_is_synthetic_with_age_charts(app_env: Path) -> None:
+    at = _page("pages/dataset.py")
+    assert "SYNTHETIC" in _texts(at)
+    keys = {getattr(c, "key", None) for c in at.get("plotly_chart")}
+    assert {"dataset_age_hist", "dataset_age_mean", "dataset_labels"} <= keys
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == str(4 * 40)
+    table = at.dataframe[0].value
+    assert len(table) == 60  # thumbnails only for the first rows
+    assert str(table["thumbnail"].iloc[0]).startswith("data:image/png;base64,")
+    at.multiselect(key="dataset_f_label").set_value(["malignant"]).run()
+    table = at.dataframe[0].value
+    assert len(table) > 0 and set(table["label"]) == {"malignant"}
+
+
+def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path) -> None:
+    at = _page("pages/dataset.py")
+    at.selectbox(key="dataset_name").set_value("mias").run()
+    at.text_input(key="dataset_root").input(str(mias_root)).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "records no patient ages" in _texts(at)
+    keys = {getattr(c, "key", None) for c in at.get("plotly_chart")}
+    assert "dataset_age_hist" not in keys and "dataset_labels" in keys
+
+
+def test_dataset_page_bad_root_is_an_error_message(app_env: Path, tmp_path: Path) -> None:
+    at = _page("pages/dataset.py")
+    at.selectbox(key="dataset_name").set_value("cbis-ddsm").run()
+    at.text_input(key="dataset_root").input(str(tmp_path / "nowhere")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.error) == 1 and "nowhere" in at.error[0].value
