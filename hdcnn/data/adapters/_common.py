@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label
@@ -149,3 +152,20 @@ def warn_missing(dataset: str, missing: list[str]) -> None:
             len(missing),
             missing[0],
         )
+
+
+def dicom_header(path: Path) -> Dataset:
+    """The DICOM header of ``path`` (pixels not read).
+
+    Raises:
+        DatasetError: not a readable DICOM file.
+    """
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise DatasetError(str(path), f"not a readable DICOM file ({exc})") from exc
+
+
+def is_for_processing(ds: Dataset) -> bool:
+    """True for raw detector images (``PresentationIntentType`` ``FOR PROCESSING``)."""
+    return str(ds.get("PresentationIntentType", "")).strip().upper() == "FOR PROCESSING"
