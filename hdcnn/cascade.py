@@ -161,7 +161,9 @@ def choose_thresholds(
 
     Returns:
         :class:`Thresholds` with ``abnormal`` and ``malignant`` the largest thresholds that
-        reach the stated sensitivities, and ``c1_lesion = abnormal``. A threshold with no
+        reach the stated sensitivities, and ``c1_lesion = min(base.c1_lesion, abnormal)`` (C1's
+        own crop-level operating point, lowered if needed so that
+        ``effective_abnormal == abnormal``). A threshold with no
         positive image to calibrate on keeps its ``base`` value (a warning is logged).
     """
     pa = np.asarray(p_abnormal, dtype=np.float64)
@@ -184,7 +186,7 @@ def choose_thresholds(
         t_mal = _threshold_for_sensitivity(pm[malignant_mask], sens_malignant)
     else:
         log.warning("no malignant images to calibrate the malignant threshold; keeping %.3f", t_mal)
-    return replace(base, abnormal=t_abn, c1_lesion=t_abn, malignant=t_mal)
+    return replace(base, abnormal=t_abn, c1_lesion=min(base.c1_lesion, t_abn), malignant=t_mal)
 
 
 # ----------------------------------------------------------------------------- results

@@ -181,7 +181,7 @@ def test_choose_thresholds_reaches_sensitivity() -> None:
     assert np.mean(pa[abnormal] >= t.abnormal) >= 0.9
     assert np.mean(pa[abnormal] >= np.nextafter(t.abnormal, 2)) < 0.9  # the largest such t
     assert np.mean(pm[lab == "malignant"] >= t.malignant) >= 0.8
-    assert t.c1_lesion == t.abnormal
+    assert t.c1_lesion == min(0.5, t.abnormal) and t.effective_abnormal == t.abnormal
     only_normal = choose_thresholds([0.1, 0.2], [0.0, 0.1], ["normal", "normal"])
     assert only_normal == Thresholds()
 

@@ -1,0 +1,477 @@
+"""The four-concept experiment: the same images through four model designs.
+
+Concepts (weights files of docs/ARCHITECTURE.md):
+
+- ``flat-whole``: ``whole_flat.pt`` (normal/benign/malignant on the whole model image);
+  ``p_abnormal = 1 - P(normal)``, ``p_malignant = P(malignant)``.
+- ``hier-whole``: ``whole_abnormal.pt`` then ``whole_malignancy.pt``;
+  ``p_abnormal = P1(abnormal)``, ``p_malignant = p_abnormal * P2(malignant)``.
+- ``det-flat``: detector + ``crop_flat.pt``: the :class:`~hdcnn.cascade.Cascade` with a
+  :class:`~hdcnn.cascade.FlatCropHead` (same rules, see docs/CASCADE.md).
+- ``det-hier``: the cascade (detector + C1 + C2), the product.
+
+Each image is read and preprocessed once; the detector runs once and both detector concepts
+classify its boxes. Concepts whose weights are missing are skipped (with a note).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hdcnn.cascade import (
+    CROP_FLAT_FILE,
+    Cascade,
+    CascadeTrace,
+    FlatCropHead,
+    Thresholds,
+    _class_index,
+    _input_size,
+    load_cascade,
+    load_model_file,
+    read_cascade_config,
+    verdict,
+)
+from hdcnn.errors import CheckpointError, HDCNNError
+from hdcnn.terms import Label
+
+if TYPE_CHECKING:
+    from hdcnn.data.manifest import Manifest
+    from hdcnn.preprocess import Preprocessed
+
+log = logging.getLogger(__name__)
+
+CONCEPTS: tuple[str, ...] = ("flat-whole", "hier-whole", "det-flat", "det-hier")
+DETECTOR_CONCEPTS: tuple[str, ...] = ("det-flat", "det-hier")
+
+
+@dataclass(frozen=True)
+class ConceptOutput:
+    """One concept's result on one image.
+
+    Attributes:
+        p_abnormal: P(abnormal) in ``[0, 1]``.
+        p_malignant: P(malignant) in ``[0, 1]``.
+        label: verdict with the concept's thresholds.
+        boxes: detector concepts: float ``(N, 4)`` original pixels of the candidates
+            (``detector_score >= t_det``); ``None`` for whole-image concepts.
+        scores: float ``(N,)`` lesion score of each box (``p_lesion``); ``None`` likewise.
+    """
+
+    p_abnormal: float
+    p_malignant: float
+    label: Label
+    boxes: np.ndarray | None = None
+    scores: np.ndarray | None = None
+
+
+@dataclass
+class ImageResult:
+    """All concepts on one manifest image (``outputs`` empty and ``error`` set if unreadable)."""
+
+    index: int
+    patient_id: str
+    truth: Label
+    lesion_boxes: list[tuple[float, float, float, float]]
+    outputs: dict[str, ConceptOutput] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class WholeImageConcept:
+    """A whole-image concept: one flat model, or two hierarchical levels.
+
+    Attributes:
+        models: ``[flat]`` or ``[level1, level2]`` classifiers in eval mode.
+        indices: flat: ``(normal, malignant)`` class indices; hierarchical:
+            ``(abnormal index of level 1, malignant index of level 2)``.
+        input_size: ``(h, w)`` network input (the model image is resized to it).
+        hierarchical: which of the two rules applies.
+        thresholds: abnormal/malignant thresholds of this concept.
+    """
+
+    models: list[nn.Module]
+    indices: tuple[int, int]
+    input_size: tuple[int, int]
+    hierarchical: bool
+    thresholds: Thresholds
+
+    def probabilities(self, image: np.ndarray) -> tuple[float, float]:
+        """``image`` float32 ``(h, w)`` model image -> ``(p_abnormal, p_malignant)``."""
+        from hdcnn.nets.classifier import prepare_input
+
+        x = prepare_input(image, self.input_size)[None]
+        with torch.inference_mode():
+            first = torch.softmax(self.models[0](x).float(), dim=1)[0]
+            if not self.hierarchical:
+                return 1.0 - float(first[self.indices[0]]), float(first[self.indices[1]])
+            second = torch.softmax(self.models[1](x).float(), dim=1)[0]
+        p_abnormal = float(first[self.indices[0]])
+        return p_abnormal, p_abnormal * float(second[self.indices[1]])
+
+    def __call__(self, image: np.ndarray) -> ConceptOutput:
+        pa, pm = self.probabilities(image)
+        t = self.thresholds
+        return ConceptOutput(
+            pa, pm, verdict(pa, pm, t_abnormal=t.abnormal, t_malignant=t.malignant)
+        )
+
+
+def _concept_thresholds(config: dict[str, Any], concept: str) -> Thresholds:
+    base = Thresholds.from_dict(config.get("thresholds") or {})
+    if concept == "det-hier":
+        return base
+    extra = (config.get("concept_thresholds") or {}).get(concept) or {}
+    if concept in ("flat-whole", "hier-whole"):
+        return Thresholds.from_dict(extra, Thresholds(abnormal=0.5, malignant=0.5))
+    return Thresholds.from_dict(extra, base)
+
+
+def _load_whole(root: Path, config: dict[str, Any], concept: str) -> WholeImageConcept:
+    thresholds = _concept_thresholds(config, concept)
+    if concept == "flat-whole":
+        model, ckpt, _ = load_model_file(root, "whole_flat.pt", config)
+        path = root / "whole_flat.pt"
+        idx = (_class_index(ckpt, "normal", path), _class_index(ckpt, "malignant", path))
+        return WholeImageConcept([model], idx, _input_size(ckpt, path), False, thresholds)
+    m1, c1, _ = load_model_file(root, "whole_abnormal.pt", config)
+    m2, c2, _ = load_model_file(root, "whole_malignancy.pt", config)
+    p1, p2 = root / "whole_abnormal.pt", root / "whole_malignancy.pt"
+    size = _input_size(c1, p1)
+    if _input_size(c2, p2) != size:
+        raise CheckpointError(str(p2), "input_size differs from whole_abnormal.pt")
+    idx = (_class_index(c1, "abnormal", p1), _class_index(c2, "malignant", p2))
+    return WholeImageConcept([m1, m2], idx, size, True, thresholds)
+
+
+class Experiment:
+    """The four concepts loaded from one weights directory.
+
+    Args:
+        weights_dir: weights directory (layout of docs/ARCHITECTURE.md).
+        concepts: which concepts to load; missing weights drop a concept (see :attr:`notes`).
+
+    Attributes:
+        cascade: the det-hier :class:`Cascade` (or the det-flat one if C1/C2 are missing);
+            its detector and preprocessing are shared by every concept.
+        whole: loaded whole-image concepts by name.
+        detectors: loaded detector concepts by name -> :class:`Cascade`.
+        notes: concept -> why it was skipped.
+        config: the ``cascade.json`` dict.
+
+    Raises:
+        CheckpointError: no concept could be loaded, or a file that exists is broken.
+    """
+
+    def __init__(
+        self, weights_dir: str | os.PathLike[str], concepts: Iterable[str] = CONCEPTS
+    ) -> None:
+        root = Path(weights_dir)
+        self.root = root
+        self.config = read_cascade_config(root)
+        wanted = [c for c in CONCEPTS if c in set(concepts)]
+        self.notes: dict[str, str] = {}
+        self.whole: dict[str, WholeImageConcept] = {}
+        self.detectors: dict[str, Cascade] = {}
+        for concept in wanted:
+            try:
+                if concept in ("flat-whole", "hier-whole"):
+                    self.whole[concept] = _load_whole(root, self.config, concept)
+                elif concept == "det-hier":
+                    self.detectors[concept] = load_cascade(root)
+            except CheckpointError as exc:
+                if "not found" not in exc.problem:
+                    raise
+                self.notes[concept] = f"skipped: {exc}"
+                log.warning("%s %s", concept, self.notes[concept])
+        if "det-flat" in wanted:
+            try:
+                self.detectors["det-flat"] = self._flat_cascade()
+            except CheckpointError as exc:
+                if "not found" not in exc.problem:
+                    raise
+                self.notes["det-flat"] = f"skipped: {exc}"
+        self.detectors = {c: self.detectors[c] for c in DETECTOR_CONCEPTS if c in self.detectors}
+        if not self.whole and not self.detectors:
+            raise CheckpointError(str(root), "no concept could be loaded: " + str(self.notes))
+        self.cascade: Cascade | None = next(iter(self.detectors.values()), None)
+        self.long_side = self.cascade.long_side if self.cascade else self._long_side()
+
+    def _long_side(self) -> int:
+        return int((self.config.get("preprocess") or {}).get("long_side", 512))
+
+    def _flat_cascade(self) -> Cascade:
+        """det-flat: the det-hier cascade's detector with the flat crop head (no copy of code)."""
+        hier = self.detectors.get("det-hier")
+        if hier is None:
+            return load_cascade(self.root, crop_head="flat")
+        model, ckpt, sha = load_model_file(self.root, CROP_FLAT_FILE, self.config)
+        path = self.root / CROP_FLAT_FILE
+        indices = tuple(_class_index(ckpt, c, path) for c in ("normal", "benign", "malignant"))
+        head = FlatCropHead(model, indices, _input_size(ckpt, path)[0], {CROP_FLAT_FILE: sha})
+        det_files = {k: v for k, v in hier.files.items() if k == "detector.pt"}
+        return Cascade(
+            hier.detector,
+            head,
+            thresholds=_concept_thresholds(self.config, "det-flat"),
+            long_side=hier.long_side,
+            context=hier.context,
+            max_candidates=hier.max_candidates,
+            name=hier.name,
+            files={**det_files, **head.files},
+        )
+
+    @property
+    def concepts(self) -> list[str]:
+        """Loaded concepts in the canonical order."""
+        return [c for c in CONCEPTS if c in self.whole or c in self.detectors]
+
+    def preprocess(
+        self, pixels: np.ndarray, *, source: str, laterality: str | None
+    ) -> Preprocessed:
+        from hdcnn.preprocess import preprocess
+
+        return preprocess(pixels, long_side=self.long_side, source=source, laterality=laterality)
+
+    def run_image(self, prep: Preprocessed) -> dict[str, ConceptOutput]:
+        """Every loaded concept on one preprocessed image (detector run once)."""
+        outputs = {name: concept(prep.image) for name, concept in self.whole.items()}
+        if self.detectors:
+            candidates = next(iter(self.detectors.values())).detect(prep)
+            for name, casc in self.detectors.items():
+                p_lesion, p_mal, crops = casc.classify(prep, candidates.boxes)
+                pred = casc.decide(CascadeTrace(prep, candidates, p_lesion, p_mal, crops))
+                outputs[name] = ConceptOutput(
+                    pred.p_abnormal,
+                    pred.p_malignant,
+                    pred.label,
+                    boxes=np.array([f.box for f in pred.findings], dtype=np.float64).reshape(-1, 4),
+                    scores=np.array([f.p_lesion for f in pred.findings], dtype=np.float64),
+                )
+        return {c: outputs[c] for c in CONCEPTS if c in outputs}
+
+    def run(
+        self, manifest: Manifest, *, progress: Callable[[int, int], None] | None = None
+    ) -> list[ImageResult]:
+        """Every loaded concept on every image of ``manifest``.
+
+        Args:
+            manifest: the images (paths resolved with ``manifest.resolve``).
+            progress: optional callback ``(done, total)``.
+
+        Returns:
+            One :class:`ImageResult` per record, in manifest order; unreadable images carry
+            ``error`` and no outputs (they are left out of the metrics and counted).
+        """
+        from hdcnn.reader import read_mammogram
+
+        results: list[ImageResult] = []
+        total = len(manifest)
+        for i, record in enumerate(manifest):
+            result = ImageResult(
+                index=i,
+                patient_id=record.patient_id,
+                truth=Label(record.label),
+                lesion_boxes=[tuple(float(v) for v in les.box) for les in record.lesions],
+            )
+            try:
+                mammo = read_mammogram(manifest.resolve(record))
+                laterality = mammo.meta.laterality or record.laterality
+                prep = self.preprocess(
+                    mammo.pixels, source=mammo.meta.source, laterality=laterality
+                )
+                result.outputs = self.run_image(prep)
+            except HDCNNError as exc:
+                result.error = str(exc)
+                log.warning("skipping image %d: %s", i, exc)
+            results.append(result)
+            if progress is not None:
+                progress(i + 1, total)
+        return results
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+#: Lesion hit rule of the FROC (see :func:`hdcnn.metrics.froc_curve`).
+FROC_HIT = "centre-in-box"
+#: Specificity at which the sensitivity to abnormal / malignant images is reported.
+REPORT_SPECIFICITY = 0.9
+
+
+def _r(value: float | None) -> float | None:
+    """Rounded float for reproducible, readable JSON (None stays None)."""
+    return None if value is None else round(float(value), 6)
+
+
+def _curve(points: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, list] | None:
+    if points is None:
+        return None
+    fpr, tpr, _ = points
+    return {"fpr": [_r(v) for v in fpr], "tpr": [_r(v) for v in tpr]}
+
+
+def _binary_task(
+    y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, n_boot: int, seed: int
+) -> dict[str, Any]:
+    from hdcnn import metrics
+
+    ci = metrics.bootstrap_auc_ci(y, scores, groups, n_boot=n_boot, seed=seed)
+    return {
+        "auc": _r(metrics.roc_auc(y, scores)),
+        "ci": None if ci is None else [_r(ci[0]), _r(ci[1])],
+        "sens_at_spec": _r(metrics.sensitivity_at_specificity(y, scores, REPORT_SPECIFICITY)),
+        "roc": _curve(metrics.roc_curve(y, scores)),
+    }
+
+
+def evaluate_concept(
+    results: list[ImageResult], concept: str, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Metrics of one concept over the readable images with a known label.
+
+    Args:
+        results: output of :meth:`Experiment.run`.
+        concept: one of :data:`CONCEPTS` present in the results.
+        n_boot: patient-level bootstrap resamples for the AUC CIs.
+        seed: bootstrap seed (fixed: re-running gives the same numbers).
+
+    Returns:
+        JSON-ready dict: ``auc_abnormal``, ``auc_abnormal_ci`` (absent with a
+        ``auc_abnormal_note`` when the data lack normal or abnormal images), ``auc_malignant``,
+        ``auc_malignant_ci`` (likewise), ``accuracy``, ``macro_f1``,
+        ``sensitivity_malignant``, ``specificity``, ``confusion`` (rows truth, columns
+        prediction, order normal/benign/malignant), ``sensitivity_at_specificity``, ``roc``
+        curve points, and for detector concepts ``froc`` {"0.5","1","2","mean"} with
+        ``froc_curve`` points (or ``froc_note``).
+    """
+    from hdcnn import metrics
+    from hdcnn.terms import CLASSES
+
+    rows = [r for r in results if concept in r.outputs and r.truth in CLASSES]
+    truth = np.array([str(r.truth) for r in rows])
+    pa = np.array([r.outputs[concept].p_abnormal for r in rows], dtype=np.float64)
+    pm = np.array([r.outputs[concept].p_malignant for r in rows], dtype=np.float64)
+    pred = [str(r.outputs[concept].label) for r in rows]
+    groups = np.array([r.patient_id for r in rows])
+    out: dict[str, Any] = {"n_images": len(rows)}
+    sens_at_spec: dict[str, Any] = {"specificity": REPORT_SPECIFICITY}
+    roc: dict[str, Any] = {}
+    tasks = {
+        "abnormal": (truth != Label.NORMAL, pa, "normal", "abnormal (benign or malignant)"),
+        "malignant": (truth == Label.MALIGNANT, pm, "non-malignant", "malignant"),
+    }
+    for task, (y, scores, neg_name, pos_name) in tasks.items():
+        if not y.any() or y.all():
+            missing = pos_name if not y.any() else neg_name
+            out[f"auc_{task}_note"] = f"no {missing} images: AUC {task} is undefined"
+            continue
+        res = _binary_task(y, scores, groups, n_boot=n_boot, seed=seed)
+        out[f"auc_{task}"] = res["auc"]
+        out[f"auc_{task}_ci"] = res["ci"]
+        sens_at_spec[task] = res["sens_at_spec"]
+        roc[task] = res["roc"]
+    summary = metrics.verdict_summary(truth.tolist(), pred)
+    for key in ("accuracy", "macro_f1", "sensitivity_malignant", "specificity"):
+        out[key] = _r(summary[key])
+    out["confusion"] = summary["confusion"]
+    out["sensitivity_at_specificity"] = sens_at_spec
+    out["roc"] = roc
+    if concept in DETECTOR_CONCEPTS:
+        truths = [r.lesion_boxes for r in rows]
+        if not any(truths):
+            out["froc_note"] = "no lesion boxes in these images: FROC needs lesion locations"
+        else:
+            preds = [
+                {"boxes": r.outputs[concept].boxes, "scores": r.outputs[concept].scores}
+                for r in rows
+            ]
+            fr = metrics.froc(preds, truths, hit="center")
+            out["froc"] = {k: _r(fr[k]) for k in ("0.5", "1", "2", "mean")}
+            out["froc_curve"] = {
+                "fps_per_image": [_r(v) for v in fr["fps_per_image"]],
+                "sensitivity": [_r(v) for v in fr["sensitivity"]],
+            }
+            out["froc_hit"] = FROC_HIT
+    return out
+
+
+def evaluate_results(
+    results: list[ImageResult],
+    concepts: Iterable[str],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Counts and per-concept metrics (see :func:`evaluate_concept`), JSON-ready.
+
+    Returns:
+        ``{"n_images", "n_patients", "n_lesions", "n_unreadable", "n_unknown_label",
+        "bootstrap", "froc_hit", "concepts": {name: metrics}}``.
+    """
+    readable = [r for r in results if r.error is None]
+    return {
+        "n_images": len(results),
+        "n_patients": len({r.patient_id for r in results}),
+        "n_lesions": sum(len(r.lesion_boxes) for r in results),
+        "n_unreadable": len(results) - len(readable),
+        "n_unknown_label": sum(1 for r in results if r.truth == Label.UNKNOWN),
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "unit": "patient"},
+        "froc_hit": FROC_HIT,
+        "concepts": {c: evaluate_concept(results, c, n_boot=n_boot, seed=seed) for c in concepts},
+    }
+
+
+def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, Thresholds]:
+    """Thresholds per concept for the operating points of ``cascade.json`` (validation data).
+
+    Uses :func:`hdcnn.cascade.choose_thresholds` with ``operating_points.sens_abnormal`` and
+    ``sens_malignant`` (default 0.9 each); detector concepts keep their ``detector_score``.
+
+    Returns:
+        concept -> :class:`Thresholds`.
+    """
+    from hdcnn.cascade import choose_thresholds
+
+    ops = experiment.config.get("operating_points") or {}
+    sens_a = float(ops.get("sens_abnormal", 0.9))
+    sens_m = float(ops.get("sens_malignant", 0.9))
+    chosen: dict[str, Thresholds] = {}
+    for concept in experiment.concepts:
+        rows = [r for r in results if concept in r.outputs and r.truth != Label.UNKNOWN]
+        if concept in experiment.detectors:
+            base = experiment.detectors[concept].thresholds
+        else:
+            base = experiment.whole[concept].thresholds
+        chosen[concept] = choose_thresholds(
+            [r.outputs[concept].p_abnormal for r in rows],
+            [r.outputs[concept].p_malignant for r in rows],
+            [r.truth for r in rows],
+            sens_abnormal=sens_a,
+            sens_malignant=sens_m,
+            base=base,
+        )
+    return chosen
+
+
+def updated_config(config: dict[str, Any], chosen: dict[str, Thresholds]) -> dict[str, Any]:
+    """``cascade.json`` with calibrated thresholds: det-hier in ``thresholds``, the other
+    concepts in ``concept_thresholds``."""
+    data = dict(config)
+    extra = dict(data.get("concept_thresholds") or {})
+    for concept, t in chosen.items():
+        if concept == "det-hier":
+            data["thresholds"] = t.to_dict()
+        elif concept in DETECTOR_CONCEPTS:
+            extra[concept] = t.to_dict()
+        else:
+            extra[concept] = {"abnormal": t.abnormal, "malignant": t.malignant}
+    data["concept_thresholds"] = extra
+    return data
