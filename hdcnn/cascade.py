@@ -252,10 +252,12 @@ class CascadeTrace:
 
     Attributes:
         preprocessed: the model image, its breast mask and its :class:`Geometry`.
-        candidates: ALL detector boxes, before the score threshold.
-        p_lesion: float32 ``(N,)`` crop-level P(lesion) of every candidate.
-        p_malignant_given_lesion: float32 ``(N,)`` crop-level P(malignant | lesion).
-        crops: float32 ``(N, s, s)`` classifier crops of every candidate.
+        candidates: ALL ``N`` detector boxes, before the score threshold.
+        p_lesion: float32 ``(K,)`` crop-level P(lesion) of the first ``K = min(N,
+            max_candidates)`` candidates (the highest scores: every threshold selects among
+            them, so re-thresholding never needs the classifiers again).
+        p_malignant_given_lesion: float32 ``(K,)`` crop-level P(malignant | lesion).
+        crops: float32 ``(K, s, s)`` classifier crops of those candidates.
     """
 
     preprocessed: Preprocessed
@@ -636,7 +638,8 @@ class Cascade:
         """
         t = thresholds or self.thresholds
         scores = trace.candidates.scores
-        selected = np.flatnonzero(scores >= t.detector_score)[: self.max_candidates]
+        classified = min(len(scores), len(trace.p_lesion), self.max_candidates)
+        selected = np.flatnonzero(scores[:classified] >= t.detector_score)
         model_boxes = trace.candidates.boxes[selected].reshape(-1, 4)
         if len(selected):
             orig = trace.preprocessed.geometry.to_original(model_boxes.astype(np.float64))
@@ -687,7 +690,7 @@ class Cascade:
         t0 = time.perf_counter()
         candidates = self.detect(prep)
         t1 = time.perf_counter()
-        p_lesion, p_mal, crops = self.classify(prep, candidates.boxes)
+        p_lesion, p_mal, crops = self.classify(prep, candidates.boxes[: self.max_candidates])
         t2 = time.perf_counter()
         trace = CascadeTrace(prep, candidates, p_lesion, p_mal, crops)
         return trace, {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3}

@@ -247,7 +247,8 @@ class Experiment:
         if self.detectors:
             candidates = next(iter(self.detectors.values())).detect(prep)
             for name, casc in self.detectors.items():
-                p_lesion, p_mal, crops = casc.classify(prep, candidates.boxes)
+                boxes = candidates.boxes[: casc.max_candidates]
+                p_lesion, p_mal, crops = casc.classify(prep, boxes)
                 pred = casc.decide(CascadeTrace(prep, candidates, p_lesion, p_mal, crops))
                 outputs[name] = ConceptOutput(
                     pred.p_abnormal,

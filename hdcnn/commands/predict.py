@@ -86,7 +86,7 @@ def predict_files(cascade: Any, paths: list[Path], *, exam: bool = False) -> dic
     exams = (
         [
             combine_exam(items, cascade.thresholds, key=key).to_dict()
-            for key, items in groups.items()
+            for key, items in exam_groups(groups).items()
         ]
         if exam
         else []
@@ -96,6 +96,30 @@ def predict_files(cascade: Any, paths: list[Path], *, exam: bool = False) -> dic
         "results": results,
         "exams": exams,
     }
+
+
+def exam_groups(
+    groups: dict[str | None, list[tuple[str | None, str | None, Any]]],
+) -> dict[str | None, list[tuple[str | None, str | None, Any]]]:
+    """Exams from inputs grouped by study key.
+
+    Inputs sharing a de-identified study key form one exam; inputs without a key form one exam
+    together. When no two inputs share a key but their laterality+view pairs are all distinct
+    (CBIS-DDSM gives every image its own StudyInstanceUID), all inputs form a single exam.
+
+    Args:
+        groups: study key (or None) -> ``[(laterality, view, prediction)]``.
+
+    Returns:
+        exam key (None for a merged or keyless exam) -> its items.
+    """
+    items = [item for members in groups.values() for item in members]
+    keyed = [k for k in groups if k is not None]
+    singletons = all(len(groups[k]) == 1 for k in keyed)
+    views = [(lat, view) for lat, view, _ in items]
+    if len(keyed) > 1 and singletons and None not in views and len(set(views)) == len(views):
+        return {None: items}
+    return groups
 
 
 def format_table(doc: dict[str, Any]) -> str:

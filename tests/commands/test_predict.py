@@ -117,3 +117,15 @@ def test_predict_missing_weights_raises(tmp_path: Path) -> None:
     png = write_png(tmp_path / "a.png", breast_image())
     with pytest.raises(CheckpointError):
         run_cli([str(png), "--weights", str(tmp_path / "nope")])
+
+
+def test_exam_groups_merges_one_image_studies_with_distinct_views() -> None:
+    lcc, rcc, rmlo = ("L", "CC", "p1"), ("R", "CC", "p2"), ("R", "MLO", "p3")
+    # CBIS-DDSM style: every image its own study, views distinct -> one exam
+    merged = predict.exam_groups({"a": [lcc], "b": [rcc], "c": [rmlo]})
+    assert merged == {None: [lcc, rcc, rmlo]}
+    # a repeated view means several exams: keep the study grouping
+    two = {"a": [lcc], "b": [("L", "CC", "p4")]}
+    assert predict.exam_groups(two) == two
+    shared = {"a": [lcc, rcc], "b": [rmlo]}
+    assert predict.exam_groups(shared) == shared
