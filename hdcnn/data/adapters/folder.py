@@ -12,6 +12,8 @@ the only ``.csv`` file in ``root``. Columns (header names are case-insensitive):
   ``lesion_label`` (default: the row's label) and ``lesion_kind`` (default ``mass``). Several
   rows with the same ``image_path`` give one image with several lesions (its label is the
   worst row label).
+
+Images listed but absent on disk are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hdcnn.data.adapters._common import (
     parse_laterality,
     read_csv,
     require_columns,
+    warn_missing,
 )
 from hdcnn.data.manifest import LESION_KINDS, ImageRecord, Lesion, Manifest
 from hdcnn.errors import DatasetError
@@ -100,9 +103,12 @@ def load_folder(root: Path) -> Manifest:
             records[image].lesions.append(lesion)
     for image, record in records.items():
         record.label = worst_label(labels[image])
-    if not records:
-        raise DatasetError(str(source), "lists no image")
-    return Manifest(records.values(), root=folder)
+    present = {image: (folder / image).is_file() for image in records}
+    found = [record for image, record in records.items() if present[image]]
+    warn_missing("folder", [image for image, ok in present.items() if not ok])
+    if not found:
+        raise DatasetError(str(source), "lists no image present on disk")
+    return Manifest(found, root=folder)
 
 
 def _label(text: str, fail: Callable[[str], DatasetError]) -> Label:
