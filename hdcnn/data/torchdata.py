@@ -222,7 +222,8 @@ class DetectionDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         pre = self._images[index]
         boxes, _ = model_boxes(self.manifest.records[index], pre)
-        image = torch.from_numpy(np.ascontiguousarray(pre.image, dtype=np.float32))[None]
+        # a copy: the LRU keeps pre.image, callers may modify the tensor in place
+        image = torch.from_numpy(np.array(pre.image, dtype=np.float32))[None]
         box_t = torch.from_numpy(boxes).reshape(-1, 4)
         if self.train:
             h, w = pre.image.shape
