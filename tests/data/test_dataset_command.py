@@ -108,3 +108,17 @@ def test_cache_arguments_reach_build_cache(
     assert '"written": 242' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main([*args, "--workers", "0"])
+
+
+def test_cache_end_to_end_on_two_mias_images(mias_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "labels.csv").write_text(
+        "image_path,label,patient_id\n"
+        f"{mias_root / 'mdb005.pgm'},benign,3\n{mias_root / 'mdb006.pgm'},normal,3\n"
+    )
+    out = tmp_path / "cache"
+    args = ["dataset", "cache", "--dataset", "folder", "--root", str(root), "--out", str(out)]
+    assert cli.main([*args, "--long-side", "128", "--workers", "1"]) == 0
+    cached = Manifest.load_csv(out / "manifest.csv")
+    assert len(cached) == 2 and {r.label for r in cached} == {"benign", "normal"}
