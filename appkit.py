@@ -34,7 +34,14 @@ EXPERIMENTS_ENV = "HDCNN_EXPERIMENTS"
 UPLOAD_TYPES = ["dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif", "tiff"]
 TRAIN_HINT = "python -m hdcnn synth --out data/synth && python -m hdcnn train --data data/synth"
 
-VERDICT_ICONS = {"normal": "🟢", "benign": "🟠", "malignant": "🔴"}
+#: Divider colour of a verdict heading.
+VERDICT_COLOURS = {"normal": "green", "benign": "orange", "malignant": "red"}
+
+
+def verdict_heading(prefix: str, label: object) -> None:
+    """``"<prefix>: LABEL"`` as a subheader with a divider coloured by the verdict."""
+    text = str(label)
+    st.subheader(f"{prefix}: {text.upper()}", divider=VERDICT_COLOURS.get(text, "gray"))
 
 
 # ----------------------------------------------------------------------------- layout
@@ -43,7 +50,7 @@ VERDICT_ICONS = {"normal": "🟢", "benign": "🟠", "malignant": "🔴"}
 def sidebar() -> None:
     """The research-demo disclaimer and model status, shown on every page."""
     with st.sidebar:
-        st.warning(f"**{DISCLAIMER}**", icon="⚠️")
+        st.warning(f"**{DISCLAIMER}**", icon=":material/warning:")
         directory = weights_dir()
         if weights_present(directory):
             st.caption(f"Model weights: `{_display_path(directory)}`")
@@ -60,7 +67,7 @@ def _display_path(path: Path) -> str:
 
 def show_error(exc: Exception) -> None:
     """A readable message for a user-caused error (never a traceback)."""
-    st.error(f"Cannot use this image. {exc}", icon="🚫")
+    st.error(f"Cannot use this image. {exc}", icon=":material/block:")
 
 
 # ----------------------------------------------------------------------------- model
@@ -100,14 +107,14 @@ def get_cascade(*, quiet: bool = False) -> Any | None:
             st.info(
                 f"No model weights found in `{_display_path(directory)}` — train with "
                 f"`{TRAIN_HINT}` (or point `{WEIGHTS_ENV}` at a weights directory).",
-                icon="ℹ️",
+                icon=":material/info:",
             )
         return None
     try:
         stamp = max(p.stat().st_mtime for p in directory.iterdir() if p.is_file())
         return _load_cascade(str(directory.resolve()), stamp)
     except HDCNNError as exc:
-        st.error(f"The model could not be loaded. {exc}", icon="🚫")
+        st.error(f"The model could not be loaded. {exc}", icon=":material/block:")
         return None
 
 
@@ -577,7 +584,7 @@ def load_manifest(name: str, root: str) -> Any | None:
             manifest = _manifest(name, root, stamp)
             status.update(label=f"{name}: {len(manifest)} images", state="complete")
     except HDCNNError as exc:
-        st.error(f"Cannot load this dataset. {exc}", icon="🚫")
+        st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
         return None
     return manifest
 

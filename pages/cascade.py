@@ -144,7 +144,7 @@ if kept:
     )
 else:
     st.write("No finding was kept by Classifier 1.")
-st.subheader(f"{appkit.VERDICT_ICONS.get(str(pred.label), '')} Verdict: {str(pred.label).upper()}")
+appkit.verdict_heading("Verdict", pred.label)
 st.write(f"P(abnormal) {pred.p_abnormal:.3f}, P(malignant) {pred.p_malignant:.3f}")
 
 # -- 5. Grad-CAM ------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ if len(manifest) == 0:
 
 summary = ds.dataset_stats(manifest)
 if name == appkit.DEMO_DATASET:
-    st.warning("SYNTHETIC data: every figure below describes generated images.", icon="🧪")
+    st.warning(
+        "SYNTHETIC data: every figure below describes generated images.", icon=":material/science:"
+    )
 m = st.columns(4)
 m[0].metric("Images", summary["images"])
 m[1].metric("Patients", summary["patients"])

@@ -38,7 +38,7 @@ if analysis is None:
 
 pred = analysis.prediction
 verdict = str(pred.label)
-st.subheader(f"{appkit.VERDICT_ICONS.get(verdict, '')} Verdict: {verdict.upper()}")
+appkit.verdict_heading("Verdict", verdict)
 cols = st.columns(4)
 cols[0].metric("P(abnormal)", f"{pred.p_abnormal:.3f}")
 cols[1].metric("P(malignant)", f"{pred.p_malignant:.3f}")

@@ -40,7 +40,7 @@ if exam is None:
     st.stop()
 
 label = str(exam.prediction.label)
-st.subheader(f"{appkit.VERDICT_ICONS.get(label, '')} Exam verdict: {label.upper()}")
+appkit.verdict_heading("Exam verdict", label)
 st.write(
     f"P(abnormal) {exam.prediction.p_abnormal:.3f}, P(malignant) {exam.prediction.p_malignant:.3f}"
 )
@@ -53,7 +53,7 @@ for col, side in zip(breast_cols, ("R", "L"), strict=True):
     else:
         b = str(breast.label)
         col.markdown(
-            f"**{name}**: {appkit.VERDICT_ICONS.get(b, '')} **{b}** "
+            f"**{name}**: :{appkit.VERDICT_COLOURS.get(b, 'gray')}[**{b}**] "
             f"(P(abnormal) {breast.p_abnormal:.3f}, P(malignant) {breast.p_malignant:.3f})"
         )
 

@@ -16,7 +16,7 @@ st.markdown(
     "verdict (normal / benign / malignant) follows from the most suspicious finding; an exam's "
     "verdict from its worse breast."
 )
-st.warning(DISCLAIMER, icon="⚠️")
+st.warning(DISCLAIMER, icon=":material/warning:")
 
 st.subheader("The cascade")
 st.graphviz_chart(
@@ -44,8 +44,22 @@ digraph cascade {
 )
 
 st.subheader("Pages")
-st.page_link("pages/diagnose.py", label="Diagnose — one image, verdict and report", icon="🔎")
-st.page_link("pages/cascade.py", label="Cascade — the same image step by step", icon="🪜")
-st.page_link("pages/exam.py", label="Exam — four views, per-breast verdicts", icon="🗂️")
-st.page_link("pages/dataset.py", label="Dataset explorer — cohort statistics", icon="📊")
-st.page_link("pages/experiments.py", label="Experiments — the four concepts compared", icon="🧪")
+st.page_link(
+    "pages/diagnose.py", label="Diagnose — one image, verdict and report", icon=":material/search:"
+)
+st.page_link(
+    "pages/cascade.py",
+    label="Cascade — the same image step by step",
+    icon=":material/account_tree:",
+)
+st.page_link(
+    "pages/exam.py", label="Exam — four views, per-breast verdicts", icon=":material/grid_view:"
+)
+st.page_link(
+    "pages/dataset.py", label="Dataset explorer — cohort statistics", icon=":material/bar_chart:"
+)
+st.page_link(
+    "pages/experiments.py",
+    label="Experiments — the four concepts compared",
+    icon=":material/science:",
+)
