@@ -408,9 +408,9 @@ CONCEPT_NOTES = {
 }
 
 
-def _interval(value: Any, ci: Any) -> str:
+def _interval(value: Any, ci: Any, note: Any = None) -> str:
     if value is None:
-        return "–"
+        return f"– ({note})" if note else "–"
     text = f"{float(value):.3f}"
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
         text += f" [{float(ci[0]):.3f}, {float(ci[1]):.3f}]"
@@ -428,9 +428,11 @@ def experiments_table(concepts: dict[str, dict[str, Any]]) -> Any:
             {
                 "concept": name,
                 "design": CONCEPT_NOTES.get(name, ""),
-                "AUC abnormal [95% CI]": _interval(m.get("auc_abnormal"), m.get("auc_abnormal_ci")),
+                "AUC abnormal [95% CI]": _interval(
+                    m.get("auc_abnormal"), m.get("auc_abnormal_ci"), m.get("auc_abnormal_note")
+                ),
                 "AUC malignant [95% CI]": _interval(
-                    m.get("auc_malignant"), m.get("auc_malignant_ci")
+                    m.get("auc_malignant"), m.get("auc_malignant_ci"), m.get("auc_malignant_note")
                 ),
                 "accuracy": _num(m.get("accuracy")),
                 "macro F1": _num(m.get("macro_f1")),
@@ -477,58 +479,6 @@ def experiments_summary(concepts: dict[str, dict[str, Any]]) -> str:
             f"{'above' if diff >= 0 else 'below'} the flat whole-image baseline."
         )
     return text
-
-
-def _xy(obj: Any, xs: tuple[str, ...], ys: tuple[str, ...]) -> tuple[list, list] | None:
-    if isinstance(obj, dict):
-        x = next((obj[k] for k in xs if k in obj), None)
-        y = next((obj[k] for k in ys if k in obj), None)
-        if isinstance(x, list) and isinstance(y, list) and len(x) == len(y) and x:
-            return x, y
-    if isinstance(obj, list) and obj and all(isinstance(p, (list, tuple)) for p in obj):
-        return [p[0] for p in obj], [p[1] for p in obj]
-    return None
-
-
-def roc_points(m: dict[str, Any], target: str) -> tuple[list, list] | None:
-    """ROC ``(fpr, tpr)`` of one concept for ``"abnormal"`` or ``"malignant"``, if stored.
-
-    Accepts ``m["roc_<target>"]`` or ``m["roc"][<target>]`` (or under ``m["curves"]``) as
-    ``{"fpr": [...], "tpr": [...]}`` or a list of ``[fpr, tpr]`` points.
-    """
-    places = [m, m.get("curves") or {}]
-    for place in places:
-        for obj in (place.get(f"roc_{target}"), (place.get("roc") or {}).get(target)):
-            xy = _xy(obj, ("fpr", "x"), ("tpr", "y"))
-            if xy is not None:
-                return xy
-    return None
-
-
-def froc_points(m: dict[str, Any]) -> tuple[list, list] | None:
-    """FROC ``(false positives per image, sensitivity)`` of one concept, if stored.
-
-    Uses full curve points when present (``froc_curve`` / ``curves.froc`` as
-    ``{"fp_per_image": [...], "sensitivity": [...]}``), else the operating points of ``froc``
-    (``{"0.5": s, "1": s, "2": s}``).
-    """
-    for place in (m, m.get("curves") or {}):
-        for key in ("froc_curve", "froc_points", "froc"):
-            xy = _xy(
-                place.get(key),
-                ("fp_per_image", "fppi", "x"),
-                ("sensitivity", "sens", "y"),
-            )
-            if xy is not None:
-                return xy
-    froc = m.get("froc")
-    if isinstance(froc, dict) and froc:
-        try:
-            points = sorted((float(k), float(v)) for k, v in froc.items() if v is not None)
-        except (TypeError, ValueError):
-            return None
-        return [p[0] for p in points], [p[1] for p in points]
-    return None
 
 
 # ----------------------------------------------------------------------------- datasets

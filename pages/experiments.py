@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import appkit
+from hdcnn import plots
 from hdcnn.terms import CLASSES
 
 appkit.sidebar()
@@ -43,42 +44,17 @@ with roc_col:
         horizontal=True,
         format_func=lambda t: f"{t} vs rest",
     )
-    fig = go.Figure()
-    for name, m in concepts.items():
-        curve = appkit.roc_points(m, target)
-        if curve is not None:
-            fig.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines", name=name))
-    if fig.data:
-        fig.add_trace(
-            go.Scatter(
-                x=[0, 1],
-                y=[0, 1],
-                mode="lines",
-                name="chance",
-                line={"dash": "dot", "color": "grey"},
-            )
-        )
-        fig.update_layout(
-            xaxis_title="1 - specificity", yaxis_title="sensitivity", height=420, margin={"t": 20}
-        )
+    fig = plots.roc_figure(results, target)
+    if len(fig.data) > 1:  # more than the chance line
+        fig.update_layout(height=420, margin={"t": 40})
         st.plotly_chart(fig, key="exp_roc_plot")
     else:
         st.caption("The results file holds no ROC curve points.")
 with froc_col:
     st.markdown("**FROC** (detector concepts)")
-    fig = go.Figure()
-    for name, m in concepts.items():
-        curve = appkit.froc_points(m)
-        if curve is not None:
-            fig.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines+markers", name=name))
+    fig = plots.froc_figure(results)
     if fig.data:
-        fig.update_layout(
-            xaxis_title="false positives per image",
-            yaxis_title="lesion sensitivity",
-            xaxis_type="log",
-            height=420,
-            margin={"t": 20},
-        )
+        fig.update_layout(height=420, margin={"t": 40})
         st.plotly_chart(fig, key="exp_froc_plot")
     else:
         st.caption("The results file holds no FROC curve points.")

@@ -152,11 +152,17 @@ def _experiments() -> dict:
             "sensitivity_malignant": 0.7,
             "specificity": 0.8,
             "confusion": [[5, 1, 0], [1, 3, 1], [0, 1, 4]],
-            "roc_abnormal": {"fpr": [0, 0.1, 1], "tpr": [0, 0.8, 1]},
-            "roc_malignant": {"fpr": [0, 0.2, 1], "tpr": [0, 0.7, 1]},
+            "roc": {
+                "abnormal": {"fpr": [0, 0.1, 1], "tpr": [0, 0.8, 1]},
+                "malignant": {"fpr": [0, 0.2, 1], "tpr": [0, 0.7, 1]},
+            },
         }
         if det:
-            m["froc"] = {"0.5": 0.5, "1": 0.6, "2": 0.8}
+            m["froc"] = {"0.5": 0.5, "1": 0.6, "2": 0.8, "mean": 0.63}
+            m["froc_curve"] = {
+                "fps_per_image": [0.1, 0.5, 1, 2],
+                "sensitivity": [0.2, 0.5, 0.6, 0.8],
+            }
         return m
 
     return {
