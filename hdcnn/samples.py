@@ -42,7 +42,8 @@ class Sample:
         title: display name without patient identifiers; synthetic ones start with
             ``"SYNTHETIC"``.
         view_key: ``"lcc" | "lmlo" | "rcc" | "rmlo"``.
-        truth: exam-level pathology (``Label``); ``UNKNOWN`` when not known.
+        truth: ground truth (``Label``): the exam's pathology for CBIS-DDSM samples, the
+            image's label for synthetic ones; ``UNKNOWN`` when not known.
         synthetic: True for generated images.
         path: the image file.
     """
