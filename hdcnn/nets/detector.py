@@ -142,11 +142,15 @@ def _mobilenet_body(pretrained: str | Path | None) -> tuple[nn.Module, dict[str,
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         try:
-            net.load_state_dict(state, strict=False)
-        except (RuntimeError, TypeError) as exc:
+            result = net.load_state_dict(state, strict=False)
+        except (RuntimeError, TypeError, AttributeError) as exc:
             raise CheckpointError(
                 str(path), "not a torchvision mobilenet_v3_small state_dict"
             ) from exc
+        if any(k.startswith("features.") for k in result.missing_keys):
+            raise CheckpointError(
+                str(path), "not a torchvision mobilenet_v3_small state_dict (features missing)"
+            )
         log.info("loaded pretrained mobilenet_v3_small backbone from %s", path)
     features = net.features
     # feature indices with strides 4, 8, 16, 32 and their channels in mobilenet_v3_small

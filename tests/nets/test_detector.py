@@ -74,3 +74,28 @@ def test_config_round_trips_through_dict() -> None:
     assert DetectorConfig.from_dict(data) == TINY
     with pytest.raises(ValueError, match="unknown"):
         DetectorConfig.from_dict({"bogus": 1})
+
+
+def test_pretrained_backbone_from_file_only(tmp_path) -> None:
+    from torchvision.models import mobilenet_v3_small
+
+    from hdcnn.errors import CheckpointError
+
+    cfg = DetectorConfig(
+        long_side=128, backbone="mobilenet_v3_small", fpn_channels=16, representation_size=32
+    )
+    net = mobilenet_v3_small(weights=None)
+    with torch.no_grad():
+        net.features[0][0].weight.fill_(0.25)
+    path = tmp_path / "mnv3.pth"
+    torch.save(net.state_dict(), path)
+    model = build_detector(cfg, pretrained_backbone=path)
+    first = next(p for n, p in model.backbone.named_parameters() if n.endswith("0.0.weight"))
+    assert torch.all(first == 0.25)
+    with pytest.raises(CheckpointError, match="not found"):
+        build_detector(cfg, pretrained_backbone=tmp_path / "missing.pth")
+    torch.save({"something": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="mobilenet_v3_small"):
+        build_detector(cfg, pretrained_backbone=tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="mobilenet_v3_small"):
+        build_detector(TINY, pretrained_backbone=path)
