@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from hdcnn.train.config import DEFAULT_EPOCHS, PARTS, TrainConfig, parse_parts
@@ -63,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="C1 threshold: this lesion sensitivity on validation lesion crops",
     )
     p.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=3,
+        help="detector false positives per image added to the c1/crop-flat normal crops",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue each part from <out>/last_<part>.pt"
     )
     p.add_argument("--detector-backbone", choices=["tiny", "mobilenet_v3_small"], default="tiny")
@@ -104,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         threads=args.threads,
         workers=args.workers,
         c1_sensitivity=args.c1_sensitivity,
+        hard_negatives=args.hard_negatives,
         resume=args.resume,
         pretrained_backbone=args.pretrained_backbone,
         detector_backbone=backbone,
@@ -117,11 +125,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from exc
-    from hdcnn.train.pipeline import train
+    from hdcnn.train.pipeline import _finite, train
 
     summary = train(cfg)
-    import os
-
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(_finite(summary), indent=2))
     return 0

@@ -72,6 +72,9 @@ class TrainConfig:
         workers: DataLoader worker processes (0 = load in the training process).
         c1_sensitivity: C1's operating point: lesion sensitivity on validation lesion crops.
         c2_min_keep: floor of the C1 filter for C2 training, as a fraction of the lesion crops.
+        hard_negatives: detector false positives per image added to the normal-tissue crops of
+            c1 and crop-flat (0: none); needs the detector (trained first or in ``out``).
+        hard_negative_score: minimum detector score of a hard negative.
         resume: continue each part from ``last_<part>.pt`` when present.
         pretrained_backbone: optional mobilenet_v3_small state_dict for the detector.
         detector_backbone: ``"tiny"`` or ``"mobilenet_v3_small"``.
@@ -99,6 +102,8 @@ class TrainConfig:
     workers: int = 0
     c1_sensitivity: float = 0.9
     c2_min_keep: float = 0.5
+    hard_negatives: int = 3
+    hard_negative_score: float = 0.05
     resume: bool = False
     pretrained_backbone: Path | None = None
     detector_backbone: str = "tiny"

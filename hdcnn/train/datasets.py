@@ -134,3 +134,82 @@ def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
     if present.any():
         weights = weights / weights[present].mean()
     return torch.where(present, weights, torch.ones_like(weights))
+
+
+class BoxCrops(Dataset):
+    """ROI crops at given boxes of model images, all with one label (detector hard negatives).
+
+    Args:
+        detection: a ``DetectionDataset`` with ``train=False`` (item ``(image (1, h, w), _)``).
+        boxes: ``(image index, [x1, y1, x2, y2] model pixels)`` pairs.
+        label: label of every crop.
+        crop_size: crop side in pixels.
+        context: crop side / box side (:func:`hdcnn.roi.crop_rois`).
+        train: random flips, quarter turns and the data package's intensity augmentation.
+
+    Items: ``(FloatTensor (1, crop_size, crop_size), label)``.
+    """
+
+    def __init__(
+        self,
+        detection: Dataset,
+        boxes: Sequence[tuple[int, Sequence[float]]],
+        *,
+        label: int,
+        crop_size: int,
+        context: float,
+        train: bool = False,
+    ) -> None:
+        from hdcnn.data.torchdata import Augment
+
+        self.detection = detection
+        self.boxes = [(int(i), [float(v) for v in box]) for i, box in boxes]
+        self.labels = [int(label)] * len(self.boxes)
+        self.crop_size = int(crop_size)
+        self.context = float(context)
+        self.train = train
+        self.augment = Augment()
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        import numpy as np
+
+        from hdcnn.roi import crop_rois
+
+        index, box = self.boxes[i]
+        image, _ = self.detection[index]
+        crop = crop_rois(
+            image[0].numpy(), np.array([box]), size=self.crop_size, context=self.context
+        )[0]
+        x = torch.from_numpy(crop)[None]
+        if self.train:
+            if torch.rand(()) < 0.5:
+                x = x.flip(-1)
+            if torch.rand(()) < 0.5:
+                x = x.flip(-2)
+            x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(-2, -1))
+            x = self.augment.intensity(x)
+        return x.contiguous(), self.labels[i]
+
+
+class Joined(Dataset):
+    """Concatenation of ``(x, label)`` datasets that keeps a ``labels`` list."""
+
+    def __init__(self, parts: Sequence[Dataset]) -> None:
+        self.parts = [p for p in parts if len(p) > 0]  # type: ignore[arg-type]
+        self.offsets: list[int] = []
+        self.labels: list[int] = []
+        for p in self.parts:
+            self.offsets.append(len(self.labels))
+            self.labels.extend(dataset_labels(p))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> Any:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = max(j for j, off in enumerate(self.offsets) if off <= i)
+        return self.parts[k][i - self.offsets[k]]

@@ -157,7 +157,7 @@ def train_one_epoch_detector(
     return total / max(count, 1)
 
 
-def _hits(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+def hits(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """``(P, G)`` bool: prediction centre inside the GT box, or IoU >= 0.3."""
     if len(pred) == 0 or len(gt) == 0:
         return np.zeros((len(pred), len(gt)), dtype=bool)
@@ -192,9 +192,9 @@ def detector_metrics(
     events: list[tuple[float, int, int]] = []  # (score, image, lesion or -1 for a FP)
     n_lesions = 0
     for i, (boxes, scores, gt) in enumerate(results):
-        hits = _hits(np.asarray(boxes, np.float64), np.asarray(gt, np.float64))
+        matches = hits(np.asarray(boxes, np.float64), np.asarray(gt, np.float64))
         for p in range(len(scores)):
-            matched = np.flatnonzero(hits[p])
+            matched = np.flatnonzero(matches[p])
             if len(matched):
                 for g in matched:
                     events.append((float(scores[p]), i, n_lesions + int(g)))

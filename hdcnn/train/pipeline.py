@@ -30,13 +30,15 @@ from hdcnn.train.config import PARTS, TrainConfig
 from hdcnn.train.datasets import (
     CROP_LABELS,
     WHOLE_LABELS,
+    BoxCrops,
+    Joined,
     Memoized,
     Relabeled,
     WholeImages,
     class_weights,
     dataset_labels,
 )
-from hdcnn.train.engine import FitResult, Job, fit, threshold_at_sensitivity
+from hdcnn.train.engine import FitResult, Job, fit, hits, threshold_at_sensitivity
 from hdcnn.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,8 @@ class Trainer:
         self.c1_threshold: float | None = None
         self.c2_filter: dict[str, Any] | None = None
         self._c1: nn.Module | None = None
+        self._detector: nn.Module | None = None
+        self._negatives: dict[str, list[tuple[int, list[float]]]] = {}
         self.cache_dir = self._build_cache()
         for name in ("train", "val", "test"):
             split = self.splits[name]
@@ -226,12 +230,70 @@ class Trainer:
         )
 
     def crop_job(self, part: str) -> Job:
+        """c1 / crop-flat: lesion and normal-tissue crops, plus detector hard negatives."""
         size = (self.cfg.crop_size, self.cfg.crop_size)
         train_base, val_base = self._rois("train", train=True), self._rois("val", train=False)
         mapping = CROP_LABELS[part]
-        train_set = Relabeled(train_base, mapping, dataset_labels(train_base))
-        val_set = Memoized(Relabeled(val_base, mapping, dataset_labels(val_base)))
-        return self._classifier_job(part, train_set, val_set, size)
+        train_set: Dataset = Relabeled(train_base, mapping, dataset_labels(train_base))
+        val_set: Dataset = Relabeled(val_base, mapping, dataset_labels(val_base))
+        extra: dict[str, Any] = {}
+        if self.cfg.hard_negatives > 0 and self.detector() is not None:
+            from hdcnn.roi import DEFAULT_CONTEXT
+
+            crops = {}
+            for split in ("train", "val"):
+                crops[split] = BoxCrops(
+                    self._detection(split, train=False),
+                    self.negatives(split),
+                    label=0,
+                    crop_size=self.cfg.crop_size,
+                    context=DEFAULT_CONTEXT,
+                    train=split == "train",
+                )
+            train_set = Joined([train_set, crops["train"]])
+            val_set = Joined([val_set, crops["val"]])
+            extra["hard_negatives"] = {k: len(v) for k, v in crops.items()}
+        return self._classifier_job(part, train_set, Memoized(val_set), size, extra=extra)
+
+    def detector(self) -> nn.Module | None:
+        """The trained detector: from this run, else ``<out>/detector.pt``, else None."""
+        if self._detector is None:
+            path = Path(self.cfg.out) / PARTS["detector"][0]
+            if path.is_file():
+                self._detector, _ = load_model(path)
+            else:
+                log.info("no detector yet: c1/crop-flat train without hard negatives")
+        return self._detector
+
+    @torch.no_grad()
+    def negatives(self, split: str) -> list[tuple[int, list[float]]]:
+        """Hard negatives of a split: the detector's highest-scoring boxes that miss every lesion.
+
+        Per image at most ``cfg.hard_negatives`` boxes with score >= ``hard_negative_score``,
+        centre outside every lesion box and IoU < 0.1 with each. Computed once per split.
+        """
+        if split in self._negatives:
+            return self._negatives[split]
+        from torchvision.ops import box_iou
+
+        model = self.detector()
+        assert model is not None
+        model.eval()
+        ds = self._detection(split, train=False)
+        found: list[tuple[int, list[float]]] = []
+        for i in range(len(ds)):
+            image, target = ds[i]
+            out = model([image])[0]
+            boxes = out["boxes"][out["scores"] >= self.cfg.hard_negative_score]
+            gt = target["boxes"].reshape(-1, 4)
+            if len(boxes) and len(gt):
+                near = hits(boxes.numpy(), gt.numpy()).any(1)
+                near |= (box_iou(boxes, gt) >= 0.1).any(1).numpy()
+                boxes = boxes[torch.from_numpy(~near)]
+            found.extend((i, b.tolist()) for b in boxes[: self.cfg.hard_negatives])
+        log.info("%s: %d detector hard negatives from %d images", split, len(found), len(ds))
+        self._negatives[split] = found
+        return found
 
     def c2_job(self) -> Job:
         """C2 on the lesion crops that C1 accepts (train and validation alike)."""
@@ -328,6 +390,10 @@ class Trainer:
             "seconds": round(seconds, 1),
             "seconds_per_epoch": round(seconds / epochs_run, 1),
         }
+        if part == "detector":
+            self._detector = result.model
+        if "hard_negatives" in job.extra:
+            record["hard_negatives"] = job.extra["hard_negatives"]
         if part == "c1":
             self._finish_c1(job, result)
             record["threshold"] = self.c1_threshold

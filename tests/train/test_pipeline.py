@@ -70,6 +70,9 @@ def test_one_epoch_every_part(cohort: Path, tmp_path: Path) -> None:
     c1 = load_checkpoint(out / "c1_lesion.pt")
     assert config["thresholds"]["c1_lesion"] == pytest.approx(c1["extra"]["threshold"])
     assert 0.0 <= c1["extra"]["threshold"] <= 1.0
+    # the detector trained first, so c1 and crop-flat got its false positives as normal crops
+    for ckpt in (c1, load_checkpoint(out / "crop_flat.pt")):
+        assert set(ckpt["extra"]["hard_negatives"]) == {"train", "val"}
     patients = config["split"]["patients"]
     assert sum(len(v) for v in patients.values()) == 10
     assert not set(patients["train"]) & (set(patients["val"]) | set(patients["test"]))
@@ -105,3 +108,24 @@ def test_c2_alone_needs_c1(cohort: Path, tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match="c1_lesion"):
         train(tiny_config(cohort, tmp_path / "w", parts=("c2",)))
+
+
+def test_box_crops_and_joined() -> None:
+    from hdcnn.train.datasets import BoxCrops, Joined
+    from tests.train.tiny import Blobs, BoxImages
+
+    crops = BoxCrops(
+        BoxImages(2, 0),
+        [(0, [14.0, 20.0, 30.0, 36.0]), (1, [0.0, 0.0, 8.0, 8.0])],
+        label=0,
+        crop_size=16,
+        context=1.5,
+        train=True,
+    )
+    x, y = crops[0]
+    assert x.shape == (1, 16, 16) and y == 0 and float(x.max()) > 0.5  # the bright square
+    joined = Joined([Blobs(3, 0), crops])
+    assert len(joined) == 5 and joined.labels == [0, 1, 0, 0, 0]
+    assert joined[4][0].shape == (1, 16, 16)
+    with pytest.raises(IndexError):
+        joined[5]
