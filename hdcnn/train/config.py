@@ -110,6 +110,27 @@ class TrainConfig:
     cache_dir: Path | None = None
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs must be at least 1": self.epochs is None or self.epochs >= 1,
+            "long_side must be at least 64": self.long_side >= 64,
+            "batch sizes must be at least 1": min(self.batch_size, self.det_batch_size) >= 1,
+            "crop_size must be at least 16": self.crop_size >= 16,
+            "whole_size must be at least (32, 32)": min(self.whole_size) >= 32,
+            "fractions must be three shares summing to 1": len(self.fractions) == 3
+            and abs(sum(self.fractions) - 1.0) < 1e-6,
+            "c1_sensitivity must be in (0, 1]": 0.0 < self.c1_sensitivity <= 1.0,
+            "c2_min_keep must be in [0, 1]": 0.0 <= self.c2_min_keep <= 1.0,
+            "hard_negatives must be >= 0": self.hard_negatives >= 0,
+            "threads must be at least 1": self.threads >= 1,
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError("; ".join(failed))
+        unknown = [p for p in self.parts if p not in PARTS]
+        if unknown:
+            raise ValueError(f"unknown part(s) {unknown}; expected some of {list(PARTS)}")
+
     def epochs_for(self, part: str) -> int:
         """Epochs of ``part``: ``epochs`` when given, else :data:`DEFAULT_EPOCHS`."""
         return int(self.epochs) if self.epochs is not None else DEFAULT_EPOCHS[part]

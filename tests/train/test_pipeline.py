@@ -129,3 +129,42 @@ def test_box_crops_and_joined() -> None:
     assert joined[4][0].shape == (1, 16, 16)
     with pytest.raises(IndexError):
         joined[5]
+
+
+def test_config_and_cli_reject_bad_values(tmp_path: Path) -> None:
+    from hdcnn.cli import main
+
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(dataset="synth", root=tmp_path, out=tmp_path, epochs=0)
+    with pytest.raises(ValueError, match="fractions"):
+        TrainConfig(dataset="synth", root=tmp_path, out=tmp_path, fractions=(0.5, 0.2, 0.2))
+    with pytest.raises(SystemExit, match="unknown part"):
+        main(
+            [
+                "train",
+                "--dataset",
+                "synth",
+                "--root",
+                str(tmp_path),
+                "--out",
+                str(tmp_path),
+                "--parts",
+                "detector,c9",
+            ]
+        )
+    # a dataset folder that is not one: a DatasetError, reported as exit code 2
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "mias",
+                "--root",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "w"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
