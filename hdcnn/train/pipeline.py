@@ -88,8 +88,9 @@ def c1_accept(scores: np.ndarray, threshold: float, min_keep: float) -> np.ndarr
 def lesion_scores(model: nn.Module, ds: Dataset, batch_size: int = 64) -> np.ndarray:
     """C1 ``P(lesion)`` (class 1) of every item of a crop dataset: ``(N,)`` float64."""
     model.eval()
+    device = next(model.parameters()).device
     out = [
-        torch.softmax(model(x), dim=1)[:, 1].double().numpy()
+        torch.softmax(model(x.to(device)), dim=1)[:, 1].double().cpu().numpy()
         for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)
     ]
     return np.concatenate(out) if out else np.zeros(0)
@@ -260,7 +261,8 @@ class Trainer:
         if self._detector is None:
             path = Path(self.cfg.out) / PARTS["detector"][0]
             if path.is_file():
-                self._detector, _ = load_model(path)
+                model, _ = load_model(path)
+                self._detector = model.to(self.ctx.device)
             else:
                 log.info("no detector yet: c1/crop-flat train without hard negatives")
         return self._detector
@@ -279,12 +281,14 @@ class Trainer:
         model = self.detector()
         assert model is not None
         model.eval()
+        device = next(model.parameters()).device
         ds = self._detection(split, train=False)
         found: list[tuple[int, list[float]]] = []
         for i in range(len(ds)):
             image, target = ds[i]
-            out = model([image])[0]
-            boxes = out["boxes"][out["scores"] >= self.cfg.hard_negative_score]
+            out = model([image.to(device)])[0]
+            keep = out["scores"] >= self.cfg.hard_negative_score
+            boxes = out["boxes"][keep].cpu()
             gt = target["boxes"].reshape(-1, 4)
             if len(boxes) and len(gt):
                 near = hits(boxes.numpy(), gt.numpy()).any(1)
@@ -346,6 +350,7 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(str(path), "training c2 needs Classifier 1: train part c1 first")
         model, ckpt = load_model(path)
+        model = model.to(self.ctx.device)
         threshold = ckpt["extra"].get("threshold")
         if threshold is None:
             raise CheckpointError(str(path), "Classifier 1 checkpoint has no threshold")
