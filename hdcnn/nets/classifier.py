@@ -4,7 +4,7 @@ Used for Classifier 1 (normal tissue vs lesion crops), Classifier 2 (benign vs m
 the flat crop classifier (normal/benign/malignant) and the whole-image models (flat 3-class,
 normal-vs-abnormal, benign-vs-malignant on the whole model image resized to ``input_size``).
 
-Architecture: ``len(widths)`` stages of two conv-BN-ReLU blocks followed by 2x2 max-pooling
+Architecture: ``len(widths)`` stages of two conv-norm-ReLU blocks followed by 2x2 max-pooling
 (no pooling after the last stage), global average pooling, dropout, a linear layer.
 The last conv block is exposed as ``model.cam_layer`` for Grad-CAM.
 """
@@ -30,12 +30,15 @@ class ClassifierConfig:
             :func:`prepare_input` (crops: ``(64, 64)``; whole images e.g. ``(256, 160)``).
         widths: channels of each stage; every stage but the last halves the resolution.
         dropout: dropout probability before the final linear layer.
+        norm: ``"group"`` (GroupNorm, 8 channels per group: the same in training and inference,
+            robust to the small batches and short runs of this project) or ``"batch"``.
     """
 
     num_classes: int
     input_size: tuple[int, int] = (64, 64)
     widths: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.3
+    norm: str = "group"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
@@ -51,10 +54,18 @@ class ClassifierConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // 8), channels)
+    raise ValueError(f"unknown norm {kind!r}; expected 'group' or 'batch'")
+
+
+def _block(cin: int, cout: int, norm: str) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
+        _norm(norm, cout),
         nn.ReLU(inplace=False),  # not in-place: Grad-CAM hooks read this output
     )
 
@@ -63,7 +74,7 @@ class CompactCNN(nn.Module):
     """``(B, 1, h, w)`` float in ``[0, 1]`` -> logits ``(B, num_classes)``.
 
     Attributes:
-        cam_layer: the last conv-BN-ReLU block; its output ``(B, widths[-1], h', w')`` is the
+        cam_layer: the last conv-norm-ReLU block; its output ``(B, widths[-1], h', w')`` is the
             feature map Grad-CAM should use.
     """
 
@@ -75,8 +86,8 @@ class CompactCNN(nn.Module):
         stages: list[nn.Module] = []
         cin = 1
         for i, width in enumerate(cfg.widths):
-            stages.append(_block(cin, width))
-            stages.append(_block(width, width))
+            stages.append(_block(cin, width, cfg.norm))
+            stages.append(_block(width, width, cfg.norm))
             if i < len(cfg.widths) - 1:
                 stages.append(nn.MaxPool2d(2))
             cin = width

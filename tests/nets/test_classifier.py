@@ -41,3 +41,16 @@ def test_prepare_input_resizes_numpy_and_tensor() -> None:
     assert torch.equal(same[0], torch.from_numpy(img))
     with pytest.raises(ValueError):
         prepare_input(np.zeros((2, 3, 4, 5)), (8, 8))
+
+
+def test_group_norm_default_behaves_the_same_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    model = build_classifier(ClassifierConfig(2, (32, 32), widths=(8, 16), dropout=0.0))
+    x = torch.rand(4, 1, 32, 32)
+    model.train()
+    a = model(x)
+    model.eval()
+    assert torch.allclose(a, model(x), atol=1e-6)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with pytest.raises(ValueError, match="norm"):
+        build_classifier(ClassifierConfig(2, norm="layer"))
