@@ -45,6 +45,9 @@ class DetectorConfig:
         backbone: ``"tiny"`` (a small conv net, 1-channel input) or ``"mobilenet_v3_small"``
             (torchvision's, input repeated to 3 channels; optionally pretrained from a file).
         widths: channels of the four ``tiny`` backbone stages (strides 4, 8, 16, 32).
+        norm: normalisation of the ``tiny`` backbone: ``"batch"`` (BatchNorm; on the synthetic
+            cohort it learned much faster than GroupNorm: FROC 1.0 vs 0.04 after 8 epochs) or
+            ``"group"``.
         fpn_channels: feature pyramid channels.
         representation_size: width of the two-layer box head.
         image_mean / image_std: normalisation of the single input channel.
@@ -60,6 +63,7 @@ class DetectorConfig:
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     backbone: str = "tiny"
     widths: tuple[int, ...] = (24, 48, 96, 160)
+    norm: str = "batch"
     fpn_channels: int = 64
     representation_size: int = 256
     image_mean: float = 0.3
@@ -86,10 +90,16 @@ class DetectorConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
+def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential:
+    if norm == "group":
+        layer: nn.Module = nn.GroupNorm(max(1, cout // 8), cout)
+    elif norm == "batch":
+        layer = nn.BatchNorm2d(cout)
+    else:
+        raise ValueError(f"unknown norm {norm!r}; expected 'group' or 'batch'")
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
+        layer,
         nn.ReLU(inplace=True),
     )
 
@@ -101,16 +111,22 @@ class TinyBackbone(nn.Module):
     ``s1``-``s4``.
     """
 
-    def __init__(self, widths: tuple[int, ...]) -> None:
+    def __init__(self, widths: tuple[int, ...], norm: str = "batch") -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"tiny backbone needs 4 stage widths, got {widths}")
         w1, w2, w3, w4 = widths
-        self.stem = _conv_bn_relu(1, w1 // 2, 2)  # stride 2
-        self.s1 = nn.Sequential(_conv_bn_relu(w1 // 2, w1, 2), _conv_bn_relu(w1, w1, 1))  # 4
-        self.s2 = nn.Sequential(_conv_bn_relu(w1, w2, 2), _conv_bn_relu(w2, w2, 1))  # 8
-        self.s3 = nn.Sequential(_conv_bn_relu(w2, w3, 2), _conv_bn_relu(w3, w3, 1))  # 16
-        self.s4 = nn.Sequential(_conv_bn_relu(w3, w4, 2), _conv_bn_relu(w4, w4, 1))  # 32
+
+        def stage(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                _conv_norm_relu(cin, cout, 2, norm), _conv_norm_relu(cout, cout, 1, norm)
+            )
+
+        self.stem = _conv_norm_relu(1, w1 // 2, 2, norm)  # stride 2
+        self.s1 = stage(w1 // 2, w1)  # stride 4
+        self.s2 = stage(w1, w2)  # 8
+        self.s3 = stage(w2, w3)  # 16
+        self.s4 = stage(w3, w4)  # 32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.s4(self.s3(self.s2(self.s1(self.stem(x)))))
@@ -185,7 +201,7 @@ def build_detector(
     if cfg.backbone == "tiny":
         if pretrained_backbone is not None:
             raise ValueError("--pretrained-backbone needs backbone 'mobilenet_v3_small'")
-        body: nn.Module = TinyBackbone(tuple(cfg.widths))
+        body: nn.Module = TinyBackbone(tuple(cfg.widths), cfg.norm)
         return_layers = {"s1": "0", "s2": "1", "s3": "2", "s4": "3"}
         in_channels = list(cfg.widths)
         backbone: nn.Module = BackboneWithFPN(body, return_layers, in_channels, cfg.fpn_channels)

@@ -99,3 +99,14 @@ def test_pretrained_backbone_from_file_only(tmp_path) -> None:
         build_detector(cfg, pretrained_backbone=tmp_path / "other.pth")
     with pytest.raises(ValueError, match="mobilenet_v3_small"):
         build_detector(TINY, pretrained_backbone=path)
+
+
+def test_group_norm_backbone_option() -> None:
+    from dataclasses import replace
+
+    model = build_detector(replace(TINY, norm="group")).train()
+    losses = model([torch.rand(1, 128, 80)], _targets()[:1])
+    assert torch.isfinite(sum(losses.values()))
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    with pytest.raises(ValueError, match="norm"):
+        build_detector(replace(TINY, norm="instance"))
