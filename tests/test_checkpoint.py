@@ -46,6 +46,7 @@ def test_detector_round_trip(tmp_path: Path) -> None:
     assert torch.allclose(a["boxes"], b["boxes"]) and torch.allclose(a["scores"], b["scores"])
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"nope\.pt"):
         load_checkpoint(tmp_path / "nope.pt")
