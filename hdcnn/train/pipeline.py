@@ -529,6 +529,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
     """
     torch.set_num_threads(max(1, cfg.threads))
     ctx = distributed.setup()
+    if not ctx.is_main:  # rank 0 logs for everyone; the others only warn
+        logging.getLogger("hdcnn").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     ok = False
     try:
         trainer = Trainer(cfg, ctx)

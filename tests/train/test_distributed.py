@@ -93,5 +93,6 @@ def test_two_processes_one_epoch(cohort: Path, tmp_path: Path) -> None:
         assert ckpt["extra"]["part"] == part
     config = json.loads((out / "cascade.json").read_text())
     assert set(config["files"]) == {PARTS[p][0] for p in parts.split(",")}
-    # only rank 0 prints the summary
+    # only rank 0 prints the summary and logs progress
     assert proc.stdout.count('"detector"') == 1
+    assert proc.stderr.count("detector epoch 1/1") == 1
