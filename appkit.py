@@ -24,6 +24,7 @@ import streamlit as st
 
 from hdcnn.errors import HDCNNError
 from hdcnn.report import DISCLAIMER, build_report, finding_dicts, render_overlay
+from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,10 @@ WEIGHTS_ENV = "HDCNN_WEIGHTS"
 EXPERIMENTS_ENV = "HDCNN_EXPERIMENTS"
 #: File types the uploaders accept (DICOM with or without extension is read by content).
 UPLOAD_TYPES = ["dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif", "tiff"]
-TRAIN_HINT = "python -m hdcnn synth --out data/synth && python -m hdcnn train --data data/synth"
+TRAIN_HINT = (
+    "python -m hdcnn synth --out data/synth --patients 40 && "
+    "python -m hdcnn train --dataset synth --root data/synth --out models"
+)
 
 #: Divider colour of a verdict heading.
 VERDICT_COLOURS = {"normal": "green", "benign": "orange", "malignant": "red"}
@@ -75,7 +79,7 @@ def show_error(exc: Exception) -> None:
 
 def weights_dir() -> Path:
     """The weights directory: ``$HDCNN_WEIGHTS`` or ``models/``."""
-    return Path(os.environ.get(WEIGHTS_ENV) or REPO / "models")
+    return Path(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_DIR)
 
 
 def weights_present(directory: Path) -> bool:

@@ -48,6 +48,7 @@ from torch import nn
 from hdcnn.errors import CheckpointError, MammogramError
 from hdcnn.roi import DEFAULT_CONTEXT, crop_rois
 from hdcnn.terms import Label, worst_label
+from hdcnn.utils import DEFAULT_WEIGHTS_DIR  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from hdcnn.preprocess import Preprocessed

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes."""
+"""Small shared helpers: project paths, atomic file writes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+#: The shipped weights: ``models/`` at the top of the project, next to the ``hdcnn`` package.
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 @contextlib.contextmanager

@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hdcnn.utils import DEFAULT_WEIGHTS_DIR
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "all")
@@ -32,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, help="adapter name (mias, synth, ...)")
     parser.add_argument("--root", type=Path, required=True, help="dataset folder")
     parser.add_argument(
-        "--weights", type=Path, default=Path("models"), help="weights directory (default models/)"
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS_DIR,
+        help="weights directory (default: the shipped models/)",
     )
     parser.add_argument(
         "--split", choices=SPLITS, default="test", help="which patients (default test)"

