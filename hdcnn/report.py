@@ -167,7 +167,8 @@ def render_overlay(
 
     Args:
         pixels: float32 ``(H, W)`` in ``[0, 1]`` (original pixels, as read).
-        findings: dicts from :func:`finding_dicts` (boxes in original pixels).
+        findings: dicts from :func:`finding_dicts` (boxes in original pixels); an optional
+            ``"text"`` key replaces the drawn caption (default: the label).
         max_side: the output's longer side (the image is only ever shrunk).
         show_rejected: draw findings labelled ``rejected`` (thin grey boxes).
 
@@ -196,7 +197,7 @@ def render_overlay(
         width_px = 1 if label == "rejected" else thick
         cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, width_px)
         if label != "rejected":
-            text = label
+            text = str(finding.get("text", label))
             if finding.get("p_malignant") is not None:
                 text += f" {float(finding['p_malignant']):.2f}"
             cv2.putText(

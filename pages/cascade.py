@@ -45,7 +45,7 @@ t = pred.thresholds
 # -- 1. preprocessing ------------------------------------------------------------------------
 st.header("1 · Preprocessing")
 x0, y0, x1, y1 = geo.crop
-crop_box = {"box": [x0, y0, x1, y1], "label": "lesion"}
+crop_box = {"box": [x0, y0, x1, y1], "label": "lesion", "text": "breast crop"}
 c1, c2, c3 = st.columns(3)
 c1.image(
     render_overlay(analysis.mammogram.pixels, [crop_box], max_side=512),
