@@ -11,13 +11,15 @@ The last conv block is exposed as ``model.cam_layer`` for Grad-CAM.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hdcnn.nets._config import config_from_dict
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,7 @@ class ClassifierConfig:
         Raises:
             ValueError: a key that is not a field.
         """
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown classifier config keys {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return config_from_dict(cls, data, "classifier")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 
 from hdcnn.errors import CheckpointError
+from hdcnn.nets._config import config_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,7 @@ class DetectorConfig:
         Raises:
             ValueError: a key that is not a field.
         """
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown detector config keys {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return config_from_dict(cls, data, "detector")
 
 
 def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential:
