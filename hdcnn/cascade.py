@@ -141,6 +141,27 @@ def _threshold_for_sensitivity(scores: np.ndarray, sensitivity: float) -> float:
     return float(ordered[needed - 1])
 
 
+def _threshold_youden(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """The threshold ``t`` maximising Youden's J = sensitivity + specificity - 1.
+
+    Sensitivity is ``mean(positives >= t)``, specificity ``mean(negatives < t)``; candidates are
+    the observed scores; among equal J the largest ``t`` (the more specific) wins.
+    """
+    pos = np.asarray(positives, dtype=np.float64)
+    neg = np.asarray(negatives, dtype=np.float64)
+    candidates = np.unique(np.concatenate([pos, neg]))[::-1]
+    best_t, best_j = float(candidates[0]), -np.inf
+    for t in candidates:
+        j = float(np.mean(pos >= t) + np.mean(neg < t) - 1.0)
+        if j > best_j + 1e-12:
+            best_t, best_j = float(t), j
+    return best_t
+
+
+#: Operating-point rules of :func:`choose_thresholds`.
+OPERATING_RULES = ("sensitivity", "youden")
+
+
 def choose_thresholds(
     p_abnormal: Sequence[float] | np.ndarray,
     p_malignant: Sequence[float] | np.ndarray,
@@ -148,9 +169,15 @@ def choose_thresholds(
     *,
     sens_abnormal: float = 0.9,
     sens_malignant: float = 0.9,
+    rule: str = "sensitivity",
     base: Thresholds | None = None,
 ) -> Thresholds:
-    """Thresholds for stated sensitivities, chosen on validation images.
+    """Thresholds for a stated operating point, chosen on validation images.
+
+    Two rules: ``"sensitivity"`` reaches the stated sensitivities (below); ``"youden"`` takes,
+    for each task, the threshold that maximises Youden's J (sensitivity + specificity - 1):
+    abnormal (benign or malignant) vs normal images on ``p_abnormal``, malignant vs the rest on
+    ``p_malignant`` (the sensitivity rule is used where a task has no negative image).
 
     Args:
         p_abnormal: ``(N,)`` image P(abnormal) from :meth:`Cascade.predict` (or a concept).
@@ -158,6 +185,7 @@ def choose_thresholds(
         labels: ``N`` image labels (normal/benign/malignant; ``unknown`` is ignored).
         sens_abnormal: wanted fraction of abnormal (benign or malignant) images called abnormal.
         sens_malignant: wanted fraction of malignant images with ``p_malignant >= malignant``.
+        rule: ``"sensitivity"`` or ``"youden"``.
         base: thresholds to start from (``detector_score`` is kept from it).
 
     Returns:
@@ -175,15 +203,23 @@ def choose_thresholds(
     for name, value in (("sens_abnormal", sens_abnormal), ("sens_malignant", sens_malignant)):
         if not 0.0 < value <= 1.0:
             raise ValueError(f"{name} must be in (0, 1], got {value}")
+    if rule not in OPERATING_RULES:
+        raise ValueError(f"rule must be one of {OPERATING_RULES}, got {rule!r}")
     base = base or Thresholds()
     abnormal_mask = (lab == Label.BENIGN) | (lab == Label.MALIGNANT)
     malignant_mask = lab == Label.MALIGNANT
     t_abn, t_mal = base.abnormal, base.malignant
-    if abnormal_mask.any():
+    normal_mask = lab == Label.NORMAL
+    if abnormal_mask.any() and rule == "youden" and normal_mask.any():
+        t_abn = _threshold_youden(pa[abnormal_mask], pa[normal_mask])
+    elif abnormal_mask.any():
         t_abn = _threshold_for_sensitivity(pa[abnormal_mask], sens_abnormal)
     else:
         log.warning("no abnormal images to calibrate the abnormal threshold; keeping %.3f", t_abn)
-    if malignant_mask.any():
+    rest_mask = (lab != Label.MALIGNANT) & (lab != Label.UNKNOWN)
+    if malignant_mask.any() and rule == "youden" and rest_mask.any():
+        t_mal = _threshold_youden(pm[malignant_mask], pm[rest_mask])
+    elif malignant_mask.any():
         t_mal = _threshold_for_sensitivity(pm[malignant_mask], sens_malignant)
     else:
         log.warning("no malignant images to calibrate the malignant threshold; keeping %.3f", t_mal)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -433,8 +433,9 @@ def evaluate_results(
 def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, Thresholds]:
     """Thresholds per concept for the operating points of ``cascade.json`` (validation data).
 
-    Uses :func:`hdcnn.cascade.choose_thresholds` with ``operating_points.sens_abnormal`` and
-    ``sens_malignant`` (default 0.9 each); detector concepts keep their ``detector_score``.
+    Uses :func:`hdcnn.cascade.choose_thresholds` with ``operating_points.rule``
+    (``"sensitivity"``, the default, or ``"youden"``) and ``sens_abnormal`` / ``sens_malignant``
+    (default 0.9 each); detector concepts keep their ``detector_score``.
 
     Returns:
         concept -> :class:`Thresholds`.
@@ -444,11 +445,19 @@ def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, T
     ops = experiment.config.get("operating_points") or {}
     sens_a = float(ops.get("sens_abnormal", 0.9))
     sens_m = float(ops.get("sens_malignant", 0.9))
+    rule = str(ops.get("rule", "sensitivity"))
+    c1_part = ((experiment.config.get("training") or {}).get("parts") or {}).get("c1") or {}
+    c1_train = c1_part.get("threshold")
     chosen: dict[str, Thresholds] = {}
     for concept in experiment.concepts:
         rows = [r for r in results if concept in r.outputs and r.truth != Label.UNKNOWN]
         if concept in experiment.detectors:
-            base = experiment.detectors[concept].thresholds
+            # start from the crop-level operating points, not from an earlier calibration (which
+            # may have lowered c1_lesion), so calibrating twice gives the same thresholds
+            base = replace(
+                experiment.detectors[concept].thresholds,
+                c1_lesion=c1_train if concept == "det-hier" and c1_train is not None else 0.5,
+            )
         else:
             base = experiment.whole[concept].thresholds
         chosen[concept] = choose_thresholds(
@@ -457,6 +466,7 @@ def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, T
             [r.truth for r in rows],
             sens_abnormal=sens_a,
             sens_malignant=sens_m,
+            rule=rule,
             base=base,
         )
     return chosen

@@ -282,3 +282,21 @@ def test_trace_dataclasses_are_plain(cascade: Cascade) -> None:
     pred = cascade.predict(breast_image(), detail=True)
     assert isinstance(pred.trace, CascadeTrace)
     assert isinstance(pred.trace.candidates, Candidates)
+
+
+def test_choose_thresholds_youden_maximises_j() -> None:
+    # abnormal images score 0.6-0.9, normals 0.1-0.7: J is largest at t = 0.6
+    pa = [0.6, 0.7, 0.8, 0.9, 0.1, 0.2, 0.3, 0.65, 0.7]
+    pm = [0.5, 0.1, 0.6, 0.7, 0.0, 0.0, 0.0, 0.2, 0.1]
+    labels = ["benign", "benign", "malignant", "malignant"] + ["normal"] * 5
+    t = choose_thresholds(pa, pm, labels, rule="youden")
+    # t=0.6: sens 4/4, spec 3/5 -> J 0.6; t=0.8: sens 2/4, spec 5/5 -> J 0.5
+    assert t.abnormal == pytest.approx(0.6)
+    # malignant vs the rest: 0.6 separates {0.6, 0.7} from every other score perfectly
+    assert t.malignant == pytest.approx(0.6)
+    assert t.c1_lesion <= t.abnormal
+
+
+def test_choose_thresholds_rejects_an_unknown_rule() -> None:
+    with pytest.raises(ValueError, match="rule"):
+        choose_thresholds([0.5], [0.5], ["benign"], rule="magic")

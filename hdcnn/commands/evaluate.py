@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="choose thresholds on the validation split first and write them to cascade.json",
     )
+    parser.add_argument(
+        "--operating-point",
+        choices=("sensitivity", "youden"),
+        help="with --calibrate: 'sensitivity' (the stated sensitivities of cascade.json, "
+        "default 0.9) or 'youden' (max sensitivity + specificity - 1); stored in cascade.json",
+    )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
     parser.set_defaults(func=run)
@@ -90,6 +96,7 @@ def evaluate(
     *,
     split: str = "test",
     calibrate: bool = False,
+    operating_point: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -109,6 +116,9 @@ def evaluate(
     experiment = Experiment(weights)
     calibration: dict[str, Any] | None = None
     if calibrate:
+        if operating_point is not None:
+            ops = dict(experiment.config.get("operating_points") or {})
+            experiment.config["operating_points"] = {**ops, "rule": operating_point}
         val = select_split(manifest, experiment.config, dataset, "val")
         if not len(val):
             raise DatasetError(str(root), "the validation split is empty: cannot calibrate")
@@ -205,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         args.weights,
         split=args.split,
         calibrate=args.calibrate,
+        operating_point=args.operating_point,
         n_boot=args.n_boot,
         seed=args.seed,
     )
