@@ -41,7 +41,7 @@ from pydicom.uid import (
 
 from hdcnn.errors import MammogramError
 from hdcnn.reader import scale_to_unit
-from hdcnn.utils import atomic_path
+from hdcnn.utils import atomic_path, check_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -387,15 +387,7 @@ def check_pixel_header(ds: Dataset, source: str, *, max_pixels: int, min_side: i
         raise MammogramError(
             source, f"multi-frame DICOM ({n_frames} frames) is not supported; expected one image"
         )
-    if rows * cols > max_pixels:
-        raise MammogramError(
-            source,
-            f"image of {rows}x{cols} pixels is larger than the limit of {max_pixels} pixels",
-        )
-    if min(rows, cols) < min_side:
-        raise MammogramError(
-            source, f"image of {rows}x{cols} pixels is too small (at least {min_side} per side)"
-        )
+    check_image_size(source, rows, cols, max_pixels=max_pixels, min_side=min_side)
     tsyntax = transfer_syntax(ds)
     try:
         decoder = get_decoder(tsyntax)

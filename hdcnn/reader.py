@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hdcnn.errors import MammogramError
+from hdcnn.utils import check_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -227,17 +228,7 @@ def conventions_from_names(texts: list[str]) -> tuple[str | None, str | None]:
 
 
 def _check_size(label: str, height: int, width: int, max_pixels: int) -> None:
-    if height <= 0 or width <= 0:
-        raise MammogramError(label, f"header gives an empty image ({height}x{width} pixels)")
-    if height * width > max_pixels:
-        raise MammogramError(
-            label,
-            f"image of {height}x{width} pixels is larger than the limit of {max_pixels} pixels",
-        )
-    if min(height, width) < MIN_SIDE:
-        raise MammogramError(
-            label, f"image of {height}x{width} pixels is too small (at least {MIN_SIDE} per side)"
-        )
+    check_image_size(label, height, width, max_pixels=max_pixels, min_side=MIN_SIDE)
 
 
 # ----------------------------------------------------------------------------- DICOM

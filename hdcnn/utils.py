@@ -1,4 +1,4 @@
-"""Small shared helpers: project paths, atomic file writes."""
+"""Small shared helpers: project paths, atomic file writes, image-size checks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from hdcnn.errors import MammogramError
 
 #: The shipped weights: ``models/`` at the top of the project, next to the ``hdcnn`` package.
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -38,3 +40,27 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_image_size(
+    source: str, height: int, width: int, *, max_pixels: int, min_side: int
+) -> None:
+    """Refuse, from header dimensions alone, an image that is empty, too large or too small.
+
+    Used for DICOM and raster headers before anything is decoded.
+
+    Raises:
+        MammogramError: naming ``source`` and the size found.
+    """
+    if height <= 0 or width <= 0:
+        raise MammogramError(source, f"header gives an empty image ({height}x{width} pixels)")
+    if height * width > max_pixels:
+        raise MammogramError(
+            source,
+            f"image of {height}x{width} pixels is larger than the limit of {max_pixels} pixels",
+        )
+    if min(height, width) < min_side:
+        raise MammogramError(
+            source,
+            f"image of {height}x{width} pixels is too small (at least {min_side} per side)",
+        )
