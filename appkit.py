@@ -15,7 +15,8 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +174,15 @@ def analyse_bytes(data: bytes, name: str, cascade: Any) -> Analysis:
     """
     from hdcnn.reader import read_mammogram
 
+    start = time.perf_counter()
     mammogram = read_mammogram(data, name=name)
+    read_ms = (time.perf_counter() - start) * 1e3
     prediction = cascade.predict(mammogram, detail=True)
+    # the file was read here, not inside predict: count it in the times shown
+    timing = dict(prediction.timing_ms)
+    timing["read"] = read_ms
+    timing["total"] = timing.get("total", 0.0) + read_ms
+    prediction = replace(prediction, timing_ms=timing)
     return _analysis(hashlib.sha256(data).hexdigest(), name, mammogram, prediction, cascade)
 
 
