@@ -13,7 +13,8 @@ Probability rules (candidates ``i`` with detector score ``s_i >= t_det``, at mos
 classifier 2):
 
 - finding kept when ``l_i >= t_c1``, else rejected; a kept finding is malignant when
-  ``l_i * m_i >= t_malignant``, else benign;
+  ``l_i * m_i >= t_malignant``, else benign; on an image whose verdict is normal every finding
+  is reported as rejected;
 - ``p_abnormal = max_i l_i`` (0 without candidates) -- max, not noisy-OR, because candidates
   overlap and are correlated, and their number grows with dense tissue;
 - ``p_malignant = max over kept findings of l_i * m_i`` (0 without kept findings);
@@ -708,6 +709,10 @@ class Cascade:
         label = verdict(
             p_abnormal, p_malignant, t_abnormal=t.effective_abnormal, t_malignant=t.malignant
         )
+        if label == Label.NORMAL:
+            # the image-level threshold rejects every candidate: no finding may read as a lesion
+            # on an image called normal (the image probabilities above are unchanged)
+            findings = [replace(f, p_malignant=None, label="rejected") for f in findings]
         return Prediction(
             source=source,
             label=label,

@@ -166,6 +166,25 @@ def test_effective_abnormal_threshold_needs_a_kept_finding() -> None:
     assert casc.predict(breast_image()).label == Label.NORMAL
 
 
+def test_no_finding_reads_as_a_lesion_on_a_normal_image() -> None:
+    # C1 keeps both candidates at t_c1 0.3, but p_abnormal 0.6 < t_abnormal 0.7 -> normal
+    casc = fixed_cascade(
+        [[5, 5, 15, 15], [20, 20, 30, 30]],
+        [0.9, 0.8],
+        [0.6, 0.4],
+        [0.9, 0.5],
+        c1_lesion=0.3,
+        abnormal=0.7,
+        malignant=0.3,
+    )
+    pred = casc.predict(breast_image())
+    assert pred.label == Label.NORMAL
+    assert [(f.label, f.p_malignant) for f in pred.findings] == [("rejected", None)] * 2
+    # image probabilities are those of the rules, before the findings are relabelled
+    assert pred.p_abnormal == pytest.approx(0.6)
+    assert pred.p_malignant == pytest.approx(0.6 * 0.9)
+
+
 def test_verdict_rule() -> None:
     assert verdict(0.2, 0.1, t_abnormal=0.3, t_malignant=0.2) == Label.NORMAL
     assert verdict(0.5, 0.1, t_abnormal=0.3, t_malignant=0.2) == Label.BENIGN
