@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 import streamlit as st
 
 from hdcnn.errors import HDCNNError
-from hdcnn.report import DISCLAIMER, build_report, finding_dicts, render_overlay
+from hdcnn.report import DISCLAIMER, build_report, finding_dicts, render_overlay, report_pdf
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,11 @@ class Analysis:
     prediction: Any
     overlay: np.ndarray
     report: dict[str, Any]
+
+    @cached_property
+    def pdf(self) -> bytes:
+        """The PDF report, built once per analysis (not on every rerun of the page)."""
+        return report_pdf(self.report, self.overlay)
 
 
 def analyse_bytes(data: bytes, name: str, cascade: Any) -> Analysis:

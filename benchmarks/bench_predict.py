@@ -24,7 +24,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hdcnn.cascade import DEFAULT_WEIGHTS_DIR, load_cascade  # noqa: E402
+from hdcnn.cascade import load_cascade  # noqa: E402
+from hdcnn.utils import DEFAULT_WEIGHTS_DIR  # noqa: E402
 
 STAGES = ("read", "preprocess", "detect", "classify", "total")
 

@@ -49,7 +49,6 @@ from torch import nn
 from hdcnn.errors import CheckpointError, MammogramError
 from hdcnn.roi import DEFAULT_CONTEXT, crop_rois
 from hdcnn.terms import Label, worst_label
-from hdcnn.utils import DEFAULT_WEIGHTS_DIR  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from hdcnn.preprocess import Preprocessed
@@ -230,6 +229,15 @@ def choose_thresholds(
 # ----------------------------------------------------------------------------- results
 
 
+def _verdict_json(label: Label, p_abnormal: float, p_malignant: float) -> dict[str, Any]:
+    """The verdict fields shared by the image, breast and exam JSON forms."""
+    return {
+        "label": str(label),
+        "p_abnormal": round(float(p_abnormal), 6),
+        "p_malignant": round(float(p_malignant), 6),
+    }
+
+
 @dataclass(frozen=True)
 class Finding:
     """One detector candidate after classification.
@@ -339,9 +347,7 @@ class Prediction:
         """JSON form used by ``predict --json``."""
         return {
             "input": self.source,
-            "label": str(self.label),
-            "p_abnormal": round(float(self.p_abnormal), 6),
-            "p_malignant": round(float(self.p_malignant), 6),
+            **_verdict_json(self.label, self.p_abnormal, self.p_malignant),
             "findings": [f.to_dict() for f in self.findings],
             "timing_ms": {k: round(float(v), 1) for k, v in self.timing_ms.items()},
         }
@@ -361,9 +367,7 @@ class BreastVerdict:
     def to_dict(self) -> dict[str, Any]:
         return {
             "laterality": self.laterality,
-            "label": str(self.label),
-            "p_abnormal": round(float(self.p_abnormal), 6),
-            "p_malignant": round(float(self.p_malignant), 6),
+            **_verdict_json(self.label, self.p_abnormal, self.p_malignant),
             "views": list(self.views),
             "inputs": list(self.inputs),
         }
@@ -383,9 +387,7 @@ class ExamPrediction:
     def to_dict(self) -> dict[str, Any]:
         return {
             "exam": self.key,
-            "label": str(self.label),
-            "p_abnormal": round(float(self.p_abnormal), 6),
-            "p_malignant": round(float(self.p_malignant), 6),
+            **_verdict_json(self.label, self.p_abnormal, self.p_malignant),
             "breasts": {k: v.to_dict() for k, v in self.breasts.items()},
         }
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import appkit
-from hdcnn.report import report_json, report_pdf
+from hdcnn.report import report_json
 
 appkit.sidebar()
 st.title("Diagnose one image")
@@ -80,7 +80,7 @@ st.markdown("**Report** (de-identified: no names, ids or file names)")
 d1, d2 = st.columns(2)
 d1.download_button(
     "Download PDF report",
-    data=report_pdf(analysis.report, analysis.overlay),
+    data=analysis.pdf,
     file_name="hdcnn-report.pdf",
     mime="application/pdf",
     key="diagnose_pdf",

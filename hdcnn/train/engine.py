@@ -61,12 +61,17 @@ def train_one_epoch_classifier(
     for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
         x, y = x.to(device), torch.as_tensor(y, dtype=torch.int64).to(device)
         loss = F.cross_entropy(model(x), y, weight=weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(y)
+        total += _optimise(optimizer, loss) * len(y)
         count += len(y)
     return total / max(count, 1)
+
+
+def _optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One optimizer step on ``loss``; returns its value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 @torch.no_grad()
@@ -148,11 +153,7 @@ def train_one_epoch_detector(
             for t in targets
         ]
         losses = model(images, targets)
-        loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(images)
+        total += _optimise(optimizer, sum(losses.values())) * len(images)
         count += len(images)
     return total / max(count, 1)
 
