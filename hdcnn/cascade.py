@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
@@ -238,6 +239,24 @@ def _verdict_json(label: Label, p_abnormal: float, p_malignant: float) -> dict[s
     }
 
 
+class FindingStatus(StrEnum):
+    """Which stage of the cascade kept or refused a detector candidate (see :meth:`Cascade.decide`).
+
+    - ``below_detector_threshold``: detector score < ``t_det`` (not a candidate; such boxes
+      appear only in a :class:`CascadeTrace`, never in ``Prediction.findings``);
+    - ``rejected_by_c1``: Classifier 1 P(lesion) < ``t_c1``;
+    - ``below_image_threshold``: kept by Classifier 1, but the image's P(abnormal) is below the
+      effective image-level abnormal threshold, so the image is normal and no finding stands;
+    - ``benign`` / ``malignant``: a finding of an abnormal image, graded against ``t_malignant``.
+    """
+
+    BELOW_DETECTOR_THRESHOLD = "below_detector_threshold"
+    REJECTED_BY_C1 = "rejected_by_c1"
+    BELOW_IMAGE_THRESHOLD = "below_image_threshold"
+    BENIGN = "benign"
+    MALIGNANT = "malignant"
+
+
 @dataclass(frozen=True)
 class Finding:
     """One detector candidate after classification.
@@ -251,6 +270,8 @@ class Finding:
         label: ``"benign"``, ``"malignant"`` or ``"rejected"``.
         model_box: the same box in model-image pixels (for drawing on the preprocessed image).
         index: row of this candidate in the trace (``CascadeTrace.candidates``, ``.crops``).
+        status: the stage that kept or refused it (:class:`FindingStatus`); None for findings
+            built outside :meth:`Cascade.decide`.
     """
 
     box: tuple[float, float, float, float]
@@ -260,6 +281,7 @@ class Finding:
     label: str
     model_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     index: int = -1
+    status: FindingStatus | None = None
 
     @property
     def kept(self) -> bool:
@@ -695,8 +717,9 @@ class Cascade:
                 pm = lesion * float(trace.p_malignant_given_lesion[i])
                 p_malignant = max(p_malignant, pm)
                 label = "malignant" if pm >= t.malignant else "benign"
+                status = FindingStatus(label)
             else:
-                pm, label = None, "rejected"
+                pm, label, status = None, "rejected", FindingStatus.REJECTED_BY_C1
             findings.append(
                 Finding(
                     box=tuple(float(v) for v in orig[row]),
@@ -706,6 +729,7 @@ class Cascade:
                     label=label,
                     model_box=tuple(float(v) for v in model_boxes[row]),
                     index=int(i),
+                    status=status,
                 )
             )
         label = verdict(
@@ -714,7 +738,17 @@ class Cascade:
         if label == Label.NORMAL:
             # the image-level threshold rejects every candidate: no finding may read as a lesion
             # on an image called normal (the image probabilities above are unchanged)
-            findings = [replace(f, p_malignant=None, label="rejected") for f in findings]
+            findings = [
+                f
+                if f.status == FindingStatus.REJECTED_BY_C1
+                else replace(
+                    f,
+                    p_malignant=None,
+                    label="rejected",
+                    status=FindingStatus.BELOW_IMAGE_THRESHOLD,
+                )
+                for f in findings
+            ]
         return Prediction(
             source=source,
             label=label,
