@@ -83,16 +83,44 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
             and optionally ``detector_score``, ``p_lesion``, ``p_malignant``.
 
     Returns:
-        ``[{"box": [x1, y1, x2, y2], "label": str, "detector_score": float | None,
-        "p_lesion": float | None, "p_malignant": float | None}, ...]``.
+        ``[{"number": int, "box": [x1, y1, x2, y2], "label": str, "status": str | None,
+        "reason": str | None, "detector_score": float | None, "p_lesion": float | None,
+        "p_malignant": float | None, "prominent": bool}, ...]``. ``number`` is the finding's
+        number on the boxes and in every table (its rank by detector score); ``status`` names
+        the stage that kept or refused it (:class:`hdcnn.cascade.FindingStatus`) and
+        ``reason`` the rule with the threshold in force (:func:`hdcnn.reasons.finding_reason`),
+        when known;
+        ``prominent`` whether the verdict rests on it (:func:`hdcnn.reasons.supports_verdict`;
+        for plain dicts: not ``rejected``).
     """
+    thresholds = _get(prediction, "thresholds", None)
     out = []
-    for finding in _get(prediction, "findings", None) or []:
+    for row, finding in enumerate(_get(prediction, "findings", None) or []):
         box = np.asarray(_get(finding, "box"), dtype=float).reshape(4)
+        status = _get(finding, "status")
+        reason = _get(finding, "reason")
+        index = _get(finding, "index")
+        number = _get(finding, "number")
+        if number is None:
+            number = int(index) + 1 if isinstance(index, int) and index >= 0 else row + 1
+        label = str(_plain(_get(finding, "label", "lesion")))
+        prominent = _get(finding, "prominent")
+        if prominent is None:
+            prominent = label not in QUIET_LABELS
+        if thresholds is not None and not isinstance(finding, Mapping):
+            from hdcnn.reasons import finding_reason, finding_status, supports_verdict
+
+            status = finding_status(finding, thresholds)
+            reason = finding_reason(finding, thresholds)
+            prominent = supports_verdict(finding, thresholds)
         out.append(
             {
+                "number": int(number),
                 "box": [round(float(v), 1) for v in box],
-                "label": str(_plain(_get(finding, "label", "lesion"))),
+                "label": label,
+                "prominent": bool(prominent),
+                "status": None if status is None else str(_plain(status)),
+                "reason": reason,
                 "detector_score": _opt_float(_get(finding, "detector_score")),
                 "p_lesion": _opt_float(_get(finding, "p_lesion")),
                 "p_malignant": _opt_float(_get(finding, "p_malignant")),
@@ -111,6 +139,7 @@ def build_report(
     *,
     model: Mapping[str, Any] | None = None,
     created: _dt.datetime | None = None,
+    domain: Any = None,
 ) -> dict[str, Any]:
     """A JSON-ready, de-identified report.
 
@@ -121,10 +150,14 @@ def build_report(
             :data:`IMAGE_FIELDS` are copied.
         model: model identity, e.g. ``{"name": ..., "sha256": ..., "files": {...}}``; copied as is.
         created: report time (default: now, UTC).
+        domain: an :class:`hdcnn.domain.DomainCheck` of the image, reported as ``"domain"``
+            (``in_domain``, ``differences``, ``training_domain``, ``notice``).
 
     Returns:
         ``{"report": "hdcnn-mammo", "software_version", "created", "disclaimer", "image",
-        "model", "verdict": {"label", "p_abnormal", "p_malignant"}, "findings", "timing_ms"}``.
+        "model", "verdict": {"label", "p_abnormal", "p_malignant"}, "findings", "timing_ms"}``;
+        for a :class:`hdcnn.cascade.Prediction` the verdict also holds ``decided_by``,
+        ``rule``, ``threshold``, ``reason`` and ``thresholds`` (:func:`hdcnn.reasons.explain`).
     """
     created = created or _dt.datetime.now(_dt.timezone.utc)
     image = {}
@@ -134,6 +167,21 @@ def build_report(
     timing = _get(prediction, "timing_ms", None) or {}
     if not isinstance(timing, Mapping):
         timing = {"total": timing}
+    verdict: dict[str, Any] = {
+        "label": str(_plain(_get(prediction, "label"))),
+        "p_abnormal": _opt_float(_get(prediction, "p_abnormal")),
+        "p_malignant": _opt_float(_get(prediction, "p_malignant")),
+    }
+    if not isinstance(prediction, Mapping) and _get(prediction, "thresholds") is not None:
+        from hdcnn.reasons import explain
+
+        why = explain(prediction).to_dict()
+        verdict.update(
+            {k: why[k] for k in ("decided_by", "rule", "threshold", "reason", "thresholds")}
+        )
+    extra: dict[str, Any] = {}
+    if domain is not None:
+        extra["domain"] = {**domain.to_dict(), "notice": domain.notice}
     return {
         "report": "hdcnn-mammo",
         "software_version": __version__,
@@ -141,19 +189,162 @@ def build_report(
         "disclaimer": DISCLAIMER,
         "image": image,
         "model": _plain(dict(model or {})),
-        "verdict": {
-            "label": str(_plain(_get(prediction, "label"))),
-            "p_abnormal": _opt_float(_get(prediction, "p_abnormal")),
-            "p_malignant": _opt_float(_get(prediction, "p_malignant")),
-        },
+        "verdict": verdict,
         "findings": finding_dicts(prediction),
         "timing_ms": {str(k): round(float(v), 1) for k, v in timing.items()},
+        **extra,
     }
 
 
 def report_json(report: Mapping[str, Any]) -> bytes:
     """The report as indented UTF-8 JSON bytes."""
     return json.dumps(_plain(dict(report)), indent=2, ensure_ascii=False).encode("utf-8")
+
+
+#: Finding labels drawn quietly (thin grey box, small number): refused candidates.
+QUIET_LABELS = frozenset({"rejected"})
+#: Text colour on each tag background (dark text on light colours).
+_TAG_TEXT = {"benign": (0, 0, 0), "rejected": (0, 0, 0)}
+
+
+def display_image(pixels: np.ndarray, *, max_side: int = 1024) -> tuple[np.ndarray, float]:
+    """The image as uint8 grey for display, shrunk to ``max_side`` (never enlarged).
+
+    Returns:
+        ``(uint8 (h, w), scale)`` with ``scale`` = display pixels per original pixel.
+    """
+    import cv2
+
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 2:
+        raise ValueError(f"pixels must be 2-D (H, W), got shape {pixels.shape}")
+    height, width = pixels.shape
+    scale = min(1.0, max_side / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if pixels.dtype == np.uint8:
+        grey = pixels
+    else:
+        grey = np.clip(np.asarray(pixels, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if scale < 1.0:
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return grey, scale
+
+
+def _tag_text(finding: Mapping[str, Any], label: str) -> str:
+    if "text" in finding:
+        return str(finding["text"])
+    number = finding.get("number")
+    prefix = f"#{number}" if number is not None else ""
+    if label in QUIET_LABELS:
+        return prefix or label
+    return f"{prefix} {label}".strip()
+
+
+def _place(
+    rect: tuple[int, int, int, int],
+    box: tuple[int, int, int, int],
+    placed: list[tuple[int, int, int, int]],
+    bounds: tuple[int, int],
+) -> tuple[int, int]:
+    """Top-left corner of a ``(w, h)`` tag near ``box``, inside the image, clear of ``placed``."""
+    tw, th = rect[2], rect[3]
+    width, height = bounds
+    x1, y1, x2, y2 = box
+    candidates = [(x1, y1 - th), (x1, y1), (x1, y2), (x2 - tw, y2 - th), (x2, y1), (x1 - tw, y1)]
+
+    def clamp(x: int, y: int) -> tuple[int, int]:
+        return min(max(0, x), max(0, width - tw)), min(max(0, y), max(0, height - th))
+
+    def free(x: int, y: int) -> bool:
+        return all(x + tw <= a or a + c <= x or y + th <= b or b + d <= y for a, b, c, d in placed)
+
+    spots = [clamp(x, y) for x, y in candidates]
+    for x, y in spots:
+        if free(x, y):
+            return x, y
+    x, y = spots[0]
+    for step in range(1, 40):  # slide down (then up) until a free place turns up
+        for dy in (step * th, -step * th):
+            cx, cy = clamp(x, y + dy)
+            if free(cx, cy):
+                return cx, cy
+    return x, y
+
+
+def draw_findings(
+    grey: np.ndarray,
+    findings: Sequence[Mapping[str, Any]],
+    *,
+    scale: float = 1.0,
+    show_rejected: bool = True,
+) -> np.ndarray:
+    """Draw numbered boxes on a display image.
+
+    What the verdict rests on (``prominent`` findings; for dicts without that key every label
+    but ``rejected``, e.g. a crop box) is drawn prominently: a thick box in its label colour
+    and a filled tag ``"#n label"``. The rest (refused candidates, weaker kept findings) is
+    drawn quietly: a thin box and a small ``"#n"`` tag, and only when ``show_rejected``. All
+    boxes are drawn before any tag, and tags stay inside the image without overlapping one
+    another, at any number of boxes.
+
+    Args:
+        grey: uint8 ``(h, w)`` display image (:func:`display_image`).
+        findings: dicts with ``box`` in original pixels, ``label``, optional ``number`` (the
+            finding's number in the tables), ``prominent`` and ``text`` (replaces the tag).
+        scale: display pixels per original pixel.
+        show_rejected: draw the quiet boxes too.
+
+    Returns:
+        uint8 RGB ``(h, w, 3)``.
+    """
+    import cv2
+
+    rgb = np.ascontiguousarray(np.repeat(np.asarray(grey, dtype=np.uint8)[:, :, None], 3, axis=2))
+    height, width = rgb.shape[:2]
+    long_side = max(height, width)
+    thick = max(2, round(long_side / 300))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    font_scale = max(0.45, long_side / 1600)
+    items = []
+    for finding in findings:
+        label = str(finding.get("label", "lesion"))
+        prominent = finding.get("prominent")
+        quiet = label in QUIET_LABELS if prominent is None else not prominent
+        if quiet and not show_rejected:
+            continue
+        colour = COLOURS.get(label, COLOURS["lesion"])
+        x1, y1, x2, y2 = (round(float(v) * scale) for v in finding["box"])
+        x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
+        y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
+        text = _tag_text(finding, "rejected" if quiet else label)
+        items.append((quiet, label, colour, (x1, y1, x2, y2), text))
+    # boxes: quiet first, so that prominent ones are drawn over them; then every tag on top
+    items.sort(key=lambda item: not item[0])
+    for quiet, _, colour, (x1, y1, x2, y2), _ in items:
+        cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, 1 if quiet else thick)
+    placed: list[tuple[int, int, int, int]] = []
+    for quiet, label, colour, box, text in sorted(items, key=lambda item: item[0]):
+        if not text:
+            continue
+        fs = font_scale * (0.8 if quiet else 1.0)
+        weight = 1 if quiet or fs < 0.9 else 2
+        (tw, th), base = cv2.getTextSize(text, font, fs, weight)
+        pad = max(2, round(th / 4))
+        tag = (0, 0, tw + 2 * pad, th + base + 2 * pad)
+        tx, ty = _place(tag, box, placed, (width, height))
+        placed.append((tx, ty, tag[2], tag[3]))
+        cv2.rectangle(rgb, (tx, ty), (tx + tag[2] - 1, ty + tag[3] - 1), colour, -1)
+        cv2.putText(
+            rgb,
+            text,
+            (tx + pad, ty + pad + th),
+            font,
+            fs,
+            _TAG_TEXT.get(label, (255, 255, 255)),
+            weight,
+            cv2.LINE_AA,
+        )
+    return rgb
 
 
 def render_overlay(
@@ -163,59 +354,31 @@ def render_overlay(
     max_side: int = 1024,
     show_rejected: bool = True,
 ) -> np.ndarray:
-    """The image with findings drawn as boxes coloured by label (see :data:`COLOURS`).
+    """The image with numbered findings drawn (:func:`draw_findings`), shrunk to ``max_side``.
 
     Args:
-        pixels: float32 ``(H, W)`` in ``[0, 1]`` (original pixels, as read).
+        pixels: float32 ``(H, W)`` in ``[0, 1]`` (original pixels, as read) or uint8.
         findings: dicts from :func:`finding_dicts` (boxes in original pixels); an optional
-            ``"text"`` key replaces the drawn caption (default: the label).
+            ``"text"`` key replaces the drawn tag (default: ``"#number label"``).
         max_side: the output's longer side (the image is only ever shrunk).
         show_rejected: draw findings labelled ``rejected`` (thin grey boxes).
 
     Returns:
         uint8 RGB array ``(h, w, 3)``.
     """
-    import cv2
+    grey, scale = display_image(pixels, max_side=max_side)
+    return draw_findings(grey, findings, scale=scale, show_rejected=show_rejected)
 
-    pixels = np.asarray(pixels, dtype=np.float32)
-    if pixels.ndim != 2:
-        raise ValueError(f"pixels must be 2-D (H, W), got shape {pixels.shape}")
-    height, width = pixels.shape
-    scale = min(1.0, max_side / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    grey = np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if scale < 1.0:
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    rgb = np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-    thick = max(2, round(max(size) / 300))
-    for finding in findings:
-        label = str(finding.get("label", "lesion"))
-        if label == "rejected" and not show_rejected:
-            continue
-        colour = COLOURS.get(label, COLOURS["lesion"])
-        x1, y1, x2, y2 = (round(float(v) * scale) for v in finding["box"])
-        width_px = 1 if label == "rejected" else thick
-        cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, width_px)
-        if label != "rejected":
-            text = str(finding.get("text", label))
-            if finding.get("p_malignant") is not None:
-                text += f" {float(finding['p_malignant']):.2f}"
-            cv2.putText(
-                rgb,
-                text,
-                (x1, max(12, y1 - 4)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.4 + thick * 0.1,
-                colour,
-                max(1, thick // 2),
-                cv2.LINE_AA,
-            )
-    return rgb
+
+_LATIN1_SPELLING = {"≥": ">=", "≤": "<=", "—": "-", "–": "-", "→": "->", "…": "..."}
 
 
 def _latin1(text: object) -> str:
-    """Core PDF fonts are Latin-1 only."""
-    return str(text).encode("latin-1", "replace").decode("latin-1")
+    """Core PDF fonts are Latin-1 only (comparison signs spelled out, the rest replaced)."""
+    text = str(text)
+    for char, spelled in _LATIN1_SPELLING.items():
+        text = text.replace(char, spelled)
+    return text.encode("latin-1", "replace").decode("latin-1")
 
 
 def _fmt(value: Any) -> str:
@@ -279,6 +442,37 @@ def report_pdf(
         new_x="LMARGIN",
         new_y="NEXT",
     )
+    if verdict.get("reason"):
+        pdf.set_font("Helvetica", "", 9)
+        pdf.multi_cell(
+            width,
+            4.5,
+            _latin1(f"Decided by the {verdict.get('rule')}: {verdict['reason']}."),
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    if verdict.get("thresholds"):
+        from hdcnn.cascade import Thresholds
+        from hdcnn.reasons import thresholds_text
+
+        pdf.set_font("Helvetica", "", 8)
+        pdf.multi_cell(
+            width,
+            4,
+            _latin1(
+                "Thresholds in force: "
+                + thresholds_text(Thresholds.from_dict(verdict["thresholds"]))
+                + "."
+            ),
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    notice = (report.get("domain") or {}).get("notice")
+    if notice:
+        pdf.set_font("Helvetica", "B", 9)
+        pdf.set_text_color(160, 90, 0)
+        pdf.multi_cell(width, 4.5, _latin1(notice), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(0, 0, 0)
 
     model = report.get("model", {})
     image = report.get("image", {})
@@ -314,9 +508,9 @@ def report_pdf(
     pdf.set_font("Helvetica", "B", 11)
     pdf.cell(width, 7, f"Findings ({len(findings)})", new_x="LMARGIN", new_y="NEXT")
     if findings:
-        headers = ("#", "label", "box x1,y1,x2,y2 (px)", "det. score", "P(lesion)", "P(malig.)")
+        headers = ("#", "status", "box x1,y1,x2,y2 (px)", "det. score", "P(lesion)", "P(malig.)")
         with pdf.table(
-            col_widths=(8, 24, 62, 22, 22, 22), text_align="CENTER", first_row_as_headings=True
+            col_widths=(8, 46, 50, 20, 20, 20), text_align="CENTER", first_row_as_headings=True
         ) as table:
             pdf.set_font("Helvetica", "", 8)
             table.row(headers)
@@ -324,8 +518,8 @@ def report_pdf(
                 box = ",".join(f"{v:.0f}" for v in f["box"])
                 table.row(
                     (
-                        str(i),
-                        _latin1(f["label"]),
+                        str(f.get("number", i)),
+                        _latin1(_status_text(f)),
                         box,
                         _fmt(f.get("detector_score")),
                         _fmt(f.get("p_lesion")),
@@ -336,6 +530,19 @@ def report_pdf(
         pdf.set_font("Helvetica", "", 9)
         pdf.cell(width, 5, "No candidate region passed the detector threshold.")
     return bytes(pdf.output())
+
+
+def _status_text(finding: Mapping[str, Any]) -> str:
+    status = finding.get("status")
+    if not status:
+        return str(finding.get("label", "-"))
+    from hdcnn.cascade import FindingStatus
+    from hdcnn.reasons import STATUS_TEXT
+
+    try:
+        return STATUS_TEXT[FindingStatus(status)]
+    except ValueError:
+        return str(status)
 
 
 def _image_line(image: Mapping[str, Any]) -> str:

@@ -131,3 +131,47 @@ def test_pdf_handles_non_latin1_text(tmp_path: Path) -> None:
     report = build_report({"label": "normal", "findings": []}, model={"name": "модель-α"})
     pdf = report_pdf(report, compress=False)
     assert pdf.startswith(b"%PDF-")
+
+
+def test_report_and_pdf_name_the_deciding_rule_thresholds_and_domain(cascade) -> None:
+    from hdcnn.domain import check_domain
+
+    pred = cascade.predict(breast_image(160, 120), detail=True)
+    meta = {"format": "dicom", "original_size": (4000, 3000), "bit_depth": 16}
+    report = build_report(pred, meta, domain=check_domain(meta))
+    verdict = report["verdict"]
+    assert verdict["decided_by"] in {"detector_score", "c1_lesion", "abnormal", "malignant"}
+    assert verdict["thresholds"] == pred.thresholds.to_dict() and verdict["reason"]
+    assert all(f["status"] and f["reason"] for f in report["findings"])
+    assert report["domain"]["in_domain"] is False and "unlike" in report["domain"]["notice"]
+    pdf = report_pdf(report, compress=False)
+    assert b"Decided by the" in pdf and b"Thresholds in force" in pdf
+    assert f"{pred.thresholds.malignant:.3f}".encode() in pdf
+    assert b"unlike the images the models were trained on" in pdf
+    assert "≥".encode() not in pdf  # spelled >= for the Latin-1 PDF fonts
+
+
+def test_overlay_numbers_boxes_and_keeps_tags_inside_at_any_count() -> None:
+    from hdcnn.report import draw_findings
+
+    grey = np.zeros((300, 200), dtype=np.uint8)
+    findings = [
+        {"box": [i * 3, i * 3, i * 3 + 40, i * 3 + 40], "label": "rejected", "number": i + 1}
+        for i in range(40)
+    ] + [{"box": [150, 250, 199, 299], "label": "malignant", "number": 41, "prominent": True}]
+    rgb = draw_findings(grey, findings)
+    assert rgb.shape == (300, 200, 3)
+    # the prominent tag "#41 malignant" is drawn (red fill) and stays inside the image
+    assert np.all(rgb == COLOURS["malignant"], axis=2).sum() > 200
+    # tags are placed inside the image and clear of one another while there is room
+    from hdcnn.report import _place
+
+    placed: list[tuple[int, int, int, int]] = []
+    for i in range(30):
+        x, y = _place((0, 0, 30, 12), (i * 3, i * 3, i * 3 + 40, i * 3 + 40), placed, (200, 300))
+        assert 0 <= x <= 200 - 30 and 0 <= y <= 300 - 12
+        for a, b, c, d in placed:
+            assert x + 30 <= a or a + c <= x or y + 12 <= b or b + d <= y
+        placed.append((x, y, 30, 12))
+    quiet = draw_findings(grey, findings, show_rejected=False)
+    assert not np.any(np.all(quiet == COLOURS["rejected"], axis=2))

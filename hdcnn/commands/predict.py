@@ -66,6 +66,7 @@ def predict_files(cascade: Any, paths: list[Path], *, exam: bool = False) -> dic
     Returns:
         The JSON-ready document described in the module docstring.
     """
+    from hdcnn.analysis import group_exams
     from hdcnn.cascade import combine_exam
     from hdcnn.errors import HDCNNError
 
@@ -91,7 +92,7 @@ def predict_files(cascade: Any, paths: list[Path], *, exam: bool = False) -> dic
     exams = (
         [
             combine_exam(items, cascade.thresholds, key=key).to_dict()
-            for key, items in exam_groups(groups).items()
+            for key, items in group_exams(groups).items()
         ]
         if exam
         else []
@@ -106,25 +107,11 @@ def predict_files(cascade: Any, paths: list[Path], *, exam: bool = False) -> dic
 def exam_groups(
     groups: dict[str | None, list[tuple[str | None, str | None, Any]]],
 ) -> dict[str | None, list[tuple[str | None, str | None, Any]]]:
-    """Exams from inputs grouped by study key.
+    """Exams from inputs grouped by study key: :func:`hdcnn.analysis.group_exams`, the one
+    grouping rule of the CLI, the library and the app."""
+    from hdcnn.analysis import group_exams
 
-    Inputs sharing a de-identified study key form one exam; inputs without a key form one exam
-    together. When no two inputs share a key but their laterality+view pairs are all distinct
-    (CBIS-DDSM gives every image its own StudyInstanceUID), all inputs form a single exam.
-
-    Args:
-        groups: study key (or None) -> ``[(laterality, view, prediction)]``.
-
-    Returns:
-        exam key (None for a merged or keyless exam) -> its items.
-    """
-    items = [item for members in groups.values() for item in members]
-    keyed = [k for k in groups if k is not None]
-    singletons = all(len(groups[k]) == 1 for k in keyed)
-    views = [(lat, view) for lat, view, _ in items]
-    if len(keyed) > 1 and singletons and None not in views and len(set(views)) == len(views):
-        return {None: items}
-    return groups
+    return group_exams(groups)
 
 
 def format_table(doc: dict[str, Any]) -> str:

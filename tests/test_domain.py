@@ -1,0 +1,53 @@
+"""Tests of hdcnn.domain: a plain notice when an image is unlike the training data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hdcnn.domain import MIAS_DOMAIN, TrainingDomain, check_domain, training_domain
+from hdcnn.reader import MammogramMeta
+
+
+def _meta(**kw) -> MammogramMeta:
+    base = {"source": "x", "format": "pgm", "original_size": (1024, 1024), "bit_depth": 8}
+    return MammogramMeta(**{**base, **kw})
+
+
+def test_a_mini_mias_like_image_is_in_domain() -> None:
+    check = check_domain(_meta())
+    assert check.in_domain and check.notice == "" and check.differences == ()
+    assert check_domain(None).in_domain  # a bare array: nothing to compare
+
+
+def test_a_cbis_ddsm_dicom_is_out_of_domain_with_plain_reasons() -> None:
+    check = check_domain(
+        _meta(format="dicom", original_size=(4432, 2864), bit_depth=16, pixel_spacing=(0.05, 0.05))
+    )
+    assert not check.in_domain
+    text = " ".join(check.differences)
+    assert "DICOM file (trained on PGM)" in text
+    assert "2864 × 4432 px (trained on 1024 × 1024 px)" in text
+    assert "16-bit (trained on 8-bit)" in text
+    assert "50 µm pixels (trained on 200 µm)" in text
+    assert "unlike the images the models were trained on" in check.notice
+    assert "mini-MIAS" in check.notice
+    assert check.to_dict()["in_domain"] is False
+
+
+def test_small_size_and_spacing_differences_are_tolerated() -> None:
+    assert check_domain(_meta(original_size=(1100, 1000), pixel_spacing=(0.21, 0.21))).in_domain
+
+
+def test_training_domain_from_cascade_json_or_mias(tmp_path: Path) -> None:
+    assert training_domain(tmp_path) == MIAS_DOMAIN  # no cascade.json
+    assert training_domain(None) == MIAS_DOMAIN
+    custom = TrainingDomain(name="CBIS", formats=("dicom",), size=None, bit_depths=(16,))
+    (tmp_path / "cascade.json").write_text(json.dumps({"training_domain": custom.to_dict()}))
+    got = training_domain(tmp_path)
+    assert got == custom
+    assert check_domain(
+        _meta(format="dicom", original_size=(4000, 3000), bit_depth=16), got
+    ).in_domain
+    (tmp_path / "cascade.json").write_text(json.dumps({"training_domain": {"size": "big"}}))
+    assert training_domain(tmp_path) == MIAS_DOMAIN  # a bad entry falls back
