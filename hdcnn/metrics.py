@@ -1,5 +1,15 @@
-"""Evaluation metrics, independent of any model: ROC/AUC with patient-level bootstrap CIs,
-operating points, three-class verdict metrics and lesion-level FROC.
+"""The one evaluation engine: metrics independent of any model, used by training's model
+selection, ``python -m hdcnn evaluate``, the app and the tests.
+
+- ROC/AUC, confusion matrix and F1 come from scikit-learn; this module adds the conventions
+  below (``None`` for undefined values, the class order of :data:`hdcnn.terms.CLASSES`).
+- Operating points: :func:`threshold_at_sensitivity` (the largest threshold that reaches a
+  stated sensitivity) and :func:`threshold_youden` (Youden's J) -- the cascade's calibration and
+  training's C1 threshold use these, nothing else.
+- The patient-level bootstrap (:func:`bootstrap_indices`, :func:`bootstrap_auc_ci`) and the
+  lesion-level FROC (:func:`froc_curve`, :func:`froc`), which no library in the requirements
+  offers. One FROC hit rule, :func:`lesion_hits` (centre in box), for model selection and for
+  reporting alike; one IoU, :func:`box_iou` (``torchvision.ops.box_iou``).
 
 Conventions:
 - Binary inputs: ``y_true`` 1-D of 0/1 (or bool), ``scores`` 1-D float of the same length,
@@ -11,11 +21,15 @@ Conventions:
 
 Metrics that are undefined for the data (an AUC with one class present, a sensitivity without
 positives) return ``None`` rather than a number.
+
+scikit-learn and torchvision are imported inside the functions that use them, so importing this
+module (the cascade does, for its thresholds) stays cheap.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +41,13 @@ log = logging.getLogger(__name__)
 
 #: The FP-per-image rates reported by :func:`froc` by default.
 FROC_RATES: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+#: The one FROC hit rule (see :func:`lesion_hits`): a predicted box hits a lesion when the
+#: box's centre lies inside the lesion's box.
+FROC_HIT = "center"
+
+#: Threshold of :func:`threshold_at_sensitivity` when there is no positive score to set it.
+NEUTRAL_THRESHOLD = 0.5
 
 
 # --- binary scores -------------------------------------------------------------------------
@@ -45,21 +66,23 @@ def _binary(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
-    """Mann-Whitney AUC of bool ``y`` and float ``s`` (ties count one half)."""
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    """ROC AUC of checked bool ``y`` and float ``s``; None with one class.
+
+    The trapezoidal area under ``sklearn.metrics.roc_curve`` (``sklearn.metrics.auc``), which
+    is what ``roc_auc_score`` computes for binary truth, at less than half its overhead: the
+    bootstrap calls this thousands of times.
+    """
+    from sklearn.metrics import auc
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    if y.all() or not y.any():
         return None
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    # average 1-based rank of each distinct value: ranks end at cumsum, start at cumsum-count+1
-    ends = np.cumsum(counts)
-    avg_rank = ends - (counts - 1) / 2.0
-    rank_sum = float(avg_rank[inverse][y].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    fpr, tpr, _ = sk_roc_curve(y, s)
+    return float(auc(fpr, tpr))
 
 
 def roc_auc(y_true: Any, scores: Any) -> float | None:
-    """Area under the ROC curve (the Mann-Whitney statistic).
+    """Area under the ROC curve (scikit-learn's, as ``sklearn.metrics.roc_auc_score``).
 
     Args:
         y_true: 1-D 0/1 truth, length N.
@@ -74,7 +97,7 @@ def roc_auc(y_true: Any, scores: Any) -> float | None:
 
 
 def roc_curve(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """ROC curve at every distinct score.
+    """ROC curve at every distinct score (``sklearn.metrics.roc_curve``, no point dropped).
 
     Args:
         y_true: 1-D 0/1 truth, length N.
@@ -86,20 +109,62 @@ def roc_curve(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
         point is ``(0, 0)`` at threshold ``+inf``, the last ``(1, 1)``. ``None`` when only one
         class is present.
     """
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     y, s = _binary(y_true, scores)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return None
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(~y_sorted)
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]  # end of each tie group
-    fpr = np.r_[0.0, fp[last] / n_neg]
-    tpr = np.r_[0.0, tp[last] / n_pos]
-    thresholds = np.r_[np.inf, s_sorted[last]]
-    return fpr, tpr, thresholds
+    fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=False)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    thresholds[0] = np.inf  # scikit-learn >= 1.3 already does; older ones gave max + 1
+    return np.asarray(fpr, np.float64), np.asarray(tpr, np.float64), thresholds
+
+
+def threshold_at_sensitivity(scores: Any, sensitivity: float) -> float:
+    """The largest threshold ``t`` with ``mean(scores >= t) >= sensitivity``.
+
+    The operating-point rule of the cascade's calibration (``choose_thresholds``) and of C1's
+    training threshold.
+
+    Args:
+        scores: 1-D float scores of the positive examples only, any order.
+        sensitivity: wanted fraction of positives at or above ``t``, in ``[0, 1]``.
+
+    Returns:
+        ``t``, one of ``scores`` (:data:`NEUTRAL_THRESHOLD` when ``scores`` is empty).
+    """
+    if not 0.0 <= sensitivity <= 1.0:
+        raise ValueError(f"sensitivity must be in [0, 1], got {sensitivity}")
+    ordered = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))[::-1]
+    if ordered.size == 0:
+        return NEUTRAL_THRESHOLD
+    needed = max(1, math.ceil(sensitivity * ordered.size - 1e-9))
+    return float(ordered[min(needed, ordered.size) - 1])
+
+
+def threshold_youden(positives: Any, negatives: Any) -> float:
+    """The threshold ``t`` maximising Youden's J = sensitivity + specificity - 1.
+
+    Sensitivity is ``mean(positives >= t)``, specificity ``mean(negatives < t)``; candidates are
+    the observed scores (the points of :func:`roc_curve`); among equal J the largest ``t`` (the
+    more specific) wins.
+
+    Args:
+        positives: 1-D float scores of the positive examples (at least one).
+        negatives: 1-D float scores of the negative examples (at least one).
+
+    Returns:
+        ``t``, one of the observed scores.
+    """
+    pos = np.asarray(positives, dtype=np.float64).reshape(-1)
+    neg = np.asarray(negatives, dtype=np.float64).reshape(-1)
+    if pos.size == 0 or neg.size == 0:
+        raise ValueError("threshold_youden needs at least one positive and one negative score")
+    curve = roc_curve(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])
+    assert curve is not None  # both classes are present
+    fpr, tpr, thresholds = (a[1:] for a in curve)  # drop the (0, 0) point at +inf
+    j = tpr - fpr
+    return float(thresholds[np.flatnonzero(j >= j.max() - 1e-12)[0]])
 
 
 def threshold_at_specificity(y_true: Any, scores: Any, specificity: float = 0.9) -> float | None:
@@ -203,8 +268,12 @@ def bootstrap_auc_ci(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if _auc(y, s) is None:
         return None
-    aucs = [a for idx in bootstrap_indices(groups, n_boot=n_boot, seed=seed)
-            if (a := _auc(y[idx], s[idx])) is not None]  # fmt: skip
+    import sklearn
+
+    # inputs were checked once above: skip scikit-learn's checks in the resample loop
+    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+        aucs = [a for idx in bootstrap_indices(groups, n_boot=n_boot, seed=seed)
+                if (a := _auc(y[idx], s[idx])) is not None]  # fmt: skip
     skipped = n_boot - len(aucs)
     if skipped:
         log.info(
@@ -227,8 +296,18 @@ def _class_indices(labels: Any, classes: Sequence[str], name: str) -> np.ndarray
         raise ValueError(f"{name} holds {exc.args[0]!r}, expected one of {list(lookup)}") from None
 
 
+def _verdict_indices(
+    y_true: Any, y_pred: Any, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    t = _class_indices(y_true, classes, "y_true")
+    p = _class_indices(y_pred, classes, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} labels, y_pred {p.size}")
+    return t, p
+
+
 def confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[str] = CLASSES) -> np.ndarray:
-    """Confusion matrix of verdicts.
+    """Confusion matrix of verdicts (``sklearn.metrics.confusion_matrix``).
 
     Args:
         y_true: sequence of N truth labels, each in ``classes``.
@@ -237,15 +316,14 @@ def confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[str] = CLASSES)
 
     Returns:
         int64 ``(C, C)``: ``m[i, j]`` = images of true class ``i`` predicted as class ``j``
-        (rows = truth, columns = prediction).
+        (rows = truth, columns = prediction); all zeros for no images.
     """
-    t = _class_indices(y_true, classes, "y_true")
-    p = _class_indices(y_pred, classes, "y_pred")
-    if t.shape != p.shape:
-        raise ValueError(f"y_true has {t.size} labels, y_pred {p.size}")
-    m = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(m, (t, p), 1)
-    return m
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    t, p = _verdict_indices(y_true, y_pred, classes)
+    if t.size == 0:
+        return np.zeros((len(classes), len(classes)), dtype=np.int64)
+    return sk_confusion_matrix(t, p, labels=np.arange(len(classes))).astype(np.int64)
 
 
 def accuracy(y_true: Any, y_pred: Any, classes: Sequence[str] = CLASSES) -> float | None:
@@ -256,7 +334,7 @@ def accuracy(y_true: Any, y_pred: Any, classes: Sequence[str] = CLASSES) -> floa
 
 
 def macro_f1(y_true: Any, y_pred: Any, classes: Sequence[str] = CLASSES) -> float | None:
-    """Unweighted mean of the per-class F1 scores.
+    """Unweighted mean of the per-class F1 scores (``sklearn.metrics.f1_score``).
 
     A class that occurs neither in the truth nor in the predictions has no F1 and is left out
     of the mean; a class that occurs with no true positives has F1 = 0.
@@ -264,13 +342,21 @@ def macro_f1(y_true: Any, y_pred: Any, classes: Sequence[str] = CLASSES) -> floa
     Returns:
         Macro F1 in ``[0, 1]``; ``None`` for no images.
     """
-    m = confusion_matrix(y_true, y_pred, classes)
-    tp = np.diag(m).astype(np.float64)
-    denom = m.sum(axis=0) + m.sum(axis=1)  # 2 tp + fp + fn
-    present = denom > 0
-    if not present.any():
+    from sklearn.metrics import f1_score
+
+    t, p = _verdict_indices(y_true, y_pred, classes)
+    present = np.union1d(t, p)
+    if present.size == 0:
         return None
-    return float(np.mean(2.0 * tp[present] / denom[present]))
+    return float(f1_score(t, p, labels=present, average="macro", zero_division=0.0))
+
+
+def _class_recall(y_true: Any, y_pred: Any, label: Label) -> float | None:
+    """Images of class ``label`` predicted as ``label`` / images of class ``label``."""
+    m = confusion_matrix(y_true, y_pred, CLASSES)
+    i = CLASSES.index(label)
+    n = int(m[i].sum())
+    return None if n == 0 else float(m[i, i] / n)
 
 
 def sensitivity_malignant(y_true: Any, y_pred: Any) -> float | None:
@@ -279,10 +365,7 @@ def sensitivity_malignant(y_true: Any, y_pred: Any) -> float | None:
     Returns:
         Value in ``[0, 1]``, or ``None`` when no image is malignant.
     """
-    m = confusion_matrix(y_true, y_pred, CLASSES)
-    i = CLASSES.index(Label.MALIGNANT)
-    n = int(m[i].sum())
-    return None if n == 0 else float(m[i, i] / n)
+    return _class_recall(y_true, y_pred, Label.MALIGNANT)
 
 
 def specificity(y_true: Any, y_pred: Any) -> float | None:
@@ -291,10 +374,7 @@ def specificity(y_true: Any, y_pred: Any) -> float | None:
     Returns:
         Value in ``[0, 1]``, or ``None`` when no image is normal.
     """
-    m = confusion_matrix(y_true, y_pred, CLASSES)
-    i = CLASSES.index(Label.NORMAL)
-    n = int(m[i].sum())
-    return None if n == 0 else float(m[i, i] / n)
+    return _class_recall(y_true, y_pred, Label.NORMAL)
 
 
 def verdict_summary(y_true: Any, y_pred: Any) -> dict[str, Any]:
@@ -319,33 +399,58 @@ def verdict_summary(y_true: Any, y_pred: Any) -> dict[str, Any]:
 # --- lesion-level FROC ---------------------------------------------------------------------
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` ``[x1, y1, x2, y2]`` boxes -> float ``(N, M)``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = iw.clip(0) * ih.clip(0)
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+def box_iou(a: Any, b: Any) -> np.ndarray:
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` ``[x1, y1, x2, y2]`` boxes -> float64 ``(N, M)``.
+
+    ``torchvision.ops.box_iou`` on NumPy input (the library's one IoU); pairs whose union is
+    empty (degenerate boxes) get 0 instead of NaN.
+    """
+    import torch
+    from torchvision.ops import box_iou as tv_box_iou
+
+    ta = torch.from_numpy(np.array(a, dtype=np.float64).reshape(-1, 4))
+    tb = torch.from_numpy(np.array(b, dtype=np.float64).reshape(-1, 4))
+    return np.nan_to_num(tv_box_iou(ta, tb).numpy(), nan=0.0)
 
 
-def _hits(pred_boxes: np.ndarray, lesions: np.ndarray, hit: str, iou: float) -> np.ndarray:
-    """bool ``(P, L)``: prediction ``p`` hits lesion ``l``."""
-    if hit == "center":
-        cx = (pred_boxes[:, 0] + pred_boxes[:, 2]) / 2.0
-        cy = (pred_boxes[:, 1] + pred_boxes[:, 3]) / 2.0
-        return (
-            (cx[:, None] >= lesions[None, :, 0])
-            & (cx[:, None] <= lesions[None, :, 2])
-            & (cy[:, None] >= lesions[None, :, 1])
-            & (cy[:, None] <= lesions[None, :, 3])
+def lesion_hits(pred_boxes: Any, lesions: Any) -> np.ndarray:
+    """The one FROC hit rule: does predicted box ``p`` hit lesion ``l``?
+
+    A prediction hits a lesion when the prediction's centre lies inside the lesion's box,
+    borders included (:data:`FROC_HIT`). The same rule selects the detector's best epoch in
+    training (:func:`hdcnn.train.engine.detector_metrics`) and gives the reported FROC.
+
+    Why centre-in-box and not (also) an IoU threshold: it is the usual hit criterion of
+    mammography CAD FROC studies; it judges *where* the detector points, not how well its box
+    matches an annotation whose extent is often loose (mini-MIAS gives a circle around the
+    lesion, CBIS-DDSM a box around a hand-drawn ROI); and it needs no tuned constant. Adding
+    "or IoU >= 0.3" (the rule training used before) only turns predictions whose centre misses
+    the lesion into hits, the sloppy localisations a reader would not accept.
+
+    Args:
+        pred_boxes: ``(P, 4)`` predicted boxes.
+        lesions: ``(L, 4)`` lesion boxes, in the same pixels.
+
+    Returns:
+        bool ``(P, L)``.
+    """
+    pred = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
+    les = np.asarray(lesions, dtype=np.float64).reshape(-1, 4)
+    cx = (pred[:, 0] + pred[:, 2]) / 2.0
+    cy = (pred[:, 1] + pred[:, 3]) / 2.0
+    return (
+        (cx[:, None] >= les[None, :, 0])
+        & (cx[:, None] <= les[None, :, 2])
+        & (cy[:, None] >= les[None, :, 1])
+        & (cy[:, None] <= les[None, :, 3])
+    )
+
+
+def _check_hit(hit: str) -> None:
+    if hit != FROC_HIT:
+        raise ValueError(
+            f"hit must be {FROC_HIT!r} (the one FROC rule, centre in box), got {hit!r}"
         )
-    if hit == "iou":
-        return box_iou(pred_boxes, lesions) >= iou
-    raise ValueError(f"hit must be 'center' or 'iou', got {hit!r}")
 
 
 def _image_predictions(pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -367,16 +472,15 @@ def froc_curve(
     predictions: Sequence[Any],
     truths: Sequence[Any],
     *,
-    hit: str = "center",
-    iou: float = 0.2,
+    hit: str = FROC_HIT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Free-response ROC curve over all images.
 
-    A predicted box *hits* a lesion when its centre lies inside the lesion's box (borders
-    included; ``hit="center"``) or, with ``hit="iou"``, when their IoU is at least ``iou``.
-    Each lesion is counted once, at the score of its highest-scoring hit; further hits on an
-    already-hit lesion are neither true nor false positives; a predicted box that hits no
-    lesion is a false positive. Images without lesions count in the per-image FP rate.
+    A predicted box *hits* a lesion by the one rule of :func:`lesion_hits` (its centre lies
+    inside the lesion's box). Each lesion is counted once, at the score of its highest-scoring
+    hit; further hits on an already-hit lesion are neither true nor false positives; a
+    predicted box that hits no lesion is a false positive. Images without lesions count in the
+    per-image FP rate.
 
     Args:
         predictions: one entry per image: a list of ``(box, score)`` pairs (box
@@ -384,14 +488,15 @@ def froc_curve(
             ``(P,)`` (a detector output).
         truths: one entry per image: a sequence of lesion boxes ``[x1, y1, x2, y2]`` (in the
             same pixels as the predictions), possibly empty.
-        hit: ``"center"`` or ``"iou"``.
-        iou: IoU threshold for ``hit="iou"``.
+        hit: the rule's name, :data:`FROC_HIT` (``"center"``); accepted for callers that
+            name it, any other value raises ``ValueError``.
 
     Returns:
         ``(fps_per_image, sensitivity, thresholds)`` float64 arrays of one length: point ``i``
         keeps predictions with ``score >= thresholds[i]``; the first point is ``(0, 0)`` at
         ``+inf``. Sensitivity is NaN throughout when there are no lesions.
     """
+    _check_hit(hit)
     if len(predictions) != len(truths):
         raise ValueError(f"{len(predictions)} prediction lists but {len(truths)} truth lists")
     n_images = len(truths)
@@ -399,8 +504,7 @@ def froc_curve(
     fp_scores: list[float] = []
     for pred, truth in zip(predictions, truths, strict=True):
         boxes, scores = _image_predictions(pred)
-        lesions = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
-        hits = _hits(boxes, lesions, hit, iou)  # (P, L)
+        hits = lesion_hits(boxes, truth)  # (P, L)
         fp_scores.extend(scores[~hits.any(axis=1)].tolist())
         for col in hits.T:
             lesion_scores.append(float(scores[col].max()) if col.any() else -np.inf)
@@ -421,8 +525,7 @@ def froc(
     truths: Sequence[Any],
     *,
     fp_rates: Sequence[float] = FROC_RATES,
-    hit: str = "center",
-    iou: float = 0.2,
+    hit: str = FROC_HIT,
 ) -> dict[str, Any]:
     """Lesion sensitivity at given false positives per image (see :func:`froc_curve`).
 
@@ -430,7 +533,7 @@ def froc(
     number of false positives per image is at most ``r``.
 
     Args:
-        predictions, truths, hit, iou: as in :func:`froc_curve`.
+        predictions, truths, hit: as in :func:`froc_curve`.
         fp_rates: FP-per-image rates to report.
 
     Returns:
@@ -440,7 +543,7 @@ def froc(
         first threshold, ``+inf``, is given as ``None``), ``"n_images"``, ``"n_lesions"``,
         ``"hit"``.
     """
-    fppi, sens, thresholds = froc_curve(predictions, truths, hit=hit, iou=iou)
+    fppi, sens, thresholds = froc_curve(predictions, truths, hit=hit)
     n_lesions = sum(len(np.asarray(t, dtype=np.float64).reshape(-1, 4)) for t in truths)
     out: dict[str, Any] = {}
     at_rates: list[float] = []

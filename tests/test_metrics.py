@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from hdcnn.metrics import (
+    FROC_HIT,
     accuracy,
     bootstrap_auc_ci,
     bootstrap_indices,
@@ -16,13 +17,16 @@ from hdcnn.metrics import (
     confusion_matrix,
     froc,
     froc_curve,
+    lesion_hits,
     macro_f1,
     roc_auc,
     roc_curve,
     sensitivity_at_specificity,
     sensitivity_malignant,
     specificity,
+    threshold_at_sensitivity,
     threshold_at_specificity,
+    threshold_youden,
     verdict_summary,
 )
 from hdcnn.terms import Label
@@ -88,6 +92,41 @@ def test_sensitivity_at_specificity_by_hand() -> None:
     assert sensitivity_at_specificity([1, 1], [0.2, 0.3]) is None
     with pytest.raises(ValueError, match="specificity"):
         sensitivity_at_specificity(y, s, 1.5)
+
+
+def test_threshold_at_sensitivity_by_hand() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
+    assert threshold_at_sensitivity(scores, 0.6) == pytest.approx(0.7)  # 3 of 5 kept
+    assert threshold_at_sensitivity(scores[::-1], 0.6) == pytest.approx(0.7)  # any order
+    assert threshold_at_sensitivity(scores, 0.61) == pytest.approx(0.2)  # 4 of 5 needed
+    assert threshold_at_sensitivity(scores, 0.9) == pytest.approx(0.1)
+    assert threshold_at_sensitivity(scores, 1.0) == pytest.approx(0.1)
+    assert threshold_at_sensitivity(scores, 0.0) == pytest.approx(0.9)  # at least one kept
+    assert threshold_at_sensitivity([], 0.9) == 0.5  # nothing to calibrate on: neutral
+    with pytest.raises(ValueError, match="sensitivity"):
+        threshold_at_sensitivity(scores, 1.5)
+
+
+def test_threshold_youden_by_hand() -> None:
+    pos = [0.9, 0.8, 0.4]
+    neg = [0.5, 0.3, 0.2, 0.1]
+    # t = .8: J = 2/3 - 0; t = .4: J = 1 - 1/4 = .75 (best); t = .3: J = 1 - 2/4
+    assert threshold_youden(pos, neg) == pytest.approx(0.4)
+    # ties in J: t = .9 and t = .6 both give J = 1/2 - 0 -> the larger (more specific) wins
+    assert threshold_youden([0.9, 0.1], [0.5, 0.0]) == pytest.approx(0.9)
+    assert threshold_youden([0.5], [0.5]) == pytest.approx(0.5)  # J = 0 everywhere
+    with pytest.raises(ValueError, match="negative"):
+        threshold_youden([0.5], [])
+
+
+def test_threshold_youden_matches_a_scan_of_every_score() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        pos = np.round(rng.normal(0.6, 0.2, int(rng.integers(1, 20))), 1)
+        neg = np.round(rng.normal(0.4, 0.2, int(rng.integers(1, 20))), 1)
+        candidates = np.unique(np.r_[pos, neg])[::-1]
+        j = [np.mean(pos >= t) + np.mean(neg < t) - 1 for t in candidates]
+        assert threshold_youden(pos, neg) == candidates[int(np.argmax(j))]
 
 
 # --- bootstrap -----------------------------------------------------------------------------
@@ -183,6 +222,8 @@ def test_verdict_metrics_undefined_cases() -> None:
     assert sensitivity_malignant([N, B], [N, N]) is None
     assert specificity([M], [M]) is None
     assert accuracy([], []) is None
+    assert macro_f1([], []) is None
+    assert confusion_matrix([], []).tolist() == [[0, 0, 0]] * 3
     # benign absent from truth and prediction: left out of the macro mean
     assert macro_f1([N, M], [N, M]) == 1.0
     # benign predicted but never true: F1 0 for benign
@@ -248,18 +289,31 @@ def test_froc_accepts_detector_dicts_and_normal_images() -> None:
     assert result["1"] == pytest.approx(0.75)  # FP 4 of 4 images at .4
 
 
-def test_froc_center_versus_iou_rule() -> None:
+def test_one_hit_rule_centre_in_box() -> None:
     lesion = [[40, 40, 50, 50]]
-    big = [([0, 0, 90, 90], 0.9)]  # centre (45, 45) inside, IoU 100/8100
+    big = [([0, 0, 90, 90], 0.9)]  # centre (45, 45) inside, IoU 100/8100: a hit
     assert froc([big], [lesion])["1"] == 1.0
-    assert froc([big], [lesion], hit="iou")["1"] == 0.0
     lesion = [[0, 0, 10, 10]]
-    shifted = [([6, 0, 18, 10], 0.9)]  # centre (12, 5) outside, IoU 40/180 = 0.22
+    shifted = [([6, 0, 18, 10], 0.9)]  # centre (12, 5) outside, IoU 40/180 = 0.22: a miss
     assert froc([shifted], [lesion])["1"] == 0.0
-    assert froc([shifted], [lesion], hit="iou")["1"] == 1.0
-    assert froc([shifted], [lesion], hit="iou", iou=0.3)["1"] == 0.0
+    overlapping = [([2, 0, 20, 10], 0.9)]  # centre (11, 5) outside, IoU 80/200 = 0.4: a miss
+    assert box_iou(np.array(overlapping[0][0]), np.array(lesion)) >= 0.3
+    assert froc([overlapping], [lesion])["1"] == 0.0
+    on_border = [([5, 0, 15, 10], 0.9)]  # centre (10, 5) on the border: a hit
+    assert froc([on_border], [lesion])["1"] == 1.0
+    assert froc([big], [[[40, 40, 50, 50]]], hit=FROC_HIT)["hit"] == "center"
     with pytest.raises(ValueError, match="hit"):
-        froc([shifted], [lesion], hit="overlap")
+        froc([shifted], [lesion], hit="iou")
+
+
+def test_lesion_hits_matrix() -> None:
+    pred = np.array([[0, 0, 10, 10], [22, 22, 40, 40], [100, 100, 110, 110]])
+    lesions = np.array([[0, 0, 30, 30], [25, 25, 35, 35]])
+    np.testing.assert_array_equal(
+        lesion_hits(pred, lesions), [[True, False], [False, True], [False, False]]
+    )
+    assert lesion_hits(np.zeros((0, 4)), lesions).shape == (0, 2)
+    assert lesion_hits(pred, []).shape == (3, 0)
 
 
 def test_froc_no_lesions_and_mismatched_lengths() -> None:
@@ -274,5 +328,11 @@ def test_froc_no_lesions_and_mismatched_lengths() -> None:
 
 def test_box_iou() -> None:
     iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]]))
+    assert iou.dtype == np.float64
     np.testing.assert_allclose(iou, [[50 / 150, 0.0]])
     assert box_iou(np.zeros((0, 4)), np.zeros((2, 4))).shape == (0, 2)
+    # a box with no area against itself: union 0 -> 0, not NaN
+    assert box_iou([[1, 1, 1, 1]], [[1, 1, 1, 1]]).tolist() == [[0.0]]
+    # views with negative strides are fine
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], dtype=np.float64)
+    np.testing.assert_allclose(box_iou(boxes, boxes[::-1]), [[1 / 3, 1.0], [1.0, 1 / 3]])

@@ -11,8 +11,10 @@ the files of the weights directory:
 
 Validation metrics: classifiers use the ROC AUC (macro one-vs-rest for three classes); the
 detector uses the mean lesion sensitivity at 0.25, 0.5, 1 and 2 false positives per image
-(a FROC summary). A metric that cannot be computed (e.g. one class absent from validation)
-is NaN; then the latest epoch counts as best.
+(a FROC summary), computed by :func:`hdcnn.metrics.froc` with the one hit rule that the
+reported FROC uses (a predicted box's centre inside the lesion's box). A metric that cannot
+be computed (e.g. one class absent from validation) is NaN; then the latest epoch counts as
+best.
 """
 
 from __future__ import annotations
@@ -35,9 +37,14 @@ from tqdm import tqdm
 
 from hdcnn.checkpoint import load_checkpoint, save_checkpoint
 from hdcnn.errors import CheckpointError
+from hdcnn.metrics import froc, threshold_at_sensitivity  # noqa: F401  (see below)
+from hdcnn.metrics import lesion_hits as hits  # noqa: F401  (see below)
 from hdcnn.train.distributed import DistContext, barrier, unwrap, wrap
 
 log = logging.getLogger(__name__)
+
+# ``hits`` and ``threshold_at_sensitivity`` are re-exported for hdcnn.train.pipeline; their one
+# definition is in hdcnn.metrics.
 
 #: false positives per image at which the detector's sensitivity is averaged
 FROC_FPI: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
@@ -116,23 +123,6 @@ def classifier_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float
     return {"auc": auc, "loss": loss, "accuracy": accuracy, "n": n}
 
 
-def threshold_at_sensitivity(scores: np.ndarray, sensitivity: float) -> float:
-    """The largest threshold ``t`` with ``mean(scores >= t) >= sensitivity``.
-
-    Args:
-        scores: positive-class scores of the positive examples, any order.
-        sensitivity: wanted fraction in ``(0, 1]``.
-
-    Returns:
-        ``t`` (0.5 when ``scores`` is empty).
-    """
-    if len(scores) == 0:
-        return 0.5
-    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    k = max(1, math.ceil(sensitivity * len(ordered) - 1e-9))
-    return float(ordered[min(k, len(ordered)) - 1])
-
-
 # ----------------------------------------------------------------------------- detector
 def train_one_epoch_detector(
     model: nn.Module,
@@ -158,29 +148,11 @@ def train_one_epoch_detector(
     return total / max(count, 1)
 
 
-def hits(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``(P, G)`` bool: prediction centre inside the GT box, or IoU >= 0.3."""
-    if len(pred) == 0 or len(gt) == 0:
-        return np.zeros((len(pred), len(gt)), dtype=bool)
-    cx = (pred[:, 0] + pred[:, 2]) / 2
-    cy = (pred[:, 1] + pred[:, 3]) / 2
-    inside = (
-        (cx[:, None] >= gt[None, :, 0])
-        & (cx[:, None] <= gt[None, :, 2])
-        & (cy[:, None] >= gt[None, :, 1])
-        & (cy[:, None] <= gt[None, :, 3])
-    )
-    from torchvision.ops import box_iou
-
-    iou = box_iou(torch.as_tensor(pred), torch.as_tensor(gt)).numpy()
-    return inside | (iou >= 0.3)
-
-
 def detector_metrics(
     results: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     fpi: Sequence[float] = FROC_FPI,
 ) -> dict[str, float]:
-    """FROC summary of detections.
+    """FROC summary of detections, by :func:`hdcnn.metrics.froc` (the reported FROC's rule).
 
     Args:
         results: per image ``(pred_boxes (P, 4), scores (P,), gt_boxes (G, 4))``, model pixels.
@@ -190,45 +162,23 @@ def detector_metrics(
         ``{"froc": mean sensitivity over fpi, "recall_at_1fp", "n_lesions", "n_images"}``;
         sensitivities are NaN without lesions.
     """
-    events: list[tuple[float, int, int]] = []  # (score, image, lesion or -1 for a FP)
-    n_lesions = 0
-    for i, (boxes, scores, gt) in enumerate(results):
-        matches = hits(np.asarray(boxes, np.float64), np.asarray(gt, np.float64))
-        for p in range(len(scores)):
-            matched = np.flatnonzero(matches[p])
-            if len(matched):
-                for g in matched:
-                    events.append((float(scores[p]), i, n_lesions + int(g)))
-            else:
-                events.append((float(scores[p]), i, -1))
-        n_lesions += len(gt)
-    n_images = len(results)
-    out: dict[str, float] = {"n_lesions": n_lesions, "n_images": n_images}
-    if n_lesions == 0 or n_images == 0:
-        out.update(froc=math.nan, recall_at_1fp=math.nan)
-        return out
-    events.sort(key=lambda e: -e[0])
-    found: set[int] = set()
-    fps = 0
-    curve: list[tuple[float, float]] = [(0.0, 0.0)]  # (fp per image, sensitivity)
-    idx = 0
-    while idx < len(events):  # process tied scores together
-        score = events[idx][0]
-        while idx < len(events) and events[idx][0] == score:
-            _, _, lesion = events[idx]
-            if lesion < 0:
-                fps += 1
-            else:
-                found.add(lesion)
-            idx += 1
-        curve.append((fps / n_images, len(found) / n_lesions))
+    rates = tuple(dict.fromkeys((*fpi, 1.0)))
+    summary = froc(
+        [{"boxes": boxes, "scores": scores} for boxes, scores, _ in results],
+        [gt for _, _, gt in results],
+        fp_rates=rates,
+    )
 
-    def sens_at(limit: float) -> float:
-        return max(s for f, s in curve if f <= limit)
+    def sensitivity(rate: float) -> float:
+        value = summary[f"{rate:g}"]
+        return math.nan if value is None else float(value)
 
-    values = [sens_at(f) for f in fpi]
-    out.update(froc=float(np.mean(values)), recall_at_1fp=sens_at(1.0))
-    return out
+    return {
+        "n_lesions": summary["n_lesions"],
+        "n_images": summary["n_images"],
+        "froc": float(np.mean([sensitivity(r) for r in fpi])),
+        "recall_at_1fp": sensitivity(1.0),
+    }
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import torch
 
 from hdcnn.checkpoint import load_checkpoint, load_model
 from hdcnn.errors import CheckpointError
+from hdcnn.metrics import froc
 from hdcnn.train.distributed import DistContext
 from hdcnn.train.engine import (
     classifier_metrics,
@@ -39,6 +40,31 @@ def test_detector_metrics_by_hand() -> None:
     assert m["recall_at_1fp"] == pytest.approx(0.5)
     assert m["froc"] == pytest.approx((0.5 + 0.5 + 0.5 + 1.0) / 4)
     assert math.isnan(detector_metrics([(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4)))])["froc"])
+
+
+def test_model_selection_uses_the_reported_froc_rule() -> None:
+    """Training's FROC is hdcnn.metrics.froc: same hit rule (centre in box), same curve."""
+    gt = np.array([[0.0, 0.0, 10.0, 10.0]])
+    # centre (11, 5) lies outside the lesion although IoU = 0.4: a false positive, not a hit
+    offset = (np.array([[2.0, 0.0, 20.0, 10.0]]), np.array([0.9]), gt)
+    m = detector_metrics([offset])
+    assert m["froc"] == 0.0 and m["recall_at_1fp"] == 0.0
+    rng = np.random.default_rng(0)
+    results = []
+    for _ in range(6):
+        xy = rng.uniform(0, 80, (5, 2))
+        boxes = np.c_[xy, xy + rng.uniform(5, 30, (5, 2))]
+        lesions = np.c_[xy[:2] + 3, xy[:2] + 20] if rng.random() < 0.7 else np.zeros((0, 4))
+        results.append((boxes, rng.random(5).round(1), lesions))
+    reported = froc(
+        [{"boxes": b, "scores": s} for b, s, _ in results],
+        [g for *_, g in results],
+        fp_rates=(0.25, 0.5, 1.0, 2.0),
+    )
+    m = detector_metrics(results)
+    assert m["froc"] == pytest.approx(reported["mean"])
+    assert m["recall_at_1fp"] == pytest.approx(reported["1"])
+    assert m["n_lesions"] == reported["n_lesions"]
 
 
 def test_classifier_metrics_and_threshold() -> None:
