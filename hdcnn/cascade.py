@@ -34,12 +34,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
@@ -48,8 +46,9 @@ import torch
 from torch import nn
 
 from hdcnn.errors import CheckpointError, MammogramError
+from hdcnn.metrics import threshold_at_sensitivity, threshold_youden
 from hdcnn.roi import DEFAULT_CONTEXT, crop_rois
-from hdcnn.terms import Label, worst_label
+from hdcnn.terms import FindingStatus, Label, worst_label
 
 if TYPE_CHECKING:
     from hdcnn.preprocess import Preprocessed
@@ -135,30 +134,6 @@ def verdict(
     return Label.MALIGNANT if p_malignant >= t_malignant else Label.BENIGN
 
 
-def _threshold_for_sensitivity(scores: np.ndarray, sensitivity: float) -> float:
-    """Largest ``t`` with ``mean(scores >= t) >= sensitivity`` (scores of positives only)."""
-    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    needed = max(1, math.ceil(sensitivity * len(ordered) - 1e-9))
-    return float(ordered[needed - 1])
-
-
-def _threshold_youden(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """The threshold ``t`` maximising Youden's J = sensitivity + specificity - 1.
-
-    Sensitivity is ``mean(positives >= t)``, specificity ``mean(negatives < t)``; candidates are
-    the observed scores; among equal J the largest ``t`` (the more specific) wins.
-    """
-    pos = np.asarray(positives, dtype=np.float64)
-    neg = np.asarray(negatives, dtype=np.float64)
-    candidates = np.unique(np.concatenate([pos, neg]))[::-1]
-    best_t, best_j = float(candidates[0]), -np.inf
-    for t in candidates:
-        j = float(np.mean(pos >= t) + np.mean(neg < t) - 1.0)
-        if j > best_j + 1e-12:
-            best_t, best_j = float(t), j
-    return best_t
-
-
 #: Operating-point rules of :func:`choose_thresholds`.
 OPERATING_RULES = ("sensitivity", "youden")
 
@@ -212,16 +187,16 @@ def choose_thresholds(
     t_abn, t_mal = base.abnormal, base.malignant
     normal_mask = lab == Label.NORMAL
     if abnormal_mask.any() and rule == "youden" and normal_mask.any():
-        t_abn = _threshold_youden(pa[abnormal_mask], pa[normal_mask])
+        t_abn = threshold_youden(pa[abnormal_mask], pa[normal_mask])
     elif abnormal_mask.any():
-        t_abn = _threshold_for_sensitivity(pa[abnormal_mask], sens_abnormal)
+        t_abn = threshold_at_sensitivity(pa[abnormal_mask], sens_abnormal)
     else:
         log.warning("no abnormal images to calibrate the abnormal threshold; keeping %.3f", t_abn)
     rest_mask = (lab != Label.MALIGNANT) & (lab != Label.UNKNOWN)
     if malignant_mask.any() and rule == "youden" and rest_mask.any():
-        t_mal = _threshold_youden(pm[malignant_mask], pm[rest_mask])
+        t_mal = threshold_youden(pm[malignant_mask], pm[rest_mask])
     elif malignant_mask.any():
-        t_mal = _threshold_for_sensitivity(pm[malignant_mask], sens_malignant)
+        t_mal = threshold_at_sensitivity(pm[malignant_mask], sens_malignant)
     else:
         log.warning("no malignant images to calibrate the malignant threshold; keeping %.3f", t_mal)
     return replace(base, abnormal=t_abn, c1_lesion=min(base.c1_lesion, t_abn), malignant=t_mal)
@@ -237,24 +212,6 @@ def _verdict_json(label: Label, p_abnormal: float, p_malignant: float) -> dict[s
         "p_abnormal": round(float(p_abnormal), 6),
         "p_malignant": round(float(p_malignant), 6),
     }
-
-
-class FindingStatus(StrEnum):
-    """Which stage of the cascade kept or refused a detector candidate (see :meth:`Cascade.decide`).
-
-    - ``below_detector_threshold``: detector score < ``t_det`` (not a candidate; such boxes
-      appear only in a :class:`CascadeTrace`, never in ``Prediction.findings``);
-    - ``rejected_by_c1``: Classifier 1 P(lesion) < ``t_c1``;
-    - ``below_image_threshold``: kept by Classifier 1, but the image's P(abnormal) is below the
-      effective image-level abnormal threshold, so the image is normal and no finding stands;
-    - ``benign`` / ``malignant``: a finding of an abnormal image, graded against ``t_malignant``.
-    """
-
-    BELOW_DETECTOR_THRESHOLD = "below_detector_threshold"
-    REJECTED_BY_C1 = "rejected_by_c1"
-    BELOW_IMAGE_THRESHOLD = "below_image_threshold"
-    BENIGN = "benign"
-    MALIGNANT = "malignant"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""Domain terms shared by the whole library: labels, views, laterality, lesion sources.
+"""Domain terms shared by the whole library, the CLI and the app (after MONAI's
+``utils/enums.py``): labels, views, laterality, lesion sources, the four concepts, the seven
+trainable parts and the status of a detector candidate.
 
 Values are :class:`enum.StrEnum` members, so they compare equal to their plain strings
-(``Label.NORMAL == "normal"``) and serialise to CSV/JSON as those strings.
+(``Label.NORMAL == "normal"``, ``Part.C1 == "c1"``), hash like them (a dict keyed by the
+strings is found with the members and vice versa) and serialise to CSV/JSON as those strings.
+Member order is meaningful where stated (``tuple(Concept)`` is the order of every report).
+Colours of labels and concepts: :mod:`hdcnn.palette`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,53 @@ class LesionSource(StrEnum):
     CIRCLE = "circle"
     MASK = "mask"
     POINT = "point"
+
+
+class Concept(StrEnum):
+    """The four ways of using the same data that the thesis experiment compares.
+
+    Iteration order (``tuple(Concept)``) is the order of every report and chart.
+    """
+
+    FLAT_WHOLE = "flat-whole"  # whole image, one 3-class CNN
+    HIER_WHOLE = "hier-whole"  # whole image, normal/abnormal then benign/malignant
+    DET_FLAT = "det-flat"  # detector + 3-class crop CNN
+    DET_HIER = "det-hier"  # detector + C1 + C2 (HD-CNN)
+
+    @property
+    def uses_detector(self) -> bool:
+        """True for the detector concepts (they have findings and a FROC)."""
+        return self in (Concept.DET_FLAT, Concept.DET_HIER)
+
+
+class Part(StrEnum):
+    """A trainable part: one network, one checkpoint (``extra["part"]`` in the file)."""
+
+    DETECTOR = "detector"  # Faster R-CNN lesion detector
+    C1 = "c1"  # crop classifier 1: normal tissue vs lesion
+    C2 = "c2"  # crop classifier 2: benign vs malignant lesion
+    CROP_FLAT = "crop-flat"  # crop classifier: normal / benign / malignant
+    WHOLE_FLAT = "whole-flat"  # whole image: normal / benign / malignant
+    WHOLE_ABNORMAL = "whole-abnormal"  # whole image, level 1: normal vs abnormal
+    WHOLE_MALIGNANCY = "whole-malignancy"  # whole image, level 2: benign vs malignant
+
+
+class FindingStatus(StrEnum):
+    """Which stage of the cascade kept or refused a detector candidate (``Cascade.decide``).
+
+    - ``below_detector_threshold``: detector score < ``t_det`` (not a candidate; such boxes
+      appear only in a ``CascadeTrace``, never in ``Prediction.findings``);
+    - ``rejected_by_c1``: Classifier 1 P(lesion) < ``t_c1``;
+    - ``below_image_threshold``: kept by Classifier 1, but the image's P(abnormal) is below the
+      effective image-level abnormal threshold, so the image is normal and no finding stands;
+    - ``benign`` / ``malignant``: a finding of an abnormal image, graded against ``t_malignant``.
+    """
+
+    BELOW_DETECTOR_THRESHOLD = "below_detector_threshold"
+    REJECTED_BY_C1 = "rejected_by_c1"
+    BELOW_IMAGE_THRESHOLD = "below_image_threshold"
+    BENIGN = "benign"
+    MALIGNANT = "malignant"
 
 
 def worst_label(labels: Iterable[Label | str]) -> Label:
