@@ -1,8 +1,12 @@
-"""Shared helpers of the Streamlit app (``app.py`` + ``pages/``): sidebar, cached loaders,
-and the upload/sample handlers the pages call.
+"""Streamlit glue of the app (``app.py`` + ``pages/``): sidebar, cached loaders, widgets and
+session state. Nothing else.
 
-Kept outside ``pages/`` so Streamlit never mistakes it for a page. Thin: every computation is a
-call into :mod:`hdcnn`; this module only caches results and turns errors into messages.
+Kept outside ``pages/`` so Streamlit never mistakes it for a page. Every computation lives in
+the library: image and exam analysis, re-decision and the exam rule in :mod:`hdcnn.analysis`,
+the reasons behind verdicts in :mod:`hdcnn.reasons`, the out-of-domain check in
+:mod:`hdcnn.domain`, figures and tables of the experiments in :mod:`hdcnn.plots`. This module
+caches their results (``st.cache_resource`` / ``st.session_state``) and turns errors into
+messages.
 
 Environment:
     HDCNN_WEIGHTS: weights directory of the cascade (default ``models/`` next to this file).
@@ -16,16 +20,18 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
+from hdcnn import analysis as lib
+from hdcnn.analysis import VIEW_TITLES, Analysis, ExamAnalysis, model_info  # noqa: F401
+from hdcnn.domain import TrainingDomain, training_domain
 from hdcnn.errors import HDCNNError
-from hdcnn.report import DISCLAIMER, build_report, finding_dicts, render_overlay, report_pdf
+from hdcnn.reasons import Explanation, thresholds_text
+from hdcnn.report import DISCLAIMER
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -33,8 +39,10 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent
 WEIGHTS_ENV = "HDCNN_WEIGHTS"
 EXPERIMENTS_ENV = "HDCNN_EXPERIMENTS"
-#: File types the uploaders accept (DICOM with or without extension is read by content).
+#: File types that can be read (DICOM with or without extension is read by content).
 UPLOAD_TYPES = ["dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif", "tiff"]
+#: What the uploaders say they take (shown under each uploader).
+UPLOAD_HELP = "DICOM (.dcm), PNG, JPEG, PGM or TIFF; other file types are refused."
 TRAIN_HINT = (
     "python -m hdcnn synth --out data/synth --patients 40 && "
     "python -m hdcnn train --dataset synth --root data/synth --out models"
@@ -48,6 +56,19 @@ def verdict_heading(prefix: str, label: object) -> None:
     """``"<prefix>: LABEL"`` as a subheader with a divider coloured by the verdict."""
     text = str(label)
     st.subheader(f"{prefix}: {text.upper()}", divider=VERDICT_COLOURS.get(text, "gray"))
+
+
+def explanation(why: Explanation, *, thresholds: bool = True) -> None:
+    """The rule that decided a verdict, with the threshold values in force, under its heading."""
+    st.markdown(f"**Decided by the {why.threshold_name}:** {why.reason}.")
+    if thresholds:
+        st.caption(f"Thresholds in force: {thresholds_text(why.thresholds)}.")
+
+
+def domain_notice(analysis: Analysis) -> None:
+    """The plain out-of-domain notice of an analysed image (nothing when in domain)."""
+    if not analysis.domain.in_domain:
+        st.warning(analysis.domain.notice, icon=":material/report:")
 
 
 # ----------------------------------------------------------------------------- layout
@@ -74,6 +95,17 @@ def _display_path(path: Path) -> str:
 def show_error(exc: Exception) -> None:
     """A readable message for a user-caused error (never a traceback)."""
     st.error(f"Cannot use this image. {exc}", icon=":material/block:")
+
+
+def uploader(label: str, *, key: str, **kwargs: Any) -> Any:
+    """``st.file_uploader`` for mammograms.
+
+    Takes a file of any type: the reader detects the format from the content, so a file of
+    the wrong type gets the same clear message as any other unusable file (naming the file
+    and the problem), instead of only a small red icon in the widget. The tooltip lists the
+    formats that work (:data:`UPLOAD_TYPES`).
+    """
+    return st.file_uploader(label, type=None, key=key, help=UPLOAD_HELP, **kwargs)
 
 
 # ----------------------------------------------------------------------------- model
@@ -124,95 +156,37 @@ def get_cascade(*, quiet: bool = False) -> Any | None:
         return None
 
 
-def model_info(cascade: Any) -> dict[str, Any]:
-    """Model identity for reports: name, sha256, weight files and thresholds."""
-    thresholds = getattr(cascade, "thresholds", None)
-    return {
-        "name": getattr(cascade, "name", "unknown"),
-        "sha256": getattr(cascade, "sha256", None),
-        "files": dict(getattr(cascade, "files", {}) or {}),
-        "thresholds": thresholds.to_dict() if thresholds is not None else {},
-    }
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _training_domain(path: str, stamp: float) -> TrainingDomain:
+    del stamp
+    return training_domain(path)
+
+
+def domain() -> TrainingDomain:
+    """The training domain of the weights in use (``cascade.json``, else mini-MIAS)."""
+    directory = weights_dir()
+    config = directory / "cascade.json"
+    stamp = config.stat().st_mtime if config.is_file() else 0.0
+    return _training_domain(str(directory), stamp)
 
 
 # ----------------------------------------------------------------------------- analysis
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """One analysed image, as the Diagnose and Cascade pages show it.
-
-    Attributes:
-        key: sha256 of the input bytes (identifies the analysis in session state).
-        name: display name (file name as uploaded, or the sample title).
-        mammogram: the :class:`hdcnn.reader.Mammogram` as read.
-        prediction: the :class:`hdcnn.cascade.Prediction` (``trace`` kept).
-        overlay: uint8 RGB ``(h, w, 3)`` image with findings drawn (long side <= 1024).
-        report: JSON-ready de-identified report (:func:`hdcnn.report.build_report`).
-    """
-
-    key: str
-    name: str
-    mammogram: Any
-    prediction: Any
-    overlay: np.ndarray
-    report: dict[str, Any]
-
-    @cached_property
-    def pdf(self) -> bytes:
-        """The PDF report, built once per analysis (not on every rerun of the page)."""
-        return report_pdf(self.report, self.overlay)
-
-
 def analyse_bytes(data: bytes, name: str, cascade: Any) -> Analysis:
-    """Read and analyse one uploaded file entirely in memory.
-
-    Args:
-        data: the file's bytes.
-        name: its file name (used only in messages and on screen, never in the report).
-        cascade: a loaded :class:`hdcnn.cascade.Cascade`.
-
-    Returns:
-        :class:`Analysis`.
-
-    Raises:
-        MammogramError: the bytes are not a usable mammogram.
-    """
-    from hdcnn.reader import read_mammogram
-
-    start = time.perf_counter()
-    mammogram = read_mammogram(data, name=name)
-    read_ms = (time.perf_counter() - start) * 1e3
-    prediction = cascade.predict(mammogram, detail=True)
-    # the file was read here, not inside predict: count it in the times shown
-    timing = dict(prediction.timing_ms)
-    timing["read"] = read_ms
-    timing["total"] = timing.get("total", 0.0) + read_ms
-    prediction = replace(prediction, timing_ms=timing)
-    return _analysis(hashlib.sha256(data).hexdigest(), name, mammogram, prediction, cascade)
-
-
-def _analysis(key: str, name: str, mammogram: Any, prediction: Any, cascade: Any) -> Analysis:
-    findings = finding_dicts(prediction)
-    overlay = render_overlay(mammogram.pixels, findings)
-    report = build_report(prediction, mammogram.meta, model=model_info(cascade))
-    return Analysis(key, name, mammogram, prediction, overlay, report)
+    """:func:`hdcnn.analysis.analyse_bytes` against the weights' training domain."""
+    return lib.analyse_bytes(data, name, cascade, domain=domain())
 
 
 def redecide(analysis: Analysis, cascade: Any, **thresholds: float) -> Analysis:
-    """The same analysis under other thresholds (no network runs again).
-
-    Args:
-        thresholds: fields of :class:`hdcnn.cascade.Thresholds` to override.
-    """
-    import dataclasses
-
-    pred = analysis.prediction
-    new_t = dataclasses.replace(pred.thresholds, **thresholds)
-    new = cascade.decide(
-        pred.trace, new_t, source=pred.source, meta=pred.meta, timing_ms=pred.timing_ms
-    )
-    return _analysis(analysis.key, analysis.name, analysis.mammogram, new, cascade)
+    """:func:`hdcnn.analysis.redecide`, once per session for each image and thresholds."""
+    key = (analysis.key, tuple(sorted(thresholds.items())))
+    held = st.session_state.get("redecided")
+    if held is not None and held[0] == key:
+        return held[1]
+    new = lib.redecide(analysis, cascade, **thresholds)
+    st.session_state["redecided"] = (key, new)
+    return new
 
 
 def finding_cams_cached(cascade: Any, analysis: Analysis, prediction: Any, stage: str) -> list:
@@ -275,79 +249,48 @@ def analysis_for_sample(sample: Any, cascade: Any, *, slot: str) -> Analysis | N
     return _cached_analysis(data, sample.title, cascade, slot=slot)
 
 
-@dataclass(frozen=True)
-class ViewResult:
-    """One view of an exam: display name, prediction and overlay (uint8 RGB)."""
+def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnalysis | None:
+    """The exam of up to four views, with per-view progress.
 
-    name: str
-    prediction: Any
-    overlay: np.ndarray
-
-
-@dataclass(frozen=True)
-class ExamAnalysis:
-    """An analysed exam.
-
-    Attributes:
-        key: sha256 over the views' bytes.
-        prediction: :class:`hdcnn.cascade.ExamPrediction`.
-        views: ``{view_key: ViewResult}`` for the provided views.
-        seconds: wall time of the whole exam.
-    """
-
-    key: str
-    prediction: Any
-    views: dict[str, ViewResult]
-    seconds: float
-
-
-def analyse_exam(inputs: dict[str, tuple[bytes, str]], cascade: Any) -> ExamAnalysis:
-    """Analyse up to four views held in memory.
+    Each view is analysed once per session (its own session slot, so adding a fourth view
+    analyses only that one); the exam is then assembled by :func:`hdcnn.analysis.assemble_exam`
+    (header laterality and view win, mismatches become warnings).
 
     Args:
-        inputs: ``{"rcc" | "lcc" | "rmlo" | "lmlo": (file bytes, display name)}``.
-        cascade: a loaded cascade.
+        inputs: ``{slot: (file bytes or a callable returning them, display name)}``.
 
     Returns:
-        :class:`ExamAnalysis`.
-
-    Raises:
-        MammogramError: a view is not a usable mammogram (the message names its file).
+        The exam, or None when no view could be used (the errors are shown).
     """
-    import time
-
-    from hdcnn.reader import read_mammogram
-
+    order = [k for k in lib.VIEW_KEYS if k in inputs]
     start = time.perf_counter()
-    digest = hashlib.sha256()
-    images = {}
-    for view_key in sorted(inputs):
-        data, name = inputs[view_key]
-        digest.update(view_key.encode() + hashlib.sha256(data).digest())
-        images[view_key] = read_mammogram(data, name=name)
-    exam = cascade.predict_exam(images)
-    views = {}
-    for (view_key, mammogram), pred in zip(images.items(), exam.images, strict=True):
-        overlay = render_overlay(mammogram.pixels, finding_dicts(pred), max_side=768)
-        views[view_key] = ViewResult(inputs[view_key][1], pred, overlay)
-    return ExamAnalysis(digest.hexdigest(), exam, views, time.perf_counter() - start)
-
-
-def exam_analysis(inputs: dict[str, tuple[bytes, str]], cascade: Any) -> ExamAnalysis | None:
-    """:func:`analyse_exam` once per session and input set; errors become a message."""
-    digest = hashlib.sha256()
-    for view_key in sorted(inputs):
-        digest.update(view_key.encode() + hashlib.sha256(inputs[view_key][0]).digest())
-    held = st.session_state.get("exam_analysis")
-    if isinstance(held, ExamAnalysis) and held.key == digest.hexdigest():
-        return held
-    try:
-        with st.spinner(f"Analysing {len(inputs)} views …"):
-            exam = analyse_exam(inputs, cascade)
-    except HDCNNError as exc:
-        st.session_state.pop("exam_analysis", None)
-        show_error(exc)
+    views: list[tuple[str, Analysis]] = []
+    total = len(order)
+    with st.status(f"Analysing {total} view{'s' if total != 1 else ''} …", expanded=True) as box:
+        bar = st.progress(0.0)
+        for done, slot in enumerate(order):
+            payload, name = inputs[slot]
+            bar.progress(done / total, text=f"View {done + 1} of {total}: {name}")
+            data = payload() if callable(payload) else payload
+            analysis = _cached_analysis(data, name, cascade, slot=f"exam_view_{slot}")
+            if analysis is not None:
+                views.append((slot, analysis))
+                st.write(f"{VIEW_TITLES[slot]} slot: {name} — {analysis.prediction.label!s}")
+        bar.progress(1.0, text=f"{len(views)} of {total} views analysed")
+        seconds = time.perf_counter() - start
+        box.update(
+            label=f"{len(views)} of {total} view{'s' if total != 1 else ''} analysed "
+            f"({seconds:.1f} s)",
+            state="complete" if len(views) == total else "error",
+            expanded=False,
+        )
+    if not views:
         return None
+    key = lib.exam_key([(slot, a.key) for slot, a in views])
+    held = st.session_state.get("exam_analysis")
+    if isinstance(held, ExamAnalysis) and held.key == key:
+        return held
+    exam = lib.assemble_exam(views, cascade.thresholds, seconds=seconds)
     st.session_state["exam_analysis"] = exam
     return exam
 
@@ -370,7 +313,7 @@ def sample_picker(*, key: str, exams_only: bool = False) -> Any | None:
         key: widget key.
         exams_only: offer whole exams (returns ``{view_key: Sample}``) instead of single views.
     """
-    from hdcnn.samples import exams
+    from hdcnn.samples import exam_title, exams
 
     gallery = samples()
     if not gallery:
@@ -379,7 +322,7 @@ def sample_picker(*, key: str, exams_only: bool = False) -> Any | None:
     if exams_only:
         grouped = exams(gallery)
         options = ["—", *grouped]
-        labels = {k: _exam_title(k, next(iter(v.values()))) for k, v in grouped.items()}
+        labels = {k: exam_title(v) for k, v in grouped.items()}
         choice = st.selectbox(
             "…or pick a sample exam",
             options,
@@ -397,11 +340,6 @@ def sample_picker(*, key: str, exams_only: bool = False) -> Any | None:
     return by_key.get(choice)
 
 
-def _exam_title(exam: str, sample: Any) -> str:
-    title = sample.title.split(":")[0]
-    return title
-
-
 # ----------------------------------------------------------------------------- experiments
 
 
@@ -416,87 +354,6 @@ def load_experiments(path: str, stamp: float) -> dict[str, Any]:
     """The experiment results JSON (cached per file time)."""
     del stamp
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-CONCEPT_NOTES = {
-    "flat-whole": "whole image, one 3-class CNN",
-    "hier-whole": "whole image, hierarchical CNNs",
-    "det-flat": "detector + 3-class crop CNN",
-    "det-hier": "detector + hierarchical crop CNNs (HD-CNN)",
-}
-
-
-def _interval(value: Any, ci: Any, note: Any = None) -> str:
-    if value is None:
-        return f"– ({note})" if note else "–"
-    text = f"{float(value):.3f}"
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
-        text += f" [{float(ci[0]):.3f}, {float(ci[1]):.3f}]"
-    return text
-
-
-def experiments_table(concepts: dict[str, dict[str, Any]]) -> Any:
-    """One row per concept: AUCs with intervals, accuracy, macro F1, sensitivity, FROC."""
-    import pandas as pd
-
-    rows = []
-    for name, m in concepts.items():
-        froc = m.get("froc") or {}
-        rows.append(
-            {
-                "concept": name,
-                "design": CONCEPT_NOTES.get(name, ""),
-                "AUC abnormal [95% CI]": _interval(
-                    m.get("auc_abnormal"), m.get("auc_abnormal_ci"), m.get("auc_abnormal_note")
-                ),
-                "AUC malignant [95% CI]": _interval(
-                    m.get("auc_malignant"), m.get("auc_malignant_ci"), m.get("auc_malignant_note")
-                ),
-                "accuracy": _num(m.get("accuracy")),
-                "macro F1": _num(m.get("macro_f1")),
-                "sens. malignant": _num(m.get("sensitivity_malignant")),
-                "specificity": _num(m.get("specificity")),
-                "FROC @0.5/1/2 FP": " / ".join(_num(froc.get(k)) for k in ("0.5", "1", "2"))
-                if froc
-                else "–",
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _num(value: Any) -> str:
-    return "–" if value is None else f"{float(value):.3f}"
-
-
-def experiments_summary(concepts: dict[str, dict[str, Any]]) -> str:
-    """A sentence or two on what the numbers show (generated, not hard-coded)."""
-    scored = {n: m for n, m in concepts.items() if isinstance(m.get("auc_malignant"), (int, float))}
-    if not scored:
-        return "The results file holds no malignancy AUCs to compare."
-    ranked = sorted(scored, key=lambda n: scored[n]["auc_malignant"], reverse=True)
-    best, worst = ranked[0], ranked[-1]
-    text = (
-        f"**{best}** separates malignant from other images best (AUC "
-        f"{scored[best]['auc_malignant']:.3f}); **{worst}** is lowest "
-        f"({scored[worst]['auc_malignant']:.3f})."
-    )
-    lo_best = (scored[best].get("auc_malignant_ci") or [None, None])[0]
-    hi_worst = (scored[worst].get("auc_malignant_ci") or [None, None])[1]
-    if best != worst and lo_best is not None and hi_worst is not None:
-        if lo_best > hi_worst:
-            text += " Their 95 % intervals do not overlap."
-        else:
-            text += (
-                " Their 95 % intervals overlap, so this test set cannot tell them apart with "
-                "confidence."
-            )
-    if "det-hier" in scored and "flat-whole" in scored and best != "det-hier":
-        diff = scored["det-hier"]["auc_malignant"] - scored["flat-whole"]["auc_malignant"]
-        text += (
-            f" The full HD-CNN cascade (det-hier) is {abs(diff):.3f} "
-            f"{'above' if diff >= 0 else 'below'} the flat whole-image baseline."
-        )
-    return text
 
 
 # ----------------------------------------------------------------------------- datasets

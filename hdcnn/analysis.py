@@ -219,6 +219,33 @@ def redecide(analysis: Analysis, cascade: Cascade, **thresholds: float) -> Analy
     return _wrap(analysis.key, analysis.name, analysis.mammogram, new, analysis.domain, cascade)
 
 
+def candidate_overlay(prediction: Prediction, *, side: int = 768) -> np.ndarray:
+    """The model image (preprocessed, chest wall left) with every candidate of the prediction
+    drawn as a neutral box tagged only with its number (rank by detector score): what the
+    detector proposes, before any classifier output.
+
+    Args:
+        prediction: with a trace (``predict(..., detail=True)``).
+        side: long side of the returned image (the model image is scaled up or down to it).
+
+    Returns:
+        uint8 RGB ``(h, w, 3)``.
+    """
+    import cv2
+
+    image = prediction.trace.preprocessed.image
+    h, w = image.shape
+    scale = side / max(h, w)
+    grey = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    boxes = [
+        {"box": list(f.model_box), "label": "lesion", "text": f"#{f.index + 1}", "prominent": True}
+        for f in prediction.findings
+    ]
+    return draw_findings(grey, boxes, scale=scale)
+
+
 # ----------------------------------------------------------------------------- exams
 
 T = TypeVar("T")

@@ -1,7 +1,11 @@
-"""ROC and FROC figures of an evaluation document (``python -m hdcnn evaluate --json``).
+"""ROC and FROC figures and tables of an evaluation document (``python -m hdcnn evaluate
+--json``), and the one palette of every chart.
 
 PNG files via matplotlib (Agg backend, no display needed) for the CLI, and plotly figures
-drawn from the same curve points for the app.
+drawn from the same curve points for the app. Every chart, on every page and in every PNG,
+uses one order and one colour per label (:data:`LABEL_ORDER`, :data:`LABEL_COLOURS`, the same
+colours as the boxes on the images) and per concept (:data:`CONCEPT_ORDER`,
+:data:`CONCEPT_COLOURS`).
 """
 
 from __future__ import annotations
@@ -15,22 +19,94 @@ from hdcnn.utils import atomic_path
 TASK_TITLES = {"abnormal": "abnormal vs normal", "malignant": "malignant vs rest"}
 
 
-def _roc_series(doc: dict[str, Any], task: str) -> list[tuple[str, list[float], list[float]]]:
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+#: Order of labels in every chart legend and axis.
+LABEL_ORDER: tuple[str, ...] = ("normal", "benign", "malignant", "unknown")
+#: One colour per label in every chart (benign/malignant as the boxes on the images).
+LABEL_COLOURS: dict[str, str] = {
+    "normal": "#3a8f3a",
+    "benign": _hex((245, 160, 20)),
+    "malignant": _hex((220, 40, 40)),
+    "unknown": "#9a9a9a",
+}
+#: Order of the four concepts in every table and chart.
+CONCEPT_ORDER: tuple[str, ...] = ("flat-whole", "hier-whole", "det-flat", "det-hier")
+#: One colour per concept (ROC, FROC, every page; colour-blind safe, unlike the label colours).
+CONCEPT_COLOURS: dict[str, str] = {
+    "flat-whole": "#88ccee",
+    "hier-whole": "#332288",
+    "det-flat": "#44aa99",
+    "det-hier": "#aa4499",
+}
+#: What each concept is, in a few words.
+CONCEPT_NOTES: dict[str, str] = {
+    "flat-whole": "whole image, one 3-class CNN",
+    "hier-whole": "whole image, hierarchical CNNs",
+    "det-flat": "detector + 3-class crop CNN",
+    "det-hier": "detector + hierarchical crop CNNs (HD-CNN)",
+}
+
+#: Each dataset's own density scale: (chart title, {code: name}, order). mini-MIAS records
+#: background tissue (F/G/D), not BI-RADS density.
+DENSITY_SCALES: dict[str, tuple[str, dict[str, str]]] = {
+    "mias": (
+        "Background tissue (mini-MIAS code, not BI-RADS)",
+        {"F": "F fatty", "G": "G fatty-glandular", "D": "D dense-glandular"},
+    ),
+    "synth": (
+        "Breast density (BI-RADS-like categories, SYNTHETIC)",
+        {c: f"{c}" for c in "ABCD"},
+    ),
+}
+BIRADS_DENSITY = (
+    "Breast density (BI-RADS A–D)",
+    {
+        "A": "A fatty",
+        "B": "B scattered",
+        "C": "C heterogeneously dense",
+        "D": "D extremely dense",
+    },
+)
+
+
+def density_scale(dataset: str) -> tuple[str, dict[str, str]]:
+    """``(chart title, {code: display name in scale order})`` of a dataset's density field."""
+    return DENSITY_SCALES.get(str(dataset), BIRADS_DENSITY)
+
+
+def concept_colour(concept: str) -> str:
+    """The concept's colour (grey for an unknown name)."""
+    return CONCEPT_COLOURS.get(str(concept), "#777777")
+
+
+def ordered_concepts(doc: dict[str, Any]) -> list[str]:
+    """The document's concepts in :data:`CONCEPT_ORDER`, unknown ones after."""
+    names = list(doc["concepts"])
+    rank = {c: i for i, c in enumerate(CONCEPT_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
+
+
+def _roc_series(doc: dict[str, Any], task: str) -> list[tuple[str, list[float], list[float], str]]:
     series = []
-    for concept, m in doc["concepts"].items():
+    for concept in ordered_concepts(doc):
+        m = doc["concepts"][concept]
         curve = (m.get("roc") or {}).get(task)
         if curve:
-            label = f"{concept} (AUC {m[f'auc_{task}']:.3f})"
-            series.append((label, curve["fpr"], curve["tpr"]))
+            auc = m.get(f"auc_{task}")
+            label = f"{concept} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else concept
+            series.append((label, curve["fpr"], curve["tpr"], concept))
     return series
 
 
-def _froc_series(doc: dict[str, Any]) -> list[tuple[str, list[float], list[float]]]:
+def _froc_series(doc: dict[str, Any]) -> list[tuple[str, list[float], list[float], str]]:
     series = []
-    for concept, m in doc["concepts"].items():
-        curve = m.get("froc_curve")
+    for concept in ordered_concepts(doc):
+        curve = doc["concepts"][concept].get("froc_curve")
         if curve:
-            series.append((concept, curve["fps_per_image"], curve["sensitivity"]))
+            series.append((concept, curve["fps_per_image"], curve["sensitivity"], concept))
     return series
 
 
@@ -57,8 +133,8 @@ def save_plots(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Pat
         if not series:
             continue
         fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-        for label, x, y in series:
-            ax.step(x, y, where="post", label=label)
+        for label, x, y, concept in series:
+            ax.step(x, y, where="post", label=label, color=concept_colour(concept))
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
         ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.02))
         ax.set_title(f"ROC {title} ({title_suffix})", fontsize=9)
@@ -69,8 +145,8 @@ def save_plots(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Pat
     series = _froc_series(doc)
     if series:
         fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-        for label, x, y in series:
-            ax.step(x, y, where="post", label=label)
+        for label, x, y, concept in series:
+            ax.step(x, y, where="post", label=label, color=concept_colour(concept))
         for rate in (0.5, 1, 2):
             ax.axvline(rate, ls=":", color="grey", lw=1)
         ax.set(xlabel="false positives per image", ylabel="lesion sensitivity", ylim=(0, 1.02))
@@ -92,17 +168,41 @@ def roc_figure(doc: dict[str, Any], task: str = "abnormal") -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for label, x, y in _roc_series(doc, task):
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line_shape="hv", name=label))
+    for label, x, y, concept in _roc_series(doc, task):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                line_shape="hv",
+                name=label,
+                line={"color": concept_colour(concept), "width": 2},
+            )
+        )
     fig.add_trace(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}, showlegend=False)
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            line={"dash": "dot", "color": "#999999"},
+            showlegend=False,
+            hoverinfo="skip",
+        )
     )
     fig.update_layout(
         title=f"ROC {TASK_TITLES.get(task, task)}",
         xaxis_title="1 - specificity",
         yaxis_title="sensitivity",
+        **_LEGEND_BELOW,
     )
     return fig
+
+
+#: Legend under the plot area, so it never covers a curve at any width.
+_LEGEND_BELOW: dict[str, Any] = {
+    "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+    "margin": {"t": 40, "b": 10},
+}
 
 
 def froc_figure(doc: dict[str, Any]) -> Any:
@@ -110,11 +210,125 @@ def froc_figure(doc: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for label, x, y in _froc_series(doc):
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line_shape="hv", name=label))
+    for label, x, y, concept in _froc_series(doc):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                line_shape="hv",
+                name=label,
+                line={"color": concept_colour(concept), "width": 2},
+            )
+        )
     fig.update_layout(
         title=f"FROC ({doc.get('froc_hit', '')})",
         xaxis_title="false positives per image",
         yaxis_title="lesion sensitivity",
+        **_LEGEND_BELOW,
     )
     return fig
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _interval(value: Any, ci: Any, note: Any = None) -> str:
+    if value is None:
+        return f"– ({note})" if note else "–"
+    text = f"{float(value):.3f}"
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        text += f" [{float(ci[0]):.2f}–{float(ci[1]):.2f}]"
+    return text
+
+
+def _num(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.3f}"
+
+
+#: Columns of :func:`experiments_table`: the key figures, narrow enough for a 1024 px screen.
+KEY_COLUMNS: tuple[str, ...] = (
+    "concept",
+    "AUC abnormal [95% CI]",
+    "AUC malignant [95% CI]",
+    "macro F1",
+    "specificity",
+    "FROC @0.5/1/2 FP",
+)
+
+
+def experiments_table(concepts: dict[str, dict[str, Any]]) -> Any:
+    """One row per concept (in :data:`CONCEPT_ORDER`): the key figures (:data:`KEY_COLUMNS`)."""
+    import pandas as pd
+
+    rows = []
+    for name in ordered_concepts({"concepts": concepts}):
+        m = concepts[name]
+        froc = m.get("froc") or {}
+        rows.append(
+            {
+                "concept": name,
+                "AUC abnormal [95% CI]": _interval(
+                    m.get("auc_abnormal"), m.get("auc_abnormal_ci"), m.get("auc_abnormal_note")
+                ),
+                "AUC malignant [95% CI]": _interval(
+                    m.get("auc_malignant"), m.get("auc_malignant_ci"), m.get("auc_malignant_note")
+                ),
+                "macro F1": _num(m.get("macro_f1")),
+                "specificity": _num(m.get("specificity")),
+                "FROC @0.5/1/2 FP": " / ".join(f"{float(froc[k]):.2f}" for k in ("0.5", "1", "2"))
+                if froc and all(froc.get(k) is not None for k in ("0.5", "1", "2"))
+                else "–",
+            }
+        )
+    return pd.DataFrame(rows, columns=list(KEY_COLUMNS))
+
+
+def experiments_details(concepts: dict[str, dict[str, Any]]) -> Any:
+    """The other figures: design, accuracy, sensitivity to malignant, sensitivity at 90 %
+    specificity."""
+    import pandas as pd
+
+    rows = []
+    for name in ordered_concepts({"concepts": concepts}):
+        m = concepts[name]
+        rows.append(
+            {
+                "concept": name,
+                "design": CONCEPT_NOTES.get(name, ""),
+                "accuracy": _num(m.get("accuracy")),
+                "sens. malignant": _num(m.get("sensitivity_malignant")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def experiments_summary(concepts: dict[str, dict[str, Any]]) -> str:
+    """A sentence or two on what the numbers show (generated, not hard-coded)."""
+    scored = {n: m for n, m in concepts.items() if isinstance(m.get("auc_malignant"), (int, float))}
+    if not scored:
+        return "The results file holds no malignancy AUCs to compare."
+    ranked = sorted(scored, key=lambda n: scored[n]["auc_malignant"], reverse=True)
+    best, worst = ranked[0], ranked[-1]
+    text = (
+        f"**{best}** separates malignant from other images best (AUC "
+        f"{scored[best]['auc_malignant']:.3f}); **{worst}** is lowest "
+        f"({scored[worst]['auc_malignant']:.3f})."
+    )
+    lo_best = (scored[best].get("auc_malignant_ci") or [None, None])[0]
+    hi_worst = (scored[worst].get("auc_malignant_ci") or [None, None])[1]
+    if best != worst and lo_best is not None and hi_worst is not None:
+        if lo_best > hi_worst:
+            text += " Their 95 % intervals do not overlap."
+        else:
+            text += (
+                " Their 95 % intervals overlap, so this test set cannot tell them apart with "
+                "confidence."
+            )
+    if "det-hier" in scored and "flat-whole" in scored and best != "det-hier":
+        diff = scored["det-hier"]["auc_malignant"] - scored["flat-whole"]["auc_malignant"]
+        text += (
+            f" The full HD-CNN cascade (det-hier) is {abs(diff):.3f} "
+            f"{'above' if diff >= 0 else 'below'} the flat whole-image baseline."
+        )
+    return text

@@ -219,6 +219,12 @@ def exams(samples: list[Sample]) -> dict[str, dict[str, Sample]]:
     return grouped
 
 
+def exam_title(views: dict[str, Sample]) -> str:
+    """Display title of a sample exam, e.g. ``"CBIS-DDSM malignant exam 1"`` or
+    ``"SYNTHETIC exam 2"`` (never a patient id)."""
+    return next(iter(views.values())).title.split(":")[0]
+
+
 def get_sample(key: str, samples: list[Sample] | None = None) -> Sample:
     """The sample with ``key``.
 

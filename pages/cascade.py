@@ -1,5 +1,5 @@
 """Cascade: one image step by step — preprocessing, detector, Classifier 1, Classifier 2,
-Grad-CAM and the time of each stage."""
+the verdict and its rule, Grad-CAM and the time of each stage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import appkit
-from hdcnn.report import COLOURS, finding_dicts, render_overlay
+from hdcnn.analysis import candidate_overlay
+from hdcnn.cascade import FindingStatus
+from hdcnn.reasons import STATUS_TEXT, THRESHOLD_NAMES, candidate_rows
+from hdcnn.report import COLOURS, render_overlay
 
 appkit.sidebar()
 st.title("The cascade, step by step")
@@ -19,7 +22,7 @@ if cascade is None:
 
 left, right = st.columns([3, 2])
 with left:
-    upload = st.file_uploader("Mammogram file", type=appkit.UPLOAD_TYPES, key="cascade_upload")
+    upload = appkit.uploader("Mammogram file", key="cascade_upload")
 with right:
     sample = appkit.sample_picker(key="cascade_sample")
 
@@ -40,7 +43,7 @@ pred = analysis.prediction
 trace = pred.trace
 prep = trace.preprocessed
 geo = prep.geometry
-t = pred.thresholds
+appkit.domain_notice(analysis)
 
 # -- 1. preprocessing ------------------------------------------------------------------------
 st.header("1 · Preprocessing")
@@ -70,86 +73,110 @@ threshold = st.slider(
     "Detector score threshold",
     min_value=0.0,
     max_value=1.0,
-    value=float(t.detector_score),
+    value=float(pred.thresholds.detector_score),
     step=0.01,
     key="cascade_det_threshold",
 )
-if threshold != t.detector_score:
+if threshold != pred.thresholds.detector_score:
     analysis = appkit.redecide(analysis, cascade, detector_score=threshold)
     pred = analysis.prediction
+t = pred.thresholds
 all_scores = trace.candidates.scores
 st.write(
     f"{len(all_scores)} detector boxes in total; {int((all_scores >= threshold).sum())} with "
-    f"score ≥ {threshold:.2f}; at most {cascade.max_candidates} are classified."
+    f"score ≥ {threshold:.2f}; at most {cascade.max_candidates} (the highest scores) are "
+    "classified."
 )
-model_findings = [
-    {**f, "box": list(mf.model_box)}
-    for f, mf in zip(finding_dicts(pred), pred.findings, strict=True)
-]
-st.image(
-    render_overlay(prep.image, [{**f, "label": "lesion"} for f in model_findings], max_side=640),
-    caption="Candidates on the model image (before the classifiers)",
-    width=420,
+d1, d2 = st.columns([2, 3])
+d1.image(
+    candidate_overlay(pred),
+    caption=f"Candidates (detector score ≥ {threshold:.2f}) on the model image, before the "
+    "classifiers. The number on a box is its rank by detector score, the # of the tables below.",
+    width="stretch",
 )
+rows = [r for r in candidate_rows(pred, max_candidates=cascade.max_candidates) if r.finding]
 
 # -- 3./4. classifiers -----------------------------------------------------------------------
-st.header("3 · Classifier 1: lesion or normal tissue?")
-st.caption(f"Kept when P(lesion) ≥ {pred.thresholds.c1_lesion:.2f}.")
-rows = []
-for i, f in enumerate(pred.findings, start=1):
-    rows.append(
-        {
-            "#": i,
-            "detector score": round(f.detector_score, 3),
-            "P(lesion)": round(f.p_lesion, 3),
-            "Classifier 1": "accept" if f.kept else "reject",
-        }
+with d2:
+    st.header("3 · Classifier 1: lesion or normal tissue?")
+    st.caption(
+        f"Classifier 1 keeps a candidate when P(lesion) ≥ {t.c1_lesion:.3f} "
+        f"({THRESHOLD_NAMES['c1_lesion']}). The image is abnormal only when its highest "
+        f"P(lesion) reaches the {THRESHOLD_NAMES['abnormal']} {t.effective_abnormal:.3f}; "
+        "below it every candidate is refused, kept by Classifier 1 or not."
     )
+    if rows:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "#": r.number,
+                        "detector score": round(r.detector_score, 3),
+                        "P(lesion)": round(r.p_lesion, 3),
+                        "Classifier 1": "kept" if r.p_lesion >= t.c1_lesion else "refused",
+                        "final status": STATUS_TEXT[r.status],
+                    }
+                    for r in rows
+                ]
+            ),
+            hide_index=True,
+            key="cascade_c1_table",
+        )
+    else:
+        st.write(f"No candidate at detector score threshold {threshold:.2f}.")
 if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="cascade_c1_table")
-    crops = [trace.crops[f.index] for f in pred.findings]
     st.image(
-        [np.clip(c * 255, 0, 255).astype(np.uint8) for c in crops],
+        [np.clip(trace.crops[r.index] * 255, 0, 255).astype(np.uint8) for r in rows],
         caption=[
-            f"#{i} {'accept' if f.kept else 'reject'}" for i, f in enumerate(pred.findings, start=1)
+            f"#{r.number} {'kept' if r.p_lesion >= t.c1_lesion else 'refused'} by C1" for r in rows
         ],
         width=96,
     )
-else:
-    st.write("No candidates at this threshold.")
 
 st.header("4 · Classifier 2: benign or malignant?")
-kept = [(i, f) for i, f in enumerate(pred.findings, start=1) if f.kept]
+kept = [r for r in rows if r.p_lesion >= t.c1_lesion]
 st.caption(
-    f"For kept findings; malignant when P(lesion)·P(malignant | lesion) ≥ "
-    f"{pred.thresholds.malignant:.2f}."
+    f"For candidates kept by Classifier 1: P(malignant) = P(lesion) · P(malignant | lesion); "
+    f"malignant when P(malignant) ≥ {t.malignant:.3f} ({THRESHOLD_NAMES['malignant']}), "
+    "on an image that is abnormal."
 )
 if kept:
     st.dataframe(
         pd.DataFrame(
             [
                 {
-                    "#": i,
-                    "P(malignant | lesion)": round(
-                        float(trace.p_malignant_given_lesion[f.index]), 3
-                    ),
-                    "P(malignant)": round(float(f.p_malignant or 0.0), 3),
-                    "Classifier 2": f.label,
+                    "#": r.number,
+                    "P(lesion)": round(r.p_lesion, 3),
+                    "P(malignant | lesion)": round(r.p_malignant_given_lesion, 3),
+                    "P(malignant)": round(r.p_lesion * r.p_malignant_given_lesion, 3),
+                    "status": STATUS_TEXT[r.status],
+                    "why": r.reason,
                 }
-                for i, f in kept
+                for r in kept
             ]
         ),
         hide_index=True,
         key="cascade_c2_table",
+        column_config={"why": st.column_config.TextColumn(width="large")},
     )
+    if any(r.status == FindingStatus.BELOW_IMAGE_THRESHOLD for r in kept):
+        st.caption(
+            "Refused by image-level threshold: Classifier 1 kept it, but the image's "
+            f"P(abnormal) {pred.p_abnormal:.3f} is below {t.effective_abnormal:.3f}, so the image "
+            "is normal and no finding stands."
+        )
 else:
-    st.write("No finding was kept by Classifier 1.")
+    st.write(
+        f"No candidate was kept by Classifier 1 (every P(lesion) < {t.c1_lesion:.3f}): "
+        "nothing to grade."
+    )
 appkit.verdict_heading("Verdict", pred.label)
+appkit.explanation(analysis.explanation)
 st.write(f"P(abnormal) {pred.p_abnormal:.3f}, P(malignant) {pred.p_malignant:.3f}")
 
 # -- 5. Grad-CAM ------------------------------------------------------------------------------
 st.header("5 · Grad-CAM")
-if kept:
+if pred.kept_findings:
     stage = st.radio(
         "Explain",
         ["c2", "c1"],
@@ -177,11 +204,14 @@ if kept:
         st.plotly_chart(fig, key="cascade_cam_plot")
         st.image(
             [np.clip(c.crop_cam * 255, 0, 255).astype(np.uint8) for c in cams],
-            caption=[f"finding index {c.index}" for c in cams],
+            caption=[f"#{c.index + 1}" for c in cams],
             width=96,
         )
 else:
-    st.write("Grad-CAM explains kept findings; there are none at these thresholds.")
+    st.write(
+        "Grad-CAM explains the findings of an abnormal image; this image has none at these "
+        "thresholds."
+    )
 
 # -- 6. timing --------------------------------------------------------------------------------
 st.header("6 · Time per stage")

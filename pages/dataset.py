@@ -6,6 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 import appkit
+from hdcnn import plots
 from hdcnn.data import stats as ds
 from hdcnn.data.adapters import ADAPTERS
 
@@ -48,7 +49,10 @@ m[1].metric("Patients", summary["patients"])
 m[2].metric("Studies", summary["studies"])
 m[3].metric("Lesions", summary["lesions"]["total"])
 
-COLOURS = {"normal": "#4c9a2a", "benign": "#f0a020", "malignant": "#d03030", "unknown": "#999999"}
+# One order and one colour per label on every chart of every page (hdcnn.plots).
+COLOURS = plots.LABEL_COLOURS
+ORDER = {"label": list(plots.LABEL_ORDER)}
+LEGEND = {"legend_title_text": "label", "legend_traceorder": "normal"}
 
 st.subheader("Age")
 if not summary["age"]["available"]:
@@ -63,9 +67,11 @@ else:
         color="label",
         barmode="group",
         color_discrete_map=COLOURS,
+        category_orders=ORDER,
         labels={"age_bin": "age (years)", "count": "images"},
         title="Age distribution by label",
     )
+    fig.update_layout(**LEGEND)
     a1.plotly_chart(fig, key="dataset_age_hist")
     by_label = ds.age_by_label_frame(manifest)
     fig = px.bar(
@@ -74,10 +80,12 @@ else:
         y="mean",
         color="label",
         color_discrete_map=COLOURS,
+        category_orders=ORDER,
         text=by_label["mean"].round(1),
         labels={"mean": "mean age (years)"},
         title="Average age by label",
     )
+    fig.update_layout(showlegend=False)
     a2.plotly_chart(fig, key="dataset_age_mean")
     if summary["age"]["missing"]:
         st.caption(f"{summary['age']['missing']} images have no age.")
@@ -90,19 +98,28 @@ fig = px.bar(
     y=list(labels.values()),
     color=list(labels),
     color_discrete_map=COLOURS,
+    category_orders={"x": list(plots.LABEL_ORDER), "color": list(plots.LABEL_ORDER)},
     labels={"x": "label", "y": "images"},
     title="Label balance (images)",
 )
+fig.update_layout(showlegend=False)  # the x axis already names each bar
 b1.plotly_chart(fig, key="dataset_labels")
 density = ds.counts_by_label_frame(manifest, "density")
+density_title, density_names = plots.density_scale(adapter)
+density = density.assign(
+    density=density["density"].map(lambda c: density_names.get(str(c), str(c)))
+)
 fig = px.bar(
     density,
     x="density",
     y="count",
     color="label",
     color_discrete_map=COLOURS,
-    title="Breast density (BI-RADS)",
+    category_orders={**ORDER, "density": list(density_names.values())},
+    labels={"density": density_title, "count": "images"},
+    title=density_title,
 )
+fig.update_layout(**LEGEND)
 b2.plotly_chart(fig, key="dataset_density")
 b3, b4 = st.columns(2)
 for col, column, key in ((b3, "view", "dataset_views"), (b4, "laterality", "dataset_lat")):
@@ -113,8 +130,11 @@ for col, column, key in ((b3, "view", "dataset_views"), (b4, "laterality", "data
         y="count",
         color="label",
         color_discrete_map=COLOURS,
+        category_orders=ORDER,
+        labels={"count": "images"},
         title=f"Images by {column}",
     )
+    fig.update_layout(**LEGEND)
     col.plotly_chart(fig, key=key)
 
 st.subheader("Lesion size")
@@ -128,9 +148,11 @@ else:
         color="label",
         color_discrete_map=COLOURS,
         nbins=30,
+        category_orders=ORDER,
         labels={"side": "box side max(w, h), original pixels"},
         title="Lesion size by label",
     )
+    fig.update_layout(**LEGEND)
     st.plotly_chart(fig, key="dataset_lesion_size")
 
 st.subheader("Images")
@@ -184,6 +206,9 @@ st.dataframe(
         ]
     ],
     hide_index=True,
-    column_config={"thumbnail": st.column_config.ImageColumn("image", width="small")},
+    column_config={
+        "thumbnail": st.column_config.ImageColumn("image", width="small"),
+        "density": st.column_config.TextColumn(density_title.split(" (")[0]),
+    },
     key="dataset_table",
 )

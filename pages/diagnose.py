@@ -1,4 +1,4 @@
-"""Diagnose: one image (upload or sample) -> verdict, findings, overlay and reports."""
+"""Diagnose: one image (upload or sample) -> verdict with its rule, findings, overlay, reports."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import appkit
+from hdcnn.reasons import STATUS_TEXT
 from hdcnn.report import report_json
 
 appkit.sidebar()
@@ -18,7 +19,7 @@ st.caption(
 cascade = appkit.get_cascade()
 left, right = st.columns([3, 2])
 with left:
-    upload = st.file_uploader("Mammogram file", type=appkit.UPLOAD_TYPES, key="diagnose_upload")
+    upload = appkit.uploader("Mammogram file", key="diagnose_upload")
 with right:
     sample = appkit.sample_picker(key="diagnose_sample")
     if sample is not None and sample.synthetic:
@@ -37,31 +38,91 @@ if analysis is None:
     st.stop()
 
 pred = analysis.prediction
-verdict = str(pred.label)
-appkit.verdict_heading("Verdict", verdict)
+why = analysis.explanation
+t = pred.thresholds
+appkit.verdict_heading("Verdict", pred.label)
+appkit.explanation(why)
+appkit.domain_notice(analysis)
+
 cols = st.columns(4)
-cols[0].metric("P(abnormal)", f"{pred.p_abnormal:.3f}")
-cols[1].metric("P(malignant)", f"{pred.p_malignant:.3f}")
-cols[2].metric("Kept findings", f"{len(pred.kept_findings)} / {len(pred.findings)}")
+cols[0].metric(
+    "P(abnormal)",
+    f"{pred.p_abnormal:.3f}",
+    f"abnormal threshold {t.effective_abnormal:.3f}",
+    delta_color="off",
+    delta_arrow="off",
+)
+cols[1].metric(
+    "P(malignant)",
+    f"{pred.p_malignant:.3f}",
+    f"malignant threshold {t.malignant:.3f}",
+    delta_color="off",
+    delta_arrow="off",
+)
+basis = [f for f in analysis.findings if f["prominent"]]
+cols[2].metric(
+    "Findings the verdict rests on",
+    f"{len(basis)}",
+    f"of {len(analysis.findings)} candidates",
+    delta_color="off",
+    delta_arrow="off",
+)
 cols[3].metric("Time", f"{pred.timing_ms.get('total', 0.0) / 1000:.2f} s")
 
-img_col, table_col = st.columns([3, 2])
+img_col, table_col = st.columns([1, 1])
 with img_col:
+    refused = st.toggle(
+        "Show weaker and refused candidates",
+        key="diagnose_show_refused",
+        help="Thin boxes: candidates the verdict does not rest on.",
+    )
     st.image(
-        analysis.overlay,
-        caption=f"{analysis.name} — red: malignant, orange: benign, grey: rejected by Classifier 1",
+        analysis.overlay_jpeg(refused=refused),
+        caption=f"{analysis.name}. Box tag = finding number (row # of the table) and label; "
+        "thick red: malignant, thick orange: benign finding the verdict rests on"
+        + ("; thin: weaker or refused candidates." if refused else "."),
         width="stretch",
     )
 with table_col:
-    st.markdown("**Findings** (boxes in original pixels)")
-    findings = analysis.report["findings"]
-    if findings:
-        table = pd.DataFrame(findings)
-        table.insert(0, "#", range(1, len(table) + 1))
-        table["box"] = table["box"].map(lambda b: ", ".join(f"{v:.0f}" for v in b))
-        st.dataframe(table, hide_index=True, key="diagnose_findings")
+    st.markdown("**Findings**: each candidate and the stage that kept or refused it")
+    if analysis.findings:
+        table = pd.DataFrame(
+            [
+                {
+                    "#": f["number"],
+                    "status": STATUS_TEXT.get(f["status"], f["status"]),
+                    "P(lesion)": f["p_lesion"],
+                    "P(malignant)": f["p_malignant"],
+                    "basis": "✓" if f["prominent"] else "",
+                    "why": f["reason"],
+                    "det. score": f["detector_score"],
+                    "box (px)": ", ".join(f"{v:.0f}" for v in f["box"]),
+                }
+                for f in analysis.findings
+            ]
+        )
+        st.dataframe(
+            table,
+            hide_index=True,
+            key="diagnose_findings",
+            column_config={
+                "#": st.column_config.NumberColumn(width=36),
+                "status": st.column_config.TextColumn(width=150),
+                "P(lesion)": st.column_config.NumberColumn(format="%.3f", width=72),
+                "P(malignant)": st.column_config.NumberColumn(
+                    format="%.3f", width=88, help="P(lesion) × P(malignant | lesion), kept only"
+                ),
+                "basis": st.column_config.TextColumn(
+                    width=44, help="✓: the verdict rests on this finding"
+                ),
+                "why": st.column_config.TextColumn(width="large"),
+            },
+        )
     else:
-        st.write("No candidate region passed the detector threshold.")
+        st.write(
+            f"No detector box scored at least the detector score threshold "
+            f"({t.detector_score:.3f})."
+        )
     st.markdown("**Time per stage (ms)**")
     st.dataframe(
         pd.DataFrame([{k: round(v, 1) for k, v in pred.timing_ms.items()}]),
@@ -72,15 +133,15 @@ with table_col:
     st.caption(
         f"{meta.format.upper()}, {meta.original_size[1]} × {meta.original_size[0]} px, "
         f"{meta.bit_depth} bit, laterality {meta.laterality or '?'}, view {meta.view or '?'}. "
-        f"Model {analysis.report['model'].get('name')} "
-        f"(sha256 {str(analysis.report['model'].get('sha256'))[:12]}…)."
+        f"Model {analysis.model.get('name')} "
+        f"(sha256 {str(analysis.model.get('sha256'))[:12]}…)."
     )
 
 st.markdown("**Report** (de-identified: no names, ids or file names)")
 d1, d2 = st.columns(2)
 d1.download_button(
     "Download PDF report",
-    data=analysis.pdf,
+    data=lambda: analysis.pdf,  # built on the first click, not on every rerun
     file_name="hdcnn-report.pdf",
     mime="application/pdf",
     key="diagnose_pdf",

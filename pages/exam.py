@@ -5,12 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 import appkit
+from hdcnn.analysis import EXAM_DISPLAY_SIDE, VIEW_KEYS, VIEW_TITLES
 
 appkit.sidebar()
 st.title("Exam: four views")
 st.caption(
-    "Upload up to four views (right/left × CC/MLO) or pick a sample exam. Each breast's "
-    "probabilities are the maximum over its views; the exam takes the worse breast."
+    "Upload up to four views (right/left × CC/MLO) or pick a sample exam. Each image is placed "
+    "by the laterality and view in its own header; the slot is used only when the header does "
+    "not say. Each breast's probabilities are the maximum over its views; the exam takes the "
+    "worse breast."
 )
 cascade = appkit.get_cascade()
 if cascade is None:
@@ -18,19 +21,17 @@ if cascade is None:
 
 # Reading-room layout: the right breast on the viewer's left.
 GRID = (("rcc", "lcc"), ("rmlo", "lmlo"))
-TITLES = {"rcc": "Right CC", "lcc": "Left CC", "rmlo": "Right MLO", "lmlo": "Left MLO"}
 
 uploads = {}
 cols = st.columns(4)
-for col, view_key in zip(cols, ("rcc", "lcc", "rmlo", "lmlo"), strict=True):
-    uploads[view_key] = col.file_uploader(
-        TITLES[view_key], type=appkit.UPLOAD_TYPES, key=f"exam_upload_{view_key}"
-    )
+for col, view_key in zip(cols, VIEW_KEYS, strict=True):
+    with col:
+        uploads[view_key] = appkit.uploader(VIEW_TITLES[view_key], key=f"exam_upload_{view_key}")
 sample_exam = appkit.sample_picker(key="exam_sample", exams_only=True)
 
-inputs = {k: (u.getvalue(), u.name) for k, u in uploads.items() if u is not None}
+inputs = {k: (u.getvalue, u.name) for k, u in uploads.items() if u is not None}
 if not inputs and sample_exam is not None:
-    inputs = {k: (s.read_bytes(), s.title) for k, s in sample_exam.items()}
+    inputs = {k: (s.read_bytes, s.title) for k, s in sample_exam.items()}
 if not inputs:
     st.info("Upload at least one view or pick a sample exam.")
     st.stop()
@@ -39,11 +40,17 @@ exam = appkit.exam_analysis(inputs, cascade)
 if exam is None:
     st.stop()
 
-label = str(exam.prediction.label)
-appkit.verdict_heading("Exam verdict", label)
-st.write(
-    f"P(abnormal) {exam.prediction.p_abnormal:.3f}, P(malignant) {exam.prediction.p_malignant:.3f}"
-)
+for warning in exam.warnings:
+    st.warning(warning, icon=":material/swap_horiz:")
+appkit.verdict_heading("Exam verdict", exam.prediction.label)
+appkit.explanation(exam.explanation)
+out_of_domain = [v.analysis for v in exam.views if not v.analysis.domain.in_domain]
+if out_of_domain:
+    st.warning(
+        f"{len(out_of_domain)} of {len(exam.views)} views are unlike the training data: "
+        + out_of_domain[0].domain.notice,
+        icon=":material/report:",
+    )
 breast_cols = st.columns(2)
 for col, side in zip(breast_cols, ("R", "L"), strict=True):
     breast = exam.prediction.breasts.get(side)
@@ -52,25 +59,41 @@ for col, side in zip(breast_cols, ("R", "L"), strict=True):
         col.markdown(f"**{name}**: no view")
     else:
         b = str(breast.label)
+        why = exam.breast_explanation(side)
         col.markdown(
             f"**{name}**: :{appkit.VERDICT_COLOURS.get(b, 'gray')}[**{b}**] "
             f"(P(abnormal) {breast.p_abnormal:.3f}, P(malignant) {breast.p_malignant:.3f})"
         )
+        col.caption(f"Decided by the {why.threshold_name}: {why.reason}.")
+if "unknown" in exam.prediction.breasts:
+    st.markdown(f"**Breast of unknown side**: {exam.prediction.breasts['unknown'].label}")
 
+grid = exam.grid
 for row in GRID:
     cols = st.columns(2)
     for col, view_key in zip(cols, row, strict=True):
-        view = exam.views.get(view_key)
+        view = grid.get(view_key)
         with col:
-            st.markdown(f"**{TITLES[view_key]}**")
+            st.markdown(f"**{VIEW_TITLES[view_key]}**")
             if view is None:
                 st.caption("not provided")
                 continue
-            v = str(view.prediction.label)
+            a = view.analysis
+            p = a.prediction
             st.image(
-                view.overlay,
-                caption=f"{view.name}: {v} (P(abnormal) {view.prediction.p_abnormal:.2f}, "
-                f"P(malignant) {view.prediction.p_malignant:.2f})",
+                a.overlay_jpeg(max_side=EXAM_DISPLAY_SIDE),
+                caption=f"{a.name}: {p.label} — {a.explanation.reason}",
                 width="stretch",
             )
-st.caption(f"Total time {exam.seconds:.1f} s.")
+for view in exam.extra_views:
+    a = view.analysis
+    st.markdown(f"**Also given: {view.title}** ({a.name})")
+    st.image(
+        a.overlay_jpeg(max_side=EXAM_DISPLAY_SIDE),
+        caption=f"{a.name}: {a.prediction.label} — {a.explanation.reason}",
+        width=360,
+    )
+st.caption(
+    "Box tag = finding number and label (the Diagnose page lists every candidate). "
+    f"Analysis time {exam.seconds:.1f} s."
+)

@@ -32,8 +32,22 @@ st.caption(
     f"{results.get('n_images', '?')} images, {results.get('n_patients', '?')} patients, "
     f"{results.get('n_lesions', '?')} lesions. Intervals are 95 % bootstrap CIs."
 )
-st.markdown(appkit.experiments_summary(concepts))
-st.dataframe(appkit.experiments_table(concepts), hide_index=True, key="exp_table")
+st.markdown(plots.experiments_summary(concepts))
+st.dataframe(
+    plots.experiments_table(concepts),
+    hide_index=True,
+    key="exp_table",
+    column_config={
+        "concept": st.column_config.TextColumn(width=90),
+        "AUC abnormal [95% CI]": st.column_config.TextColumn(width=150),
+        "AUC malignant [95% CI]": st.column_config.TextColumn(width=155),
+        "macro F1": st.column_config.TextColumn(width=72),
+        "specificity": st.column_config.TextColumn(width=80),
+        "FROC @0.5/1/2 FP": st.column_config.TextColumn(width=130),
+    },
+)
+with st.expander("Design of each concept, accuracy and sensitivity to malignant"):
+    st.dataframe(plots.experiments_details(concepts), hide_index=True, key="exp_details")
 
 roc_col, froc_col = st.columns(2)
 with roc_col:
@@ -46,7 +60,7 @@ with roc_col:
     )
     fig = plots.roc_figure(results, target)
     if len(fig.data) > 1:  # more than the chance line
-        fig.update_layout(height=420, margin={"t": 40})
+        fig.update_layout(height=460)
         st.plotly_chart(fig, key="exp_roc_plot")
     else:
         st.caption("The results file holds no ROC curve points.")
@@ -54,16 +68,17 @@ with froc_col:
     st.markdown("**FROC** (detector concepts)")
     fig = plots.froc_figure(results)
     if fig.data:
-        fig.update_layout(height=420, margin={"t": 40})
+        fig.update_layout(height=460)
         st.plotly_chart(fig, key="exp_froc_plot")
     else:
         st.caption("The results file holds no FROC curve points.")
 
 st.subheader("Confusion matrices (rows: truth, columns: verdict)")
-cols = st.columns(len(concepts))
+order = plots.ordered_concepts(results)
+cols = st.columns(len(order))
 names = [str(c) for c in CLASSES]
-for col, (name, m) in zip(cols, concepts.items(), strict=True):
-    matrix = m.get("confusion")
+for col, name in zip(cols, order, strict=True):
+    matrix = concepts[name].get("confusion")
     with col:
         st.markdown(f"**{name}**")
         if not matrix:

@@ -19,29 +19,46 @@ st.markdown(
 st.warning(DISCLAIMER, icon=":material/warning:")
 
 st.subheader("The cascade")
-st.graphviz_chart(
+diagram, legend = st.columns([3, 2])
+# Top to bottom at its natural size (not squeezed to the page width), so the text stays legible.
+diagram.graphviz_chart(
     """
 digraph cascade {
-  rankdir=LR;
-  node [shape=box, style="rounded,filled", fillcolor="#f3f0f4", fontname="Helvetica"];
+  rankdir=TB; nodesep=0.35; ranksep=0.35;
+  node [shape=box, style="rounded,filled", fillcolor="#f3f0f4", fontname="Helvetica",
+        fontsize=15, margin="0.18,0.08"];
+  edge [fontname="Helvetica", fontsize=13];
   img [label="Mammogram\\n(DICOM, PNG, JPEG, PGM, TIFF)"];
-  pre [label="Preprocessing\\nbreast mask, crop,\\nchest wall left, resize"];
-  det [label="Detector\\nFaster R-CNN\\ncandidate boxes"];
-  c1 [label="Classifier 1\\nlesion vs normal tissue"];
-  c2 [label="Classifier 2\\nbenign vs malignant"];
-  rej [label="rejected\\n(normal tissue)", fillcolor="#e6e6e6"];
-  ben [label="benign finding", fillcolor="#fde5c2"];
-  mal [label="malignant finding", fillcolor="#f6c4c4"];
-  ver [label="Verdict\\nimage -> breast -> exam", fillcolor="#dfe9f7"];
-  img -> pre -> det -> c1;
-  c1 -> rej [label="P(lesion) < t"];
-  c1 -> c2 [label="kept"];
-  c2 -> ben; c2 -> mal;
-  ben -> ver; mal -> ver; rej -> ver [style=dashed];
+  pre [label="Preprocessing: breast mask, crop,\\nchest wall left, resize"];
+  det [label="Detector (Faster R-CNN):\\ncandidate boxes"];
+  c1 [label="Classifier 1:\\nlesion vs normal tissue"];
+  c2 [label="Classifier 2:\\nbenign vs malignant"];
+  rej [label="refused\\n(normal tissue)", fillcolor="#e6e6e6"];
+  ver [label="Verdict: normal / benign / malignant\\nimage -> breast -> exam", fillcolor="#dfe9f7"];
+  img -> pre -> det;
+  det -> c1 [label=" score >= detector threshold"];
+  c1 -> rej [label=" P(lesion) < C1 threshold"];
+  c1 -> c2 [label=" kept"];
+  c2 -> ver [label=" P(abnormal) vs abnormal threshold,\\n P(malignant) vs malignant threshold"];
+  rej -> ver [style=dashed];
 }
 """,
-    width="stretch",
+    width="content",
 )
+with legend:
+    st.markdown(
+        "**How a verdict is made** (every page names the rule and the threshold values):\n\n"
+        "1. The detector proposes boxes; those scoring at least the **detector score "
+        "threshold** are candidates.\n"
+        "2. **Classifier 1** keeps a candidate when its P(lesion) reaches the **Classifier 1 "
+        "threshold**.\n"
+        "3. The image is **abnormal** when its highest P(lesion) reaches the **image-level "
+        "abnormal threshold**; otherwise it is normal and every candidate is refused.\n"
+        "4. An abnormal image is **malignant** when P(lesion) · P(malignant | lesion) of a "
+        "kept finding reaches the **malignant threshold**, else benign.\n\n"
+        "The models were trained on digitised film of one database (mini-MIAS); results on "
+        "images unlike it carry a notice."
+    )
 
 st.subheader("Pages")
 st.page_link(

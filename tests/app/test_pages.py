@@ -195,7 +195,7 @@ def test_experiments_page_table_curves_and_sentence(
     at = _page("pages/experiments.py")
     table = at.dataframe[0].value
     assert list(table["concept"]) == ["flat-whole", "hier-whole", "det-flat", "det-hier"]
-    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.850, 0.960]"
+    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.85–0.96]"
     text = _texts(at)
     assert "**det-hier** separates malignant from other images best (AUC 0.910)" in text
     assert "do not overlap" in text
