@@ -8,6 +8,9 @@ Writing (for the synthetic cohort, tests and exports):
 
 Reading (used by :func:`hdcnn.reader.read_mammogram`):
 
+- :func:`inflate_deflated` -- a Deflated Explicit VR Little Endian file inflated in bounded
+  steps (the header's image size decides how much output may follow).
+- :func:`check_modality` -- refuse DICOM objects that are not mammograms (CT, MR, US ...).
 - :func:`check_pixel_header` -- refuse unusable files from the header, before any decoding.
 - :func:`display_pixels` -- modality rescale, VOI LUT / windowing, MONOCHROME1 inversion and
   scaling to float32 ``[0, 1]`` with bright = dense.
@@ -19,10 +22,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import logging
 import os
 import re
+import secrets
 import warnings
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -44,6 +50,19 @@ from hdcnn.reader import scale_to_unit
 from hdcnn.utils import atomic_path, check_image_size
 
 logger = logging.getLogger(__name__)
+
+#: Transfer syntax UID of Deflated Explicit VR Little Endian.
+DEFLATED_TS = "1.2.840.10008.1.2.1.99"
+#: At most this much inflated output is searched for the image header of a deflated file.
+INFLATE_HEADER_BYTES = 16 << 20
+#: Modalities accepted without further evidence; CR / DX / OT need BodyPartExamined BREAST.
+MAMMO_MODALITIES = ("MG",)
+_XRAY_MODALITIES = ("CR", "DX", "OT")
+#: SOP class names (pydicom's) that may hold a mammogram when Modality is missing.
+_IMAGE_CLASS_WORDS = ("Mammography", "X-Ray Image", "Computed Radiography", "Secondary Capture")
+
+#: Key of the study-key HMAC: random per process, never stored (see :func:`study_key`).
+_STUDY_KEY_SALT = secrets.token_bytes(32)
 
 #: SNOMED CT codes of the two standard views (ViewCodeSequence, CID 4014).
 VIEW_CODES: dict[str, tuple[str, str]] = {
@@ -357,6 +376,159 @@ def deidentify(ds: Dataset) -> Dataset:
 # ----------------------------------------------------------------------------- reading
 
 
+def int_tag(ds: Dataset, keyword: str) -> int | None:
+    """An integer attribute, or None where it is absent or malformed (never raises)."""
+    try:
+        value = ds.get(keyword)
+        if isinstance(value, (list, pydicom.multival.MultiValue)):
+            value = value[0] if len(value) else None
+        return int(value) if value not in (None, "") else None
+    except Exception:  # malformed values raise anything from ValueError to struct.error
+        return None
+
+
+def text_tag(ds: Dataset, keyword: str) -> str:
+    """A text attribute stripped, ``""`` where absent or malformed (never raises)."""
+    try:
+        value = ds.get(keyword)
+        if value is None:
+            return ""
+        if isinstance(value, (list, pydicom.multival.MultiValue)):
+            return "\\".join(str(v) for v in value).strip()
+        return str(value).strip()
+    except Exception:
+        return ""
+
+
+def _find_us(data: bytes, tag: bytes) -> int | None:
+    """Value of an explicit-VR little-endian US element ``tag`` (4 bytes) found in ``data``."""
+    i = data.find(tag + b"US\x02\x00")
+    if i < 0 or i + 10 > len(data):
+        return None
+    return int.from_bytes(data[i + 8 : i + 10], "little")
+
+
+def inflate_deflated(raw: bytes, source: str, *, max_pixels: int, min_side: int) -> bytes:
+    """Inflate a Deflated Explicit VR Little Endian file in bounded steps.
+
+    The image header (Rows, Columns, BitsAllocated, SamplesPerPixel) is looked for in the
+    first :data:`INFLATE_HEADER_BYTES` of output and checked like any header (size limits);
+    then inflation stops as soon as the output exceeds what that image can need (header +
+    Rows x Columns x samples x bytes, + 1 MiB). A few kilobytes that inflate to gigabytes are
+    refused after at most a few megabytes of output.
+
+    Args:
+        raw: the whole file.
+        source: name for messages.
+        max_pixels, min_side: image size limits (:func:`hdcnn.utils.check_image_size`).
+
+    Returns:
+        The same file with the data set inflated and the transfer syntax set to Explicit VR
+        Little Endian (pydicom then reads it without inflating anything); ``raw`` itself
+        when the file is not deflated.
+
+    Raises:
+        MammogramError: corrupt deflate stream, no image header, too large an image, or more
+            inflated data than the image needs.
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.filewriter import write_file_meta_info
+
+    fp = DicomBytesIO(raw)
+    try:
+        preamble = read_preamble(fp, True)
+        meta = _read_file_meta_info(fp)
+    except Exception as exc:
+        raise MammogramError(
+            source, f"corrupt DICOM file meta information ({type(exc).__name__})"
+        ) from exc
+    if str(meta.get("TransferSyntaxUID", "")).strip() != DEFLATED_TS:
+        return raw
+    start = fp.tell()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    pending = raw[start:]
+
+    def more(limit: int) -> bool:
+        """Inflate up to ``limit`` more bytes; False once the stream has ended."""
+        nonlocal pending
+        try:
+            out.extend(inflater.decompress(pending, limit))
+        except zlib.error as exc:
+            raise MammogramError(source, f"corrupt deflated DICOM data ({exc})") from exc
+        pending = inflater.unconsumed_tail
+        return bool(pending) and not inflater.eof
+
+    going = True
+    rows = cols = None
+    while going and len(out) < INFLATE_HEADER_BYTES:
+        going = more(1 << 20)
+        rows = _find_us(bytes(out[:INFLATE_HEADER_BYTES]), b"\x28\x00\x10\x00")
+        cols = _find_us(bytes(out[:INFLATE_HEADER_BYTES]), b"\x28\x00\x11\x00")
+        if rows is not None and cols is not None:
+            break
+    if rows is None or cols is None:
+        if going:
+            raise MammogramError(
+                source,
+                f"deflated DICOM: no Rows/Columns in the first {INFLATE_HEADER_BYTES} bytes "
+                "of inflated data",
+            )
+        rows = cols = 0  # small file without an image header: pydicom reports what is missing
+    else:
+        check_image_size(source, rows, cols, max_pixels=max_pixels, min_side=min_side)
+    head = bytes(out[: min(len(out), INFLATE_HEADER_BYTES)])
+    bits = _find_us(head, b"\x28\x00\x00\x01") or 16
+    samples = _find_us(head, b"\x28\x00\x02\x00") or 1
+    need = rows * cols * max(1, min(samples, 4)) * max(1, (min(bits, 64) + 7) // 8)
+    limit = len(head) + need + (1 << 20)
+    while going:
+        going = more(1 << 20)
+        if len(out) > limit:
+            raise MammogramError(
+                source,
+                f"deflated DICOM inflates to more than {limit} bytes, more than its "
+                f"{rows}x{cols} image needs",
+            )
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    buffer.write((preamble or b"\x00" * 128) + b"DICM")
+    write_file_meta_info(buffer, meta, enforce_standard=False)
+    return buffer.getvalue() + bytes(out)
+
+
+def check_modality(ds: Dataset, source: str) -> None:
+    """Refuse a DICOM object that is not plausibly a mammogram, from its header.
+
+    Accepted: Modality ``MG``; ``CR`` / ``DX`` / ``OT`` when BodyPartExamined is ``BREAST``
+    (computed radiography and secondary captures of mammograms exist); no Modality at all
+    when the SOP class is absent, unknown to pydicom, or an X-ray / secondary-capture image.
+
+    Raises:
+        MammogramError: naming the modality or SOP class found.
+    """
+    modality = text_tag(ds, "Modality").upper()[:16]
+    if modality in MAMMO_MODALITIES:
+        return
+    breast = "BREAST" in text_tag(ds, "BodyPartExamined").upper()
+    if modality:
+        if modality in _XRAY_MODALITIES and breast:
+            return
+        raise MammogramError(
+            source,
+            f"DICOM Modality {modality!r} is not mammography (MG): not read as a mammogram",
+        )
+    sop = text_tag(ds, "SOPClassUID")
+    if not sop:
+        return
+    name = UID(sop).name if re.fullmatch(r"[0-9.]{1,64}", sop) else sop
+    if name == sop or any(word in name for word in _IMAGE_CLASS_WORDS):
+        return
+    raise MammogramError(source, f"DICOM object of class {name!r} is not a mammogram")
+
+
 def check_pixel_header(ds: Dataset, source: str, *, max_pixels: int, min_side: int) -> None:
     """Refuse a dataset whose pixels cannot be used, from its header alone.
 
@@ -374,15 +546,10 @@ def check_pixel_header(ds: Dataset, source: str, *, max_pixels: int, min_side: i
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise MammogramError(source, "DICOM float pixel data is not supported")
         raise MammogramError(source, "DICOM file has no pixel data")
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise MammogramError(source, "DICOM file lacks valid Rows/Columns") from exc
-    frames = ds.get("NumberOfFrames")
-    try:
-        n_frames = int(frames) if frames not in (None, "") else 1
-    except (TypeError, ValueError):
-        n_frames = 1
+    rows, cols = int_tag(ds, "Rows"), int_tag(ds, "Columns")
+    if rows is None or cols is None:
+        raise MammogramError(source, "DICOM file lacks valid Rows/Columns")
+    n_frames = int_tag(ds, "NumberOfFrames") or 1
     if n_frames > 1:
         raise MammogramError(
             source, f"multi-frame DICOM ({n_frames} frames) is not supported; expected one image"
@@ -425,12 +592,13 @@ def decode_stored(ds: Dataset, source: str) -> np.ndarray:
     """
     tsyntax = transfer_syntax(ds)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = ds.pixel_array
+        arr = ds.pixel_array
+    except MemoryError:
+        raise
     except Exception as exc:  # decoders raise anything from ValueError to RuntimeError
+        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise MammogramError(
-            source, f"could not decode DICOM pixel data ({tsyntax.name}): {exc}"
+            source, f"could not decode DICOM pixel data ({tsyntax.name}): {text}"
         ) from exc
     return np.asarray(arr)
 
@@ -449,15 +617,87 @@ def _displayed_range(ds: Dataset, voi: Callable[[np.ndarray], np.ndarray]) -> tu
     return float(out.min()), float(out.max())
 
 
+#: Modality rescale values outside these bounds are refused (real ones are near 1 and 0).
+RESCALE_SLOPE_RANGE = (1e-12, 1e12)
+RESCALE_INTERCEPT_MAX = 1e12
+#: Pixels per block when a VOI transform runs in float64 (bounds the temporary memory).
+_BLOCK = 1 << 20
+
+
+def _number(ds: Dataset, keyword: str, default: float, source: str) -> float:
+    try:
+        value = ds.get(keyword)
+        if isinstance(value, (list, pydicom.multival.MultiValue)):
+            value = value[0] if len(value) else None
+        return float(value) if value not in (None, "") else default
+    except Exception as exc:
+        raise MammogramError(source, f"malformed DICOM {keyword} ({type(exc).__name__})") from exc
+
+
+def modality_values(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
+    """Stored values through the modality LUT or rescale slope/intercept.
+
+    Without a rescale (slope 1, intercept 0) the stored array itself is returned; a rescale is
+    computed in float32 after checking that slope and intercept are finite and plausible;
+    a ModalityLUTSequence goes through pydicom, any failure of it becomes a MammogramError.
+
+    Raises:
+        MammogramError: malformed or implausible modality LUT / rescale values, or a result
+            that is not finite.
+    """
+    try:
+        has_lut = bool(ds.get("ModalityLUTSequence"))
+    except Exception as exc:
+        raise MammogramError(source, "malformed DICOM ModalityLUTSequence") from exc
+    if has_lut:
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values = np.asarray(apply_modality_lut(stored, ds))
+        except Exception as exc:  # IndexError, TypeError, struct.error, UFuncTypeError ...
+            raise MammogramError(
+                source,
+                f"malformed DICOM modality LUT (ModalityLUTSequence: {type(exc).__name__})",
+            ) from exc
+        if values.shape != stored.shape or values.dtype.kind not in "uif":
+            raise MammogramError(source, "malformed DICOM modality LUT (unusable output)")
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            raise MammogramError(source, "DICOM modality LUT gives non-finite values")
+        return values
+    slope = _number(ds, "RescaleSlope", 1.0, source)
+    intercept = _number(ds, "RescaleIntercept", 0.0, source)
+    low, high = RESCALE_SLOPE_RANGE
+    if not (np.isfinite(slope) and low <= abs(slope) <= high):
+        raise MammogramError(
+            source,
+            f"implausible DICOM RescaleSlope {slope:g} (expected {low:g} to {high:g} in "
+            "magnitude)",
+        )
+    if not (np.isfinite(intercept) and abs(intercept) <= RESCALE_INTERCEPT_MAX):
+        raise MammogramError(
+            source,
+            f"implausible DICOM RescaleIntercept {intercept:g} (expected at most "
+            f"{RESCALE_INTERCEPT_MAX:g} in magnitude)",
+        )
+    if slope == 1.0 and intercept == 0.0:
+        return stored
+    values = stored.astype(np.float32)
+    values *= np.float32(slope)
+    values += np.float32(intercept)
+    return values
+
+
 def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     """Stored values to the displayed image, float32 ``(H, W)`` in ``[0, 1]``, bright = dense.
 
-    Steps: colour images to luminance; modality LUT / rescale slope and intercept; then a VOI
-    LUT (VOILUTSequence, first item) or windowing (WindowCenter/Width, first pair, LINEAR,
-    LINEAR_EXACT or SIGMOID), scaled from its displayed output range to ``[0, 1]``. Without a
-    VOI transform the modality values are min-max scaled over the image's actual range (so a
-    12-bit image stored in 16 bits is not dimmed). MONOCHROME1 is inverted last. An invalid
-    VOI (e.g. window width 0) is ignored with a warning.
+    Steps: colour images to luminance; modality LUT / rescale slope and intercept
+    (:func:`modality_values`); then a VOI LUT (VOILUTSequence, first item) or windowing
+    (WindowCenter/Width, first pair, LINEAR, LINEAR_EXACT or SIGMOID), scaled from its
+    displayed output range to ``[0, 1]``. Without a VOI transform the modality values are
+    min-max scaled over the image's actual range (so a 12-bit image stored in 16 bits is not
+    dimmed). MONOCHROME1 is inverted last. An invalid VOI (e.g. window width 0) is ignored
+    with a warning. The VOI runs in blocks of about a million pixels, so its float64
+    temporaries stay small whatever the image size.
 
     Args:
         ds: the dataset (its VOI and modality attributes).
@@ -468,65 +708,83 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
         float32 ``(H, W)`` in ``[0, 1]``.
 
     Raises:
-        MammogramError: the image is constant or contains non-finite values.
+        MammogramError: the image is constant, contains non-finite values, or has malformed
+            modality LUT / rescale values.
     """
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    photometric = text_tag(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
     if photometric == "PALETTE COLOR" and stored.ndim == 2:
         try:
             stored = apply_color_lut(stored, ds)
         except Exception as exc:  # malformed palette
-            raise MammogramError(source, f"invalid DICOM palette colour LUT: {exc}") from exc
+            raise MammogramError(
+                source, f"invalid DICOM palette colour LUT ({type(exc).__name__})"
+            ) from exc
     if stored.ndim == 3:
         # pydicom converts YBR to RGB on decoding; a mammogram in colour is shown as luminance.
-        values = stored[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return scale_to_unit(values, source)
+        values = np.empty(stored.shape[:2], np.float32)
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        for r in range(0, stored.shape[0], 256):
+            values[r : r + 256] = stored[r : r + 256, :, :3].astype(np.float32) @ weights
+        return scale_to_unit(values, source, inplace=True)
     if stored.ndim != 2:
         raise MammogramError(
             source, f"expected a 2-D image, got pixel array of shape {stored.shape}"
         )
     if stored.min() == stored.max():
         raise MammogramError(source, "image is constant (every pixel has the same value)")
-    values = apply_modality_lut(stored, ds)
-    has_voi = bool(ds.get("VOILUTSequence")) or (
-        "WindowCenter" in ds and "WindowWidth" in ds and photometric.startswith("MONOCHROME")
-    )
+    values = modality_values(ds, stored, source)
+    try:
+        has_voi = bool(ds.get("VOILUTSequence")) or (
+            "WindowCenter" in ds and "WindowWidth" in ds and photometric.startswith("MONOCHROME")
+        )
+    except Exception:  # a malformed VOI LUT sequence: treated as absent below
+        has_voi = False
+        logger.warning("%s: ignoring a malformed VOI LUT sequence", source)
     image: np.ndarray | None = None
     if has_voi:
-        integral = np.issubdtype(values.dtype, np.floating) and np.all(values == np.round(values))
-        if ds.get("VOILUTSequence") and integral:
-            values = values.astype(np.int64)  # LUTs index by integer input values
+        use_lut = False
+        with_lut_integral = False
+        try:
+            use_lut = bool(ds.get("VOILUTSequence"))
+            if use_lut and values.dtype.kind == "f":
+                with_lut_integral = bool(np.all(values == np.round(values)))
+        except Exception:
+            use_lut = False
 
         def voi(a: np.ndarray) -> np.ndarray:
-            with np.errstate(over="ignore"), warnings.catch_warnings():
+            with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return apply_voi_lut(a, ds, index=0, prefer_lut=True)
 
         try:
             low, high = _displayed_range(ds, voi)
-            shown = voi(values)
+            shown = np.empty(values.shape, np.float32)
+            flat_in, flat_out = values.reshape(-1), shown.reshape(-1)
+            for i in range(0, flat_in.size, _BLOCK):
+                block = flat_in[i : i + _BLOCK]
+                if use_lut and (with_lut_integral or block.dtype.kind != "f"):
+                    block = block.astype(np.int64)  # LUTs index by integer input values
+                flat_out[i : i + _BLOCK] = voi(block)
         except Exception as exc:  # invalid VOI attributes: fall back to min-max
-            logger.warning("%s: ignoring invalid VOI LUT / window (%s)", source, exc)
+            logger.warning(
+                "%s: ignoring invalid VOI LUT / window (%s)", source, type(exc).__name__
+            )
         else:
-            if high > low:
-                image = scale_to_unit(shown, source, low=low, high=high)
+            if np.isfinite(low) and np.isfinite(high) and high > low:
+                image = scale_to_unit(shown, source, low=low, high=high, inplace=True)
             else:
                 logger.warning("%s: VOI LUT / window has an empty output range; ignored", source)
         if image is not None and float(image.min()) == float(image.max()):
             raise MammogramError(source, "image is constant after applying its VOI LUT / window")
     if image is None:
-        image = scale_to_unit(values, source)
+        image = scale_to_unit(values, source, inplace=values is not stored)
     if photometric == "MONOCHROME1":
         np.subtract(np.float32(1.0), image, out=image)
     return image
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    if value is None:
-        return ""
-    if isinstance(value, (list, pydicom.multival.MultiValue)):
-        return "\\".join(str(v) for v in value).strip().upper()
-    return str(value).strip().upper()
+    return text_tag(ds, keyword).upper()
 
 
 def laterality_from_tags(ds: Dataset) -> str | None:
@@ -591,13 +849,17 @@ def view_from_tags(ds: Dataset) -> str | None:
 _AGE_UNITS = {"Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.25, "D": 1.0 / 365.25}
 
 
-def age_from_tags(ds: Dataset) -> float | None:
-    """Age in years from PatientAge (``"058Y"``, ``"006M"``, ``"010W"``, ``"020D"``)."""
-    text = _text(ds, "PatientAge")
+def age_from_tags(ds: Dataset, *, source: str | None = None) -> float | None:
+    """Age in years from PatientAge (``"058Y"``, ``"006M"``, ``"010W"``, ``"020D"``).
+
+    A malformed value is ignored with a warning naming ``source``; the value itself is never
+    logged (it may be anything a header can hold).
+    """
+    text = _text(ds, "PatientAge") if "PatientAge" in ds else ""
     match = re.fullmatch(r"(\d{1,3})\s*([YMWD]?)", text)
     if not match:
         if text:
-            logger.warning("ignoring malformed PatientAge %r", text)
+            logger.warning("%s: ignoring a malformed PatientAge value", source or "DICOM")
         return None
     number, unit = match.groups()
     return float(number) * _AGE_UNITS[unit or "Y"]
@@ -617,9 +879,18 @@ def pixel_spacing_from_tags(ds: Dataset) -> tuple[float, float] | None:
 
 
 def study_key(ds: Dataset) -> str | None:
-    """First 16 hex digits of sha256(StudyInstanceUID), or None without one."""
-    uid = str(ds.get("StudyInstanceUID", "") or "").strip()
-    return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()[:16] if uid else None
+    """A study key that groups the views of one study within this process, or None.
+
+    First 16 hex digits of HMAC-SHA256(StudyInstanceUID) under a random key drawn once per
+    process and never stored: files of one study read by the same process (one CLI run, one
+    app server) share a key, but a key cannot be traced back to the UID or linked across
+    runs (an unsalted hash could be recomputed by anyone holding the UID).
+    """
+    uid = text_tag(ds, "StudyInstanceUID")
+    if not uid:
+        return None
+    digest = hmac.new(_STUDY_KEY_SALT, uid.encode("ascii", "replace"), hashlib.sha256)
+    return digest.hexdigest()[:16]
 
 
 def convention_texts(ds: Dataset) -> list[str]:

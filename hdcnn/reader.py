@@ -11,24 +11,39 @@ Intensity rules (the same for every format):
   actual values. MONOCHROME1 is inverted so that bright = dense.
 - Raster images: colour to luminance (alpha dropped), then min-max over the actual values.
 
-Size is checked from the header before anything is decoded (:data:`MAX_PIXELS`). Every bad
-input raises :class:`hdcnn.errors.MammogramError` naming the input.
+Size is checked from the header before anything is decoded (:data:`MAX_PIXELS`), and so is
+the file size (:func:`max_file_bytes`); a deflated DICOM is inflated in bounded steps, so a
+small file cannot claim gigabytes. Every bad input raises :class:`hdcnn.errors.MammogramError`
+naming the input and the problem, never another exception type.
+
+What is refused as not plausibly a mammogram: a DICOM whose Modality is not ``MG`` (``CR``,
+``DX`` and ``OT`` only with BodyPartExamined ``BREAST``; without a Modality, a SOP class that is
+not an X-ray / secondary-capture image), an image whose decoder reported damage ("premature
+end of data", CRC errors, missing bytes ...), images smaller than :data:`MIN_SIDE`, and images
+without spatial structure (neighbouring pixels uncorrelated: random noise). Decoder messages
+(libpng, libjpeg, OpenCV, pydicom warnings and log records) are captured while a file is read:
+damage is refused, anything else is logged as one line naming the file; nothing else reaches
+stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import re
 import struct
+import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hdcnn.errors import MammogramError
+from hdcnn.errors import HDCNNError, MammogramError
 from hdcnn.utils import check_image_size
 
 logger = logging.getLogger(__name__)
@@ -39,6 +54,25 @@ MAX_PIXELS: int = 80_000_000
 MIN_SIDE: int = 32
 #: Bytes read first to detect the format and parse raster headers.
 _HEAD_BYTES = 1 << 20
+#: Neighbouring-pixel correlation below which an image is refused as noise.
+MIN_STRUCTURE: float = 0.25
+#: Decoder messages that mean the data is damaged (the image would be incomplete or wrong).
+_DAMAGE = re.compile(
+    r"premature end|not enough data|truncat|corrupt|crc error|extraneous bytes|unexpected end|"
+    r"too short|less than expected|insufficient data|incomplete|huffman|data error|"
+    r"decompression error|read error|invalid (?:sos|scan|marker|stream|code)|bogus|"
+    r"end of (?:file|stream|data)|broken",
+    re.IGNORECASE,
+)
+
+
+def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:
+    """The largest input accepted, in bytes: 4 bytes per allowed pixel plus 64 MiB.
+
+    Uncompressed 32-bit pixels of the largest allowed image fit; anything bigger cannot be a
+    usable image of at most ``max_pixels`` pixels and is refused before it is read.
+    """
+    return 4 * int(max_pixels) + (64 << 20)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -113,10 +147,12 @@ def read_mammogram(
             larger than ``max_pixels`` or smaller than 32 pixels a side; a constant image.
     """
     path: Path | None = None
+    limit = max_file_bytes(max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data: bytes | None = bytes(source)
         display = name or "upload"
         label = display
+        size = len(data)
         head = data[:_HEAD_BYTES]
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -124,6 +160,7 @@ def read_mammogram(
         label = name or str(path)
         data = None
         head = _read_head(path, label)
+        size = _file_size(path, label)
     else:
         raise MammogramError(
             name or type(source).__name__, "expected a file path or the file's bytes"
@@ -137,12 +174,206 @@ def read_mammogram(
             "not a recognised image: expected DICOM, PNG, JPEG, TIFF or PGM content "
             "(the format is detected from the content, not the file extension)",
         )
+    if size > limit:
+        raise MammogramError(
+            label,
+            f"file of {size} bytes is larger than any image of at most {max_pixels} pixels "
+            f"can be ({limit} bytes)",
+        )
     names = [display] + ([p.name for p in path.parents][:3] if path is not None else [])
-    if fmt == "dicom":
-        return _read_dicom(path if data is None else data, label, display, names, max_pixels)
-    if data is None:
-        data = _read_all(path, label)  # type: ignore[arg-type]
-    return _read_raster(data, fmt, label, display, names, max_pixels)
+    try:
+        with _decoder_messages() as notes:
+            if fmt == "dicom":
+                mammo = _read_dicom(
+                    path if data is None else data, label, display, names, max_pixels
+                )
+            else:
+                if data is None:
+                    data = _read_all(path, label)  # type: ignore[arg-type]
+                mammo = _read_raster(data, fmt, label, display, names, max_pixels)
+    except HDCNNError:
+        raise
+    except MemoryError as exc:
+        raise MammogramError(label, "not enough memory to decode this image") from exc
+    except RecursionError as exc:
+        raise MammogramError(label, f"corrupt {fmt.upper()} file (nesting too deep)") from exc
+    except Exception as exc:  # a decoder failing in a way not foreseen above: still one error
+        raise MammogramError(label, f"unreadable {fmt.upper()} data ({short_reason(exc)})") from exc
+    _judge_decoder_messages(notes, label)
+    check_pixels(mammo.pixels, label)
+    check_structure(mammo.pixels, label)
+    return mammo
+
+
+def short_reason(exc: BaseException) -> str:
+    """One line for an exception: its first line of text (at most 160 characters) or its type."""
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_pixels(pixels: np.ndarray, label: str) -> None:
+    """Refuse pixels that break the contract: float32 ``(H, W)``, finite, within ``[0, 1]``.
+
+    Raises:
+        MammogramError: naming ``label``.
+    """
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.dtype != np.float32:
+        raise MammogramError(label, "decoding gave no 2-D float32 image")
+    lo, hi = float(np.min(pixels)), float(np.max(pixels))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise MammogramError(label, "image contains non-finite values after decoding")
+    if lo < 0.0 or hi > 1.0:
+        raise MammogramError(label, f"decoded values {lo:g}..{hi:g} lie outside [0, 1]")
+    if hi <= lo:
+        raise MammogramError(label, "image is constant (every pixel has the same value)")
+
+
+def check_structure(pixels: np.ndarray, label: str, *, minimum: float = MIN_STRUCTURE) -> None:
+    """Refuse an image without spatial structure (random noise is no mammogram).
+
+    The correlation of horizontally and vertically neighbouring pixels is measured on a grid
+    of at most about 512 x 512 pixels; a real image (smooth tissue, a dark background) gives
+    0.8 and more, independent noise about 0.
+
+    Raises:
+        MammogramError: the correlation is below ``minimum``.
+    """
+    step = max(1, -(-max(pixels.shape) // 512))
+    grid = pixels[::step, ::step].astype(np.float64)
+    if min(grid.shape) < 2:
+        return
+    pairs = (
+        (grid[:, :-1].ravel(), grid[:, 1:].ravel()),
+        (grid[:-1, :].ravel(), grid[1:, :].ravel()),
+    )
+    rho = []
+    for a, b in pairs:
+        sa, sb = a.std(), b.std()
+        if sa <= 0 or sb <= 0:
+            continue
+        rho.append(float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb)))
+    if rho and max(rho) < minimum:
+        raise MammogramError(
+            label,
+            f"not plausibly a mammogram: neighbouring pixels are uncorrelated "
+            f"(correlation {max(rho):.2f}; random noise?)",
+        )
+
+
+# ----------------------------------------------------------------------------- decoder noise
+
+
+_CAPTURE = threading.local()
+_STDERR_LOCK = threading.Lock()
+_QUIET_LOGGERS = ("pydicom", "pylibjpeg", "openjpeg", "libjpeg", "jpeg_ls", "PIL")
+
+
+class _CaptureFilter(logging.Filter):
+    """Drops the records of decoder libraries logged by a thread that is reading a file, and
+    keeps their first line as a note of that read."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sink = getattr(_CAPTURE, "sink", None)
+        if sink is None:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed log call in a decoder
+            text = str(record.msg)
+        sink.append(text.strip().splitlines()[0] if text.strip() else record.levelname)
+        return False
+
+
+_FILTER = _CaptureFilter()
+
+
+def _install_log_filters() -> None:
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _QUIET_LOGGERS]
+    for logger_name in {*names, *_QUIET_LOGGERS}:
+        lg = logging.getLogger(logger_name)
+        if _FILTER not in lg.filters:
+            lg.addFilter(_FILTER)
+
+
+@contextlib.contextmanager
+def _captured_stderr(sink: list[str]) -> Iterator[None]:
+    """Redirect file descriptor 2 (where libpng, libjpeg and OpenCV write) into ``sink``.
+
+    Serialised by a lock; anything written to fd 2 by other threads meanwhile is kept in
+    ``sink`` too (a window of milliseconds to seconds while one image decodes).
+    """
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            read_end, write_end = os.pipe()
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        chunks: list[bytes] = []
+
+        def drain() -> None:
+            while True:
+                block = os.read(read_end, 65536)
+                if not block:
+                    return
+                chunks.append(block)
+
+        reader = threading.Thread(target=drain, name="hdcnn-stderr", daemon=True)
+        reader.start()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees EOF
+            os.close(saved)
+            reader.join(5.0)
+            os.close(read_end)
+            text = b"".join(chunks).decode("utf-8", "replace")
+            sink.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def _decoder_messages() -> Iterator[list[str]]:
+    """Collect, and keep off the console, what decoders say while one file is read.
+
+    Yields a list that holds, once the block has ended, the warnings, decoder-library log
+    records and stderr lines emitted in the block (first line of each).
+    """
+    notes: list[str] = []
+    _install_log_filters()
+    previous = getattr(_CAPTURE, "sink", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _CAPTURE.sink = notes
+        try:
+            with _captured_stderr(notes):
+                yield notes
+        finally:
+            _CAPTURE.sink = previous
+            for w in caught:
+                text = str(w.message).strip()
+                notes.append(text.splitlines()[0] if text else w.category.__name__)
+
+
+def _judge_decoder_messages(notes: list[str], label: str) -> None:
+    """Refuse an image whose decoder reported damage; log any other message once."""
+    unique = list(dict.fromkeys(n for n in notes if n))
+    damage = [n for n in unique if _DAMAGE.search(n)]
+    if damage:
+        raise MammogramError(
+            label, f"damaged image data: the decoder reported {_clip(damage[0])!r}"
+        )
+    if unique:
+        more = f" (and {len(unique) - 1} more)" if len(unique) > 1 else ""
+        logger.warning("%s: decoder message: %s%s", label, _clip(unique[0]), more)
+
+
+def _clip(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 # ----------------------------------------------------------------------------- input
@@ -156,6 +387,13 @@ def _read_head(path: Path, label: str) -> bytes:
         raise MammogramError(label, "file not found") from exc
     except IsADirectoryError as exc:
         raise MammogramError(label, "is a directory, not an image file") from exc
+    except OSError as exc:
+        raise MammogramError(label, f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def _file_size(path: Path, label: str) -> int:
+    try:
+        return path.stat().st_size
     except OSError as exc:
         raise MammogramError(label, f"cannot read file: {exc.strerror or exc}") from exc
 
@@ -242,27 +480,37 @@ def _read_dicom(
     max_pixels: int,
 ) -> Mammogram:
     import pydicom
+    import pydicom.pixels  # decoder loggers exist before the filters are installed
     from pydicom.errors import InvalidDicomError
 
     from hdcnn import dicom
 
+    _install_log_filters()
+    raw = src if isinstance(src, bytes) else None
+    start = raw[:65536] if raw is not None else _read_head(src, label)[:65536]  # type: ignore[arg-type]
+    if dicom.DEFLATED_TS.encode() in start:
+        # A deflated data set is inflated here, in bounded steps, before pydicom sees it:
+        # pydicom would inflate all of it at once, whatever the header's image size.
+        raw = raw if raw is not None else _read_all(src, label)  # type: ignore[arg-type]
+        raw = dicom.inflate_deflated(raw, label, max_pixels=max_pixels, min_side=MIN_SIDE)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if isinstance(src, bytes):
-                ds = pydicom.dcmread(io.BytesIO(src), force=True)
-            else:
-                # Large values (pixel data) are read only when used: the size is checked first.
-                ds = pydicom.dcmread(src, force=True, defer_size="1 MB")
+        if raw is not None:
+            ds = pydicom.dcmread(io.BytesIO(raw), force=True)
+        else:
+            # Large values (pixel data) are read only when used: the size is checked first.
+            ds = pydicom.dcmread(src, force=True, defer_size="1 MB")
     except InvalidDicomError as exc:
-        raise MammogramError(label, f"not a valid DICOM file: {exc}") from exc
+        raise MammogramError(label, f"not a valid DICOM file: {short_reason(exc)}") from exc
     except Exception as exc:  # pydicom raises EOFError, ValueError, struct.error ...
-        raise MammogramError(label, f"truncated or corrupt DICOM file: {exc}") from exc
-    if "PixelData" not in ds and _has_pixel_data_tag(src, label):
+        raise MammogramError(
+            label, f"truncated or corrupt DICOM file: {short_reason(exc)}"
+        ) from exc
+    if "PixelData" not in ds and _has_pixel_data_tag(raw if raw is not None else src, label):
         raise MammogramError(label, "truncated or corrupt DICOM file: pixel data is incomplete")
     if len(ds) == 0:
         raise MammogramError(label, "truncated or corrupt DICOM file (no data elements)")
 
+    dicom.check_modality(ds, label)
     dicom.check_pixel_header(ds, label, max_pixels=max_pixels, min_side=MIN_SIDE)
     stored = dicom.decode_stored(ds, label)
     rows, cols = int(ds.Rows), int(ds.Columns)
@@ -270,18 +518,22 @@ def _read_dicom(
         raise MammogramError(
             label, f"decoded pixel array {stored.shape} does not match Rows x Columns {rows}x{cols}"
         )
+    with contextlib.suppress(Exception):
+        del ds.PixelData  # the encoded bytes are no longer needed: free them before scaling
+    stored_bits = stored.dtype.itemsize * 8
     pixels = dicom.display_pixels(ds, stored, label)
+    del stored
 
-    laterality = dicom.laterality_from_tags(ds)
-    view = dicom.view_from_tags(ds)
+    laterality = _optional(dicom.laterality_from_tags, ds)
+    view = _optional(dicom.view_from_tags, ds)
     if laterality is None or view is None:
-        texts = [names[0], *dicom.convention_texts(ds), *names[1:]]
+        texts = [names[0], *(_optional(dicom.convention_texts, ds) or []), *names[1:]]
         named_side, named_view = conventions_from_names(texts)
         laterality = laterality or named_side
         view = view or named_view
-    bits = ds.get("BitsStored") or ds.get("BitsAllocated") or stored.dtype.itemsize * 8
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip() or None
-    intent = str(ds.get("PresentationIntentType", "") or "").strip().upper() or None
+    bits = dicom.int_tag(ds, "BitsStored") or dicom.int_tag(ds, "BitsAllocated") or stored_bits
+    photometric = dicom.text_tag(ds, "PhotometricInterpretation") or None
+    intent = dicom.text_tag(ds, "PresentationIntentType").upper() or None
     meta = MammogramMeta(
         source=display,
         format="dicom",
@@ -289,14 +541,23 @@ def _read_dicom(
         bit_depth=int(bits),
         laterality=laterality,
         view=view,
-        age=dicom.age_from_tags(ds),
+        age=_optional(dicom.age_from_tags, ds, source=label),
         photometric=photometric,
-        pixel_spacing=dicom.pixel_spacing_from_tags(ds),
+        pixel_spacing=_optional(dicom.pixel_spacing_from_tags, ds),
         study_key=dicom.study_key(ds),
         presentation_intent=intent,
     )
     logger.debug("read %s: DICOM %dx%d, %d bits", display, rows, cols, meta.bit_depth)
     return Mammogram(pixels=pixels, meta=meta)
+
+
+def _optional(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` for an optional metadata field; None where a malformed header breaks it."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        logger.debug("optional DICOM metadata %s unreadable (%s)", fn.__name__, type(exc).__name__)
+        return None
 
 
 def _has_pixel_data_tag(src: Path | bytes, label: str) -> bool:
@@ -308,6 +569,9 @@ def _has_pixel_data_tag(src: Path | bytes, label: str) -> bool:
 # ----------------------------------------------------------------------------- raster
 
 
+_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
+
+
 def _png_header(data: bytes, label: str) -> tuple[int, int, int]:
     """(height, width, bit depth) from the IHDR chunk."""
     if len(data) < 33 or data[12:16] != b"IHDR":
@@ -316,6 +580,43 @@ def _png_header(data: bytes, label: str) -> tuple[int, int, int]:
     return height, width, depth
 
 
+def _png_mode(data: bytes) -> str:
+    """The decoded mode named by IHDR's colour type (``"L"``, ``"RGB"`` ...)."""
+    mode = _PNG_MODES.get(data[25], "L") if len(data) > 25 else "L"
+    return "I;16" if mode == "L" and data[24] == 16 else mode
+
+
+def _check_png_chunks(data: bytes, label: str) -> None:
+    """Walk the chunk list: every chunk must lie inside the file and IEND must end it.
+
+    A chunk length beyond the end of the file (e.g. an IDAT claiming 0xFFFFFFFF bytes) is
+    refused here: the decoder would otherwise reserve that much memory.
+    """
+    import zlib
+
+    i, n = 8, len(data)
+    while True:
+        if i + 8 > n:
+            raise MammogramError(label, "truncated PNG (no IEND chunk)")
+        (length,) = struct.unpack(">I", data[i : i + 4])
+        kind = data[i + 4 : i + 8]
+        end = i + 12 + length
+        if length > 0x7FFFFFFF or end > n:
+            raise MammogramError(
+                label,
+                f"truncated or corrupt PNG: chunk {kind!r} claims {length} bytes, more than "
+                "the file holds",
+            )
+        if kind in (b"IHDR", b"IDAT", b"PLTE", b"IEND"):
+            (crc,) = struct.unpack(">I", data[end - 4 : end])
+            if zlib.crc32(data[i + 4 : end - 4]) != crc:
+                raise MammogramError(label, f"damaged PNG: CRC error in chunk {kind!r}")
+        if kind == b"IEND":
+            return
+        i = end
+
+
+_JPEG_COMPONENTS = threading.local()  # components of the last SOF parsed by this thread
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -335,10 +636,11 @@ def _jpeg_header(data: bytes, label: str) -> tuple[int, int, int]:
             continue
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         if marker in _SOF_MARKERS:
-            if i + 9 > n:
+            if i + 10 > n:
                 break
             precision = data[i + 4]
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            _JPEG_COMPONENTS.value = data[i + 9]
             return height, width, precision
         if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
             break
@@ -404,8 +706,8 @@ def _decode_pgm(data: bytes, label: str) -> np.ndarray:
     return arr.reshape(height, width).astype(np.uint16 if maxval > 255 else np.uint8)
 
 
-def _tiff_header(data: bytes, label: str) -> tuple[int, int, int]:
-    """(height, width, frames) read lazily with Pillow (no pixel decoding)."""
+def _tiff_header(data: bytes, label: str) -> tuple[int, int, int, str]:
+    """(height, width, frames, mode) read lazily with Pillow (no pixel decoding)."""
     from PIL import Image
 
     try:
@@ -413,6 +715,7 @@ def _tiff_header(data: bytes, label: str) -> tuple[int, int, int]:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
+                mode = str(img.mode)
                 frames = int(getattr(img, "n_frames", 1))
                 img.seek(0)
                 tags = img.tag_v2
@@ -427,18 +730,25 @@ def _tiff_header(data: bytes, label: str) -> tuple[int, int, int]:
         raise MammogramError(label, f"truncated or corrupt TIFF header: {exc}") from exc
     if any(int(o) + int(c) > len(data) for o, c in zip(offsets, counts, strict=False)):
         raise MammogramError(label, "truncated TIFF (image data extends past the end of file)")
-    return height, width, frames
+    return height, width, frames, mode
 
 
 def _decode_cv2(data: bytes, fmt: str, label: str) -> np.ndarray:
+    """Decode straight to one grey channel (colour to luminance inside the decoder, keeping
+    16 bits): the decoded array costs 1-2 bytes per pixel, never 8."""
     import cv2
 
+    flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
     try:
-        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as exc:
-        raise MammogramError(label, f"could not decode {fmt.upper()} data: {exc}") from exc
+        raise MammogramError(
+            label, f"could not decode {fmt.upper()} data: {short_reason(exc)}"
+        ) from exc
     if arr is None:
         raise MammogramError(label, f"could not decode {fmt.upper()} data (corrupt or truncated)")
+    if arr.ndim == 3:  # a decoder that ignored the grey flag
+        arr, _ = _to_gray(arr, label)
     return arr
 
 
@@ -454,8 +764,11 @@ def _to_gray(arr: np.ndarray, label: str) -> tuple[np.ndarray, str]:
     if channels == 2:
         return arr[..., 0], "LA"
     if channels in (3, 4):
-        bgr = arr[..., :3].astype(np.float32)
-        gray = bgr @ np.array([0.114, 0.587, 0.299], np.float32)
+        gray = np.empty(arr.shape[:2], np.float32)
+        weights = (0.114, 0.587, 0.299)
+        for r in range(0, arr.shape[0], 256):  # row blocks: no full-size float temporaries
+            block = arr[r : r + 256, :, :3].astype(np.float32)
+            gray[r : r + 256] = block @ np.array(weights, np.float32)
         return gray, "RGB" if channels == 3 else "RGBA"
     raise MammogramError(label, f"unsupported image with {channels} channels")
 
@@ -471,19 +784,22 @@ def _read_raster(
     if fmt == "png":
         height, width, bits = _png_header(data, label)
         _check_size(label, height, width, max_pixels)
-        if b"IEND" not in data:
-            raise MammogramError(label, "truncated PNG (no IEND chunk)")
+        _check_png_chunks(data, label)
+        mode = _png_mode(data)
     elif fmt == "jpeg":
+        _JPEG_COMPONENTS.value = 1
         height, width, bits = _jpeg_header(data, label)
         _check_size(label, height, width, max_pixels)
         if data.rfind(b"\xff\xd9") < 0:
             raise MammogramError(label, "truncated JPEG (no end-of-image marker)")
+        mode = "RGB" if getattr(_JPEG_COMPONENTS, "value", 1) >= 3 else "L"
     elif fmt == "pgm":
         height, width, maxval = _pgm_header(data, label)
         _check_size(label, height, width, max_pixels)
         bits = int(maxval).bit_length()
+        mode = ""
     else:
-        height, width, frames = _tiff_header(data, label)
+        height, width, frames, mode = _tiff_header(data, label)
         _check_size(label, height, width, max_pixels)
         if frames > 1:
             raise MammogramError(
@@ -500,8 +816,10 @@ def _read_raster(
         )
     if not bits:
         bits = decoded.dtype.itemsize * 8
-    gray, mode = _to_gray(decoded, label)
-    pixels = scale_to_unit(gray, label)
+    gray, decoded_mode = _to_gray(decoded, label)
+    mode = mode or decoded_mode
+    del decoded
+    pixels = scale_to_unit(gray, label, inplace=gray.dtype == np.float32)
     laterality, view = conventions_from_names(names)
     meta = MammogramMeta(
         source=display,
@@ -517,7 +835,12 @@ def _read_raster(
 
 
 def scale_to_unit(
-    values: np.ndarray, source: str, *, low: float | None = None, high: float | None = None
+    values: np.ndarray,
+    source: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    inplace: bool = False,
 ) -> np.ndarray:
     """``values`` scaled linearly from ``[low, high]`` to ``[0, 1]`` (clipped), as float32.
 
@@ -525,22 +848,41 @@ def scale_to_unit(
         values: any real array (integer or float), e.g. ``(H, W)``.
         source: name for error messages.
         low, high: the range mapped to 0 and 1; default the array's own min and max.
+        inplace: ``values`` is a float32 array the caller no longer needs: scale it in place
+            (no second full-size array).
 
     Returns:
-        A new float32 array of the same shape.
+        A float32 array of the same shape (``values`` itself when ``inplace``).
 
     Raises:
-        MammogramError: non-finite values, or a constant image when the range is the
-            array's own.
+        MammogramError: non-finite values, a range too narrow or too wide for float32, or a
+            constant image when the range is the array's own.
     """
     arr = np.asarray(values)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise MammogramError(source, "image contains non-finite values")
+    if arr.dtype.kind not in "uifb":
+        raise MammogramError(source, f"pixel values of type {arr.dtype} are not numbers")
     if low is None or high is None:
         low, high = float(arr.min()), float(arr.max())
         if high <= low:
             raise MammogramError(source, "image is constant (every pixel has the same value)")
-    out = arr.astype(np.float32)  # integers up to 2**24 are exact in float32
+    low, high = float(low), float(high)
+    span = high - low
+    scale = 1.0 / span if span > 0 else float("inf")
+    if not (np.isfinite(span) and span > 0 and np.isfinite(np.float32(scale)) and scale > 0):
+        raise MammogramError(
+            source, f"pixel value range {low:g}..{high:g} cannot be scaled to [0, 1]"
+        )
+    if not (np.isfinite(np.float32(low)) and np.isfinite(np.float32(high))):
+        raise MammogramError(source, f"pixel values {low:g}..{high:g} exceed the float32 range")
+    if inplace and arr.dtype == np.float32 and arr.flags.writeable:
+        out = arr
+    else:
+        out = arr.astype(np.float32)  # integers up to 2**24 are exact in float32
     out -= np.float32(low)
-    out *= np.float32(1.0 / (high - low))
-    return np.clip(out, 0.0, 1.0, out=out)
+    out *= np.float32(scale)
+    np.clip(out, 0.0, 1.0, out=out)
+    if not np.all(np.isfinite(out)):
+        raise MammogramError(source, f"pixel value range {low:g}..{high:g} gives non-finite values")
+    return out

@@ -61,9 +61,11 @@ def test_cbis_ddsm_real_dicoms(cbis_read):
         assert m.meta.view == key[1:].upper(), path
         assert m.meta.photometric == "MONOCHROME2"
         assert m.meta.source == Path(path).name
+        # de-identified: 16 hex digits, not the plain (recomputable) sha256 of the UID
+        assert re.fullmatch(r"[0-9a-f]{16}", m.meta.study_key)
         assert (
             m.meta.study_key
-            == hashlib.sha256(str(header.StudyInstanceUID).encode()).hexdigest()[:16]
+            != hashlib.sha256(str(header.StudyInstanceUID).encode()).hexdigest()[:16]
         )
         assert float(m.pixels.min()) == 0.0 and float(m.pixels.max()) == 1.0
         # nothing identifying leaks into the metadata
@@ -219,8 +221,27 @@ def test_dicom_metadata(tmp_path):
     assert (m.meta.laterality, m.meta.view, m.meta.age) == ("L", "MLO", 52.0)
     assert m.meta.pixel_spacing == (0.085, 0.085)
     assert m.meta.presentation_intent == "FOR PRESENTATION"
-    assert m.meta.study_key == hashlib.sha256(str(ds.StudyInstanceUID).encode()).hexdigest()[:16]
+    assert m.meta.study_key != hashlib.sha256(str(ds.StudyInstanceUID).encode()).hexdigest()[:16]
     assert (m.meta.bit_depth, m.meta.format, m.meta.source) == (16, "dicom", "meta.dcm")
+
+
+def test_study_key_groups_views_within_a_process_but_is_salted(tmp_path):
+    import subprocess
+    import sys
+
+    uid = "1.2.3.4.5.6.7"
+    a = write(tmp_path, "a.dcm", make_dicom(study_uid=uid, laterality="L", view="CC"))
+    b = write(tmp_path, "b.dcm", make_dicom(study_uid=uid, laterality="R", view="CC"))
+    c = write(tmp_path, "c.dcm", make_dicom(study_uid=uid + ".8", laterality="R", view="CC"))
+    key = read_mammogram(a).meta.study_key
+    assert read_mammogram(b).meta.study_key == key  # same study, same process: same key
+    assert read_mammogram(c).meta.study_key != key
+    assert key != hashlib.sha256(uid.encode()).hexdigest()[:16]
+    code = f"from hdcnn import read_mammogram; print(read_mammogram({str(a)!r}).meta.study_key)"
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{16}", other) and other != key  # not linkable across runs
 
 
 @pytest.mark.parametrize(

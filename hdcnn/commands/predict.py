@@ -11,14 +11,24 @@ JSON (``--json OUT``, written atomically)::
      "exams": [{"exam", "label", "p_abnormal", "p_malignant", "breasts": {...}}]}  # --exam
 
 An input that cannot be read gets an ``{"input", "error"}`` entry, the others are still
-processed, and the exit status is 1. Only file names and de-identified study keys are shown.
+processed, and the exit status is 1 (even an unforeseen failure on one file is reported as
+that file's error, so the good files' results are always written). The JSON is strict: no
+``NaN`` or ``Infinity`` (a broken model is an error, not a number).
+
+``--no-paths`` replaces each input path (CBIS-DDSM paths hold patient ids) by
+``"#<n> <hash>"``: the position on the command line and the first 12 hex digits of an HMAC
+of the path under a key drawn for this run, so that the same path within one output is
+recognisable but cannot be recovered or linked to another run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,37 +62,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "laterality and view from the file metadata)",
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write results as JSON here")
+    parser.add_argument(
+        "--no-paths",
+        action="store_true",
+        help="leave input paths out of the table and JSON (they can hold patient ids): each "
+        "input is named '#<position> <hash>' instead, the hash keyed per run",
+    )
     parser.set_defaults(func=run)
 
 
-def predict_files(cascade: Any, paths: list[Path], *, exam: bool = False) -> dict[str, Any]:
+def anonymous_names(paths: list[Path]) -> list[str]:
+    """``"#<n> <12 hex digits>"`` per path: position and a per-run keyed hash of the path."""
+    key = secrets.token_bytes(32)
+    return [
+        f"#{i} {hmac.new(key, str(p).encode('utf-8', 'replace'), hashlib.sha256).hexdigest()[:12]}"
+        for i, p in enumerate(paths, 1)
+    ]
+
+
+def predict_files(
+    cascade: Any, paths: list[Path], *, exam: bool = False, names: list[str] | None = None
+) -> dict[str, Any]:
     """Predict every file; unreadable inputs become error entries.
 
     Args:
         cascade: a loaded :class:`hdcnn.cascade.Cascade`.
         paths: image files.
         exam: add per-breast and per-exam verdicts (grouped by de-identified study key).
+        names: what to call each input in the document (default: its path).
 
     Returns:
         The JSON-ready document described in the module docstring.
+
+    Raises:
+        CheckpointError: the model gives non-finite outputs (broken weights): nothing it
+            says can be trusted, so the whole run stops.
     """
     from hdcnn.analysis import group_exams
     from hdcnn.cascade import combine_exam
-    from hdcnn.errors import HDCNNError
+    from hdcnn.errors import CheckpointError, HDCNNError
+    from hdcnn.reader import short_reason
 
+    names = names or [str(p) for p in paths]
     results: list[dict[str, Any]] = []
     groups: dict[str | None, list[tuple[str | None, str | None, Any]]] = {}
-    for path in paths:
+    for path, shown in zip(paths, names, strict=True):
         try:
-            pred = cascade.predict(path)
+            pred = cascade.predict(path, name=None if shown == str(path) else shown)
+        except CheckpointError:
+            raise
         except HDCNNError as exc:
-            results.append({"input": str(path), "error": exc.problem})
+            results.append({"input": shown, "error": exc.problem})
+            log.warning("%s: %s", shown, exc.problem)
             continue
         except OSError as exc:  # e.g. a folder given as a file
-            results.append({"input": str(path), "error": exc.strerror or type(exc).__name__})
+            results.append({"input": shown, "error": exc.strerror or type(exc).__name__})
+            log.warning("%s: %s", shown, exc.strerror or type(exc).__name__)
+            continue
+        except Exception as exc:  # a bug must not cost the other files their results
+            problem = f"internal error ({short_reason(exc)})"
+            results.append({"input": shown, "error": problem})
+            log.error("%s: %s", shown, problem)
             continue
         entry = pred.to_dict()
-        entry["input"] = str(path)
+        entry["input"] = shown
         results.append(entry)
         meta = pred.meta
         key = getattr(meta, "study_key", None)
@@ -118,7 +161,7 @@ def format_table(doc: dict[str, Any]) -> str:
     """Readable text table of a predict document."""
     rows = [("input", "label", "p_abnormal", "p_malignant", "findings", "ms")]
     for r in doc["results"]:
-        name = Path(r["input"]).name
+        name = r["input"] if r["input"].startswith("#") else Path(r["input"]).name
         if "error" in r:
             rows.append((name, "ERROR", "", "", r["error"], ""))
             continue
@@ -152,11 +195,14 @@ def run(args: argparse.Namespace) -> int:
     from hdcnn.utils import atomic_write_text
 
     cascade = load_cascade(args.weights)
-    doc = predict_files(cascade, list(args.paths), exam=args.exam)
+    paths = list(args.paths)
+    names = anonymous_names(paths) if getattr(args, "no_paths", False) else None
+    doc = predict_files(cascade, paths, exam=args.exam, names=names)
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"  # strict JSON, checked first
     print(format_table(doc))
     print(f"model {doc['model']['name']} ({doc['model']['sha256'][:12]}). {DISCLAIMER}")
     if args.json is not None:
-        atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
+        atomic_write_text(args.json, text)
         log.info("wrote %s", args.json)
     failed = sum(1 for r in doc["results"] if "error" in r)
     if failed:

@@ -372,6 +372,7 @@ class Trainer:
         job = self.job(part)
         if part == "c1":  # threshold is chosen after fit, then stored with the best weights
             job.extra["operating_point"] = {"lesion_sensitivity": cfg.c1_sensitivity}
+        done_before = _epochs_done(out / f"last_{part}.pt") if cfg.resume else 0
         start = time.perf_counter()
         result = fit(
             job,
@@ -384,7 +385,10 @@ class Trainer:
             stop_after=stop_after,
         )
         seconds = time.perf_counter() - start
-        epochs_run = max(1, len(result.history))
+        # epochs trained by this process; earlier processes' time is added from cascade.json
+        # (write_cascade_json), never reset to the ~0 s a finished part takes to resume
+        epochs_here = max(0, len(result.history) - done_before)
+        epochs_run = max(1, epochs_here)
         record = {
             "epochs": job.epochs,
             "best_epoch": result.best_epoch,
@@ -394,6 +398,8 @@ class Trainer:
             "n_val": len(job.val_set),
             "seconds": round(seconds, 1),
             "seconds_per_epoch": round(seconds / epochs_run, 1),
+            "resumed_epochs": done_before,
+            "epochs_this_run": epochs_here,
         }
         if part == "detector":
             self._detector = result.model
@@ -477,7 +483,22 @@ class Trainer:
             "patients": {k: sorted(v.patients()) for k, v in self.splits.items()},
         }
         train_info = dict(data.get("training") or {})
-        train_info["parts"] = {**(train_info.get("parts") or {}), **self.summary}
+        earlier = dict(train_info.get("parts") or {})
+        parts = {**earlier, **self.summary}
+        for part, record in self.summary.items():
+            if not record.get("resumed_epochs"):
+                continue  # trained from scratch in this process: its own time is the time
+            before = earlier.get(part) or {}
+            merged = dict(record)
+            known = isinstance(before.get("seconds"), (int, float))
+            if known:
+                merged["seconds"] = round(float(before["seconds"]) + float(record["seconds"]), 1)
+            if not record.get("epochs_this_run"):
+                # nothing trained here: the time belongs to an earlier process
+                merged["seconds"] = merged["seconds"] if known else None
+                merged["seconds_per_epoch"] = before.get("seconds_per_epoch")
+            parts[part] = merged
+        train_info["parts"] = parts
         train_info["seed"] = self.cfg.seed
         train_info["config"] = {
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.cfg).items()
@@ -492,6 +513,17 @@ class Trainer:
         atomic_write_text(path, text + "\n")
         log.info("wrote %s", path)
         return path
+
+
+def _epochs_done(last_path: Path) -> int:
+    """Epochs recorded in a ``last_<part>.pt`` training state (0 without a readable one)."""
+    if not last_path.is_file():
+        return 0
+    try:
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        return int((state.get("training") or {}).get("epoch", 0))
+    except Exception:  # unreadable: fit() itself reports it
+        return 0
 
 
 def _finite(value: Any) -> Any:

@@ -1,0 +1,324 @@
+"""A malformed-input corpus, generated (never downloaded): one family per failure of issue 12.
+
+Every case is ``Case(name, data, family, expect)``: the file's bytes, the family it belongs to
+and a regular expression the :class:`hdcnn.errors.MammogramError` problem must match. Cases
+are small (a few MB at most) and built in well under a second each.
+
+Families:
+    lut: malformed modality LUT / rescale values (raw IndexError ... from pydicom before).
+    bomb: small files that claim huge images or inflate without bound.
+    damage: data the decoder reports as damaged (premature end, CRC errors, missing bytes).
+    foreign: not plausibly a mammogram (CT/MR/US/NM/SEG, random noise, tiny images).
+    noisy: inputs whose decoders talk on stderr or whose headers hold junk (JPEG 2000 damage,
+        a malformed PatientAge carrying a planted identifier).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.pixels import get_encoder
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    JPEG2000Lossless,
+    RLELossless,
+)
+
+from hdcnn.dicom import build_dicom
+from tests.dicom_factory import phantom
+
+#: Planted in headers of the corpus: must never appear in any message, log or output.
+PLANTED = "ZZSECRET-4711"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    data: bytes
+    family: str
+    expect: str  # regex on the error's problem text
+
+
+def base_pixels() -> np.ndarray:
+    """A 256 x 192 12-bit breast phantom (passes every plausibility check)."""
+    return phantom(256, 192, bits=12, seed=3)
+
+
+def dicom_bytes(ds: Dataset, *, compressed: bool = False) -> bytes:
+    buf = io.BytesIO()
+    if compressed:
+        ds.save_as(buf, enforce_file_format=True)
+    else:
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def good_dicom(**extra: object) -> Dataset:
+    ds = build_dicom(base_pixels(), laterality="L", view="CC", patient_id=PLANTED)
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def good_png() -> bytes:
+    ok, buf = cv2.imencode(".png", (base_pixels() >> 4).astype(np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def good_jpeg() -> bytes:
+    ok, buf = cv2.imencode(".jpg", (base_pixels() >> 4).astype(np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def _set_raw(ds: Dataset, keyword: str, vr: str, value: object) -> None:
+    """Set a value without pydicom's validation (as a hostile writer would)."""
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    with pydicom.config.disable_value_validation():
+        ds.add_new(tag, vr, value)
+
+
+def _lut_item(descriptor: list[int], data: list[int]) -> Dataset:
+    item = Dataset()
+    with pydicom.config.disable_value_validation():
+        item.LUTDescriptor = descriptor
+        item.ModalityLUTType = "HU"
+        item.add_new(0x00283006, "US", data)  # LUTData
+    return item
+
+
+def lut_cases() -> list[Case]:
+    cases = []
+    for name, descriptor, data in (
+        ("lut_short.dcm", [10, 0, 16], [1, 2, 3]),
+        ("lut_descriptor_vm1.dcm", [10], [1, 2, 3]),
+        ("lut_zero_bits.dcm", [4096, 0, 0], list(range(16))),
+        ("lut_first_beyond.dcm", [4, 65000, 16], [1, 2, 3, 4]),
+    ):
+        ds = good_dicom()
+        ds.ModalityLUTSequence = Sequence([_lut_item(descriptor, data)])
+        cases.append(Case(name, dicom_bytes(ds), "lut", r"modality LUT|constant|LUT"))
+    for name, slope, intercept in (
+        ("rescale_tiny.dcm", "1e-300", "0"),
+        ("rescale_huge.dcm", "1e300", "0"),
+        ("rescale_nan.dcm", "NaN", "0"),
+        ("rescale_inf.dcm", "inf", "0"),
+        ("rescale_zero.dcm", "0", "0"),
+        ("intercept_huge.dcm", "1", "1e308"),
+        ("rescale_text.dcm", "abc", "0"),
+    ):
+        ds = good_dicom()
+        text = slope if slope != "abc" else "7.77"  # pydicom refuses "abc": patched below
+        _set_raw(ds, "RescaleSlope", "DS", text)
+        _set_raw(ds, "RescaleIntercept", "DS", intercept)
+        data = dicom_bytes(ds)
+        if slope == "abc":
+            data = data.replace(b"7.77", b"abc ")
+        cases.append(Case(name, data, "lut", r"RescaleSlope|RescaleIntercept"))
+    return cases
+
+
+# ----------------------------------------------------------------------------- bombs
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_idat_length_bomb() -> bytes:
+    """A ~1 KB PNG whose IDAT length field says 0xFFFFFFFF."""
+    png = good_png()
+    i = png.index(b"IDAT") - 4
+    return png[:i] + b"\xff\xff\xff\xff" + png[i + 4 :]
+
+
+def deflated_dicom(rows: int, cols: int, pixel_bytes: int) -> bytes:
+    """A Deflated Explicit VR Little Endian DICOM claiming ``rows x cols`` 16-bit pixels,
+    whose deflated stream holds ``pixel_bytes`` zero bytes of pixel data."""
+    ds = good_dicom()
+    ds.Rows, ds.Columns = rows, cols
+    ds.PixelData = b""
+    small = io.BytesIO()
+    ds.save_as(small, enforce_file_format=True)  # explicit VR LE, empty pixel data
+    raw = small.getvalue()
+    meta_end = _meta_end(raw)
+    body = raw[meta_end:]
+    # replace the empty pixel data element by one of pixel_bytes zeros
+    tag = b"\xe0\x7f\x10\x00OW\x00\x00"
+    j = body.rindex(tag)
+    body = body[:j] + tag + struct.pack("<I", pixel_bytes)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [comp.compress(body)]
+    zero = bytes(1 << 20)
+    left = pixel_bytes
+    while left > 0:
+        n = min(left, len(zero))
+        parts.append(comp.compress(zero[:n]))
+        left -= n
+    parts.append(comp.flush())
+    meta = pydicom.filebase.DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    meta.write(b"\x00" * 128 + b"DICM")
+    ds.file_meta.TransferSyntaxUID = DEFLATED
+    pydicom.filewriter.write_file_meta_info(meta, ds.file_meta, enforce_standard=False)
+    return meta.getvalue() + b"".join(parts)
+
+
+def _meta_end(raw: bytes) -> int:
+    """Offset where the data set starts (after the group 0002 elements)."""
+    (group_length,) = struct.unpack("<I", raw[140:144])
+    return 144 + group_length
+
+
+def bomb_cases() -> list[Case]:
+    huge_png = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 16, 0, 0, 0, 0))
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + png_chunk(b"IEND", b"")
+    )
+    return [
+        Case("idat_ffffffff.png", png_idat_length_bomb(), "bomb", r"claims \d+ bytes"),
+        Case("claims_60000.dcm", deflated_dicom(60000, 60000, 16 << 20), "bomb", r"larger than"),
+        Case("inflates_too_far.dcm", deflated_dicom(256, 192, 48 << 20), "bomb", r"inflates to"),
+        Case("huge_header.png", huge_png, "bomb", r"larger than"),
+    ]
+
+
+# ----------------------------------------------------------------------------- damage
+
+
+def _jpeg_premature() -> bytes:
+    """A JPEG whose entropy-coded data stops early, EOI kept: libjpeg says 'premature end'."""
+    jpg = good_jpeg()
+    sos = jpg.index(b"\xff\xda")
+    cut = sos + (len(jpg) - sos) // 3
+    return jpg[:cut] + b"\xff\xd9"
+
+
+def _png_bad_crc() -> bytes:
+    png = bytearray(good_png())
+    i = png.index(b"IDAT") + 10
+    png[i] ^= 0xFF
+    return bytes(png)
+
+
+def _png_bad_zlib() -> bytes:
+    """IDAT data changed, CRC recomputed: only zlib/libpng can notice."""
+    png = good_png()
+    i = png.index(b"IDAT") - 4
+    (length,) = struct.unpack(">I", png[i : i + 4])
+    body = bytearray(png[i + 8 : i + 8 + length])
+    body[len(body) // 2 :] = bytes(len(body) - len(body) // 2)  # zeros: invalid deflate
+    return png[:i] + png_chunk(b"IDAT", bytes(body)) + png[i + 12 + length :]
+
+
+def _dicom_short_native() -> bytes:
+    ds = good_dicom()
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    return dicom_bytes(ds)
+
+
+def _encapsulated(ds: Dataset, tsyntax: str) -> Dataset:
+    arr = ds.pixel_array
+    enc = get_encoder(tsyntax)
+    frame = enc.encode(arr, **_pixel_kwargs(ds))
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = tsyntax
+    return ds
+
+
+def _pixel_kwargs(ds: Dataset) -> dict:
+    return {
+        "rows": ds.Rows,
+        "columns": ds.Columns,
+        "samples_per_pixel": 1,
+        "bits_allocated": ds.BitsAllocated,
+        "bits_stored": ds.BitsStored,
+        "pixel_representation": 0,
+        "photometric_interpretation": "MONOCHROME2",
+        "number_of_frames": 1,
+    }
+
+
+def _dicom_truncated_fragment(tsyntax: str) -> bytes:
+    ds = _encapsulated(good_dicom(), tsyntax)
+    raw = dicom_bytes(ds, compressed=True)
+    # cut the middle of the (single) fragment, keep the sequence delimiter
+    end = raw.rindex(b"\xfe\xff\xdd\xe0")
+    start = raw.rindex(b"\xfe\xff\x00\xe0", 0, end)
+    frag = raw[start + 8 : end]
+    keep = frag[: len(frag) // 2]
+    keep += b"\x00" * (len(keep) % 2)
+    return raw[:start] + b"\xfe\xff\x00\xe0" + struct.pack("<I", len(keep)) + keep + raw[end:]
+
+
+def damage_cases() -> list[Case]:
+    damaged = r"damaged|truncated|corrupt|could not decode|incomplete|decode"
+    return [
+        Case("premature.jpg", _jpeg_premature(), "damage", damaged),
+        Case("bad_crc.png", _png_bad_crc(), "damage", r"CRC"),
+        Case("bad_zlib.png", _png_bad_zlib(), "damage", damaged),
+        Case("short_native.dcm", _dicom_short_native(), "damage", damaged),
+        Case("rle_half.dcm", _dicom_truncated_fragment(RLELossless), "damage", damaged),
+    ]
+
+
+# ----------------------------------------------------------------------------- foreign
+
+
+def foreign_cases() -> list[Case]:
+    cases = []
+    for modality in ("CT", "MR", "US", "NM", "SEG", "PT"):
+        ds = good_dicom(Modality=modality)
+        cases.append(Case(f"modality_{modality}.dcm", dicom_bytes(ds), "foreign", modality))
+    ds = good_dicom()
+    del ds.Modality
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    cases.append(Case("no_modality_ct_class.dcm", dicom_bytes(ds), "foreign", r"CT Image"))
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+    cases.append(Case("noise32.pgm", b"P5\n32 32\n255\n" + noise.tobytes(), "foreign", "noise"))
+    big = rng.integers(0, 65536, (256, 256), dtype=np.uint16)
+    _ok, buf = cv2.imencode(".png", big)
+    cases.append(Case("noise256.png", buf.tobytes(), "foreign", "noise"))
+    tiny = b"P5\n16 16\n255\n" + bytes(range(256))
+    cases.append(Case("tiny16.pgm", tiny, "foreign", "too small"))
+    return cases
+
+
+# ----------------------------------------------------------------------------- noisy
+
+
+def noisy_cases() -> list[Case]:
+    j2k = _dicom_truncated_fragment(JPEG2000Lossless)
+    ds = good_dicom()
+    _set_raw(ds, "PatientAge", "AS", f"{PLANTED}Y")
+    ds.Modality = "CT"  # so that the case is refused: PatientAge is logged before? never.
+    return [
+        Case("j2k_half.dcm", j2k, "noisy", r"damaged|could not decode|decode"),
+        Case("age_junk_ct.dcm", dicom_bytes(ds), "noisy", r"Modality"),
+    ]
+
+
+def all_cases() -> list[Case]:
+    return lut_cases() + bomb_cases() + damage_cases() + foreign_cases() + noisy_cases()
+
+
+def readable_age_junk() -> bytes:
+    """A good mammogram whose PatientAge holds the planted identifier (read, age None)."""
+    ds = good_dicom()
+    _set_raw(ds, "PatientAge", "AS", f"{PLANTED}Y")
+    return dicom_bytes(ds)
