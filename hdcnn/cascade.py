@@ -727,6 +727,13 @@ class Cascade:
         t1 = time.perf_counter()
         p_lesion, p_mal, crops = self.classify(prep, candidates.boxes[: self.max_candidates])
         t2 = time.perf_counter()
+        for output in (candidates.boxes, candidates.scores, p_lesion, p_mal):
+            if not np.all(np.isfinite(np.asarray(output, dtype=np.float64))):
+                raise CheckpointError(
+                    f"{self.name} ({', '.join(sorted(self.files)) or 'weights'})",
+                    "the networks gave non-finite outputs (NaN or infinity): the weights are "
+                    "broken, no verdict can be given",
+                )
         trace = CascadeTrace(prep, candidates, p_lesion, p_mal, crops)
         return trace, {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3}
 
@@ -847,9 +854,12 @@ def load_model_file(
     Returns:
         ``(model in eval mode, checkpoint dict, sha256 hex)``.
 
+    A file that ``cascade.json`` lists no sha256 for is loaded with a warning naming it (its
+    integrity is not checked); weights holding NaN or infinite values are refused.
+
     Raises:
-        CheckpointError: the file is missing, corrupt, or its sha256 differs from
-            ``cascade.json["files"]``.
+        CheckpointError: the file is missing, corrupt, holds non-finite weights, or its
+            sha256 differs from ``cascade.json["files"]``.
     """
     from hdcnn.checkpoint import build_from_checkpoint, load_checkpoint
 
@@ -860,7 +870,15 @@ def load_model_file(
     expected = ((config or {}).get("files") or {}).get(file_name)
     if expected and str(expected).lower() != digest:
         raise CheckpointError(str(path), "sha256 differs from cascade.json: file changed?")
+    if not expected:
+        log.warning(
+            "%s: cascade.json lists no sha256 for this file: its integrity is NOT checked",
+            path,
+        )
     ckpt = load_checkpoint(path)
+    for key, value in (ckpt.get("model") or {}).items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(str(path), f"weights hold NaN or infinite values ({key})")
     model = build_from_checkpoint(ckpt).eval()
     return model, ckpt, digest
 
