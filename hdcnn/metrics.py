@@ -6,10 +6,11 @@ selection, ``python -m hdcnn evaluate``, the app and the tests.
 - Operating points: :func:`threshold_at_sensitivity` (the largest threshold that reaches a
   stated sensitivity) and :func:`threshold_youden` (Youden's J) -- the cascade's calibration and
   training's C1 threshold use these, nothing else.
-- The patient-level bootstrap (:func:`bootstrap_indices`, :func:`bootstrap_auc_ci`) and the
-  lesion-level FROC (:func:`froc_curve`, :func:`froc`), which no library in the requirements
-  offers. One FROC hit rule, :func:`lesion_hits` (centre in box), for model selection and for
-  reporting alike; one IoU, :func:`box_iou` (``torchvision.ops.box_iou``).
+- The patient-level bootstrap (:func:`bootstrap_indices`, :func:`bootstrap_auc_ci`; the
+  resamples' AUCs at once by :func:`weighted_aucs`, equal to scikit-learn's with sample
+  weights) and the lesion-level FROC (:func:`froc_curve`, :func:`froc`), which no library in
+  the requirements offers. One FROC hit rule, :func:`lesion_hits` (centre in box), for model
+  selection and for reporting alike; one IoU, :func:`box_iou` (``torchvision.ops.box_iou``).
 
 Conventions:
 - Binary inputs: ``y_true`` 1-D of 0/1 (or bool), ``scores`` 1-D float of the same length,
@@ -66,23 +67,17 @@ def _binary(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
-    """ROC AUC of checked bool ``y`` and float ``s``; None with one class.
-
-    The trapezoidal area under ``sklearn.metrics.roc_curve`` (``sklearn.metrics.auc``), which
-    is what ``roc_auc_score`` computes for binary truth, at less than half its overhead: the
-    bootstrap calls this thousands of times.
-    """
-    from sklearn.metrics import auc
-    from sklearn.metrics import roc_curve as sk_roc_curve
+    """``sklearn.metrics.roc_auc_score`` of checked bool ``y`` and float ``s``; None with one
+    class."""
+    from sklearn.metrics import roc_auc_score
 
     if y.all() or not y.any():
         return None
-    fpr, tpr, _ = sk_roc_curve(y, s)
-    return float(auc(fpr, tpr))
+    return float(roc_auc_score(y, s))
 
 
 def roc_auc(y_true: Any, scores: Any) -> float | None:
-    """Area under the ROC curve (scikit-learn's, as ``sklearn.metrics.roc_auc_score``).
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``).
 
     Args:
         y_true: 1-D 0/1 truth, length N.
@@ -234,6 +229,43 @@ def bootstrap_indices(groups: Any, *, n_boot: int = 1000, seed: int = 0) -> Iter
         yield np.concatenate([members[k] for k in drawn]) if members else np.zeros(0, np.int64)
 
 
+def weighted_aucs(y_true: Any, scores: Any, weights: Any) -> np.ndarray:
+    """The ROC AUC of one data set under many weightings at once.
+
+    Row ``b`` gives ``sklearn.metrics.roc_auc_score(y_true, scores, sample_weight=weights[b])``
+    (the tests check this): a bootstrap resample that draws image ``i`` ``c_i`` times has the
+    AUC of the data weighted by ``c``. It exists for speed: one vectorised pass over the
+    resamples instead of a scikit-learn call per resample (1000 calls per interval made the
+    evaluation about 20 times slower).
+
+    Args:
+        y_true: 1-D 0/1 truth, length N.
+        scores: 1-D float scores, length N.
+        weights: ``(B, N)`` non-negative weights (bootstrap draw counts).
+
+    Returns:
+        float64 ``(B,)``; NaN for a row whose weighted data hold one class only.
+    """
+    y, s = _binary(y_true, scores)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1, y.size)
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(s_sorted)) + 1]  # first index of each tied score
+    out = np.empty(w.shape[0])
+    for lo in range(0, w.shape[0], 256):  # chunks bound the memory on large test sets
+        chunk = w[lo : lo + 256, order]
+        tp = np.cumsum(np.add.reduceat(chunk * y[order], starts, axis=1), axis=1)
+        fp = np.cumsum(np.add.reduceat(chunk * ~y[order], starts, axis=1), axis=1)
+        tp0 = np.pad(tp, ((0, 0), (1, 0)))
+        fp0 = np.pad(fp, ((0, 0), (1, 0)))
+        area = np.sum(np.diff(fp0, axis=1) * (tp0[:, 1:] + tp0[:, :-1]), axis=1) / 2.0
+        denom = tp[:, -1] * fp[:, -1]
+        out[lo : lo + 256] = np.divide(
+            area, denom, out=np.full(area.shape, np.nan), where=denom > 0
+        )
+    return out
+
+
 def bootstrap_auc_ci(
     y_true: Any,
     scores: Any,
@@ -268,12 +300,13 @@ def bootstrap_auc_ci(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if _auc(y, s) is None:
         return None
-    import sklearn
-
-    # inputs were checked once above: skip scikit-learn's checks in the resample loop
-    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
-        aucs = [a for idx in bootstrap_indices(groups, n_boot=n_boot, seed=seed)
-                if (a := _auc(y[idx], s[idx])) is not None]  # fmt: skip
+    # a resample = how often it draws each image; its AUC = the AUC under those weights
+    draws = [
+        np.bincount(idx, minlength=y.size)
+        for idx in bootstrap_indices(groups, n_boot=n_boot, seed=seed)
+    ]
+    aucs = weighted_aucs(y, s, np.array(draws).reshape(-1, y.size))
+    aucs = aucs[np.isfinite(aucs)]
     skipped = n_boot - len(aucs)
     if skipped:
         log.info(
@@ -281,7 +314,7 @@ def bootstrap_auc_ci(
         )
     if len(aucs) < 10:
         return None
-    low, high = np.quantile(np.asarray(aucs), [alpha / 2.0, 1.0 - alpha / 2.0])
+    low, high = np.quantile(aucs, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)
 
 

@@ -28,6 +28,7 @@ from hdcnn.metrics import (
     threshold_at_specificity,
     threshold_youden,
     verdict_summary,
+    weighted_aucs,
 )
 from hdcnn.terms import Label
 
@@ -152,6 +153,19 @@ def test_bootstrap_ci_contains_estimate_and_is_deterministic() -> None:
     assert bootstrap_auc_ci(y, s, g, n_boot=300, seed=2) != ci
     narrow = bootstrap_auc_ci(y, s, g, n_boot=300, seed=1, alpha=0.5)
     assert low <= narrow[0] <= narrow[1] <= high
+
+
+def test_weighted_aucs_are_sklearns_with_sample_weights() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 40)
+    s = np.round(rng.normal(y * 0.8, 1.0), 1)  # many ties
+    w = rng.integers(0, 4, (30, 40))
+    w[0] = y * 3  # positives only: undefined
+    aucs = weighted_aucs(y, s, w)
+    assert aucs.shape == (30,) and np.isnan(aucs[0])
+    expected = [roc_auc_score(y, s, sample_weight=row) for row in w[1:]]
+    np.testing.assert_allclose(aucs[1:], expected, atol=1e-12)
+    np.testing.assert_allclose(weighted_aucs(y, s, np.ones((1, 40))), [roc_auc(y, s)])
 
 
 def test_bootstrap_resamples_whole_patients() -> None:
