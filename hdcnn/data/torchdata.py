@@ -102,6 +102,21 @@ class Augment:
         out = out * _uniform(1 - self.brightness, 1 + self.brightness)
         return torch.where(breast, out.clamp(0, 1), torch.zeros_like(out))
 
+    def crop(self, crop: torch.Tensor) -> torch.Tensor:
+        """Random left-right and up-down flips (each with probability 0.5), a random quarter
+        turn and :meth:`intensity` of a square ``(1, s, s)`` ROI crop.
+
+        Unlike a whole model image, a crop has no canonical layout, so every flip and turn is
+        a valid example. The augmentation of every crop dataset (:class:`RoiDataset`, the
+        training package's detector hard negatives).
+        """
+        if torch.rand(()) < 0.5:
+            crop = crop.flip(-1)
+        if torch.rand(()) < 0.5:
+            crop = crop.flip(-2)
+        crop = torch.rot90(crop, int(torch.randint(0, 4, ())), dims=(-2, -1))
+        return self.intensity(crop)
+
 
 def _uniform(lo: float, hi: float) -> float:
     return float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
@@ -378,12 +393,7 @@ class RoiDataset(Dataset):
         crop = crop_rois(pre.image, box[None], size=self.crop_size, context=self.context)[0]
         tensor = torch.from_numpy(crop)[None]
         if self.train:
-            if torch.rand(()) < 0.5:
-                tensor = tensor.flip(-1)
-            if torch.rand(()) < 0.5:
-                tensor = tensor.flip(-2)
-            tensor = torch.rot90(tensor, int(torch.randint(0, 4, ())), dims=(-2, -1))
-            tensor = self.augment.intensity(tensor)
+            tensor = self.augment.crop(tensor)
         return tensor.contiguous(), item.label
 
 

@@ -14,22 +14,22 @@ import torch
 from torch.utils.data import Dataset
 
 from hdcnn.nets.classifier import prepare_input
-from hdcnn.terms import Label
+from hdcnn.terms import Label, Part
 
 log = logging.getLogger(__name__)
 
 #: RoiDataset labels: 0 normal tissue, 1 benign lesion, 2 malignant lesion -> part labels
-CROP_LABELS: dict[str, dict[int, int]] = {
-    "c1": {0: 0, 1: 1, 2: 1},
-    "c2": {1: 0, 2: 1},
-    "crop-flat": {0: 0, 1: 1, 2: 2},
+CROP_LABELS: dict[Part, dict[int, int]] = {
+    Part.C1: {0: 0, 1: 1, 2: 1},
+    Part.C2: {1: 0, 2: 1},
+    Part.CROP_FLAT: {0: 0, 1: 1, 2: 2},
 }
 
 #: image labels -> whole-image part labels (images with other labels are left out)
-WHOLE_LABELS: dict[str, dict[Label, int]] = {
-    "whole-flat": {Label.NORMAL: 0, Label.BENIGN: 1, Label.MALIGNANT: 2},
-    "whole-abnormal": {Label.NORMAL: 0, Label.BENIGN: 1, Label.MALIGNANT: 1},
-    "whole-malignancy": {Label.BENIGN: 0, Label.MALIGNANT: 1},
+WHOLE_LABELS: dict[Part, dict[Label, int]] = {
+    Part.WHOLE_FLAT: {Label.NORMAL: 0, Label.BENIGN: 1, Label.MALIGNANT: 2},
+    Part.WHOLE_ABNORMAL: {Label.NORMAL: 0, Label.BENIGN: 1, Label.MALIGNANT: 1},
+    Part.WHOLE_MALIGNANCY: {Label.BENIGN: 0, Label.MALIGNANT: 1},
 }
 
 
@@ -145,7 +145,8 @@ class BoxCrops(Dataset):
         label: label of every crop.
         crop_size: crop side in pixels.
         context: crop side / box side (:func:`hdcnn.roi.crop_rois`).
-        train: random flips, quarter turns and the data package's intensity augmentation.
+        train: the crop augmentation of :class:`hdcnn.data.torchdata.RoiDataset`
+            (:meth:`hdcnn.data.torchdata.Augment.crop`).
 
     Items: ``(FloatTensor (1, crop_size, crop_size), label)``.
     """
@@ -185,12 +186,7 @@ class BoxCrops(Dataset):
         )[0]
         x = torch.from_numpy(crop)[None]
         if self.train:
-            if torch.rand(()) < 0.5:
-                x = x.flip(-1)
-            if torch.rand(()) < 0.5:
-                x = x.flip(-2)
-            x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(-2, -1))
-            x = self.augment.intensity(x)
+            x = self.augment.crop(x)
         return x.contiguous(), self.labels[i]
 
 

@@ -13,6 +13,7 @@ from hdcnn.data.torchdata import (
     ROI_BENIGN,
     ROI_MALIGNANT,
     ROI_NORMAL,
+    Augment,
     DetectionDataset,
     RoiDataset,
     collate_detection,
@@ -218,3 +219,24 @@ def test_lru_bounded(cohort: Manifest) -> None:
     for i in range(len(ds)):
         ds[i]
     assert len(ds._images._lru) <= 2
+
+
+def test_crop_augmentation_is_a_dihedral_turn_with_intensity_change() -> None:
+    crop = torch.zeros(1, 12, 12)
+    crop[0, 2:5, 1:9] = 0.6  # an asymmetric bright bar on a zero background
+    crop[0, 6, 3] = 0.9
+    turns = [crop.rot90(k, dims=(-2, -1)) for k in range(4)]
+    dihedral = [t for r in turns for t in (r, r.flip(-1))]
+    torch.manual_seed(3)
+    seen = set()
+    for _ in range(40):
+        out = Augment().crop(crop)
+        assert out.shape == crop.shape and out.min() >= 0.0 and out.max() <= 1.0
+        matches = [i for i, d in enumerate(dihedral) if torch.equal(out > 0, d > 0)]
+        assert matches, "background stays zero and the breast pixels move rigidly"
+        seen.add(matches[0])
+    assert len(seen) > 4  # flips and quarter turns are drawn
+    torch.manual_seed(3)
+    first = Augment().crop(crop)
+    torch.manual_seed(3)
+    assert torch.equal(Augment().crop(crop), first)  # torch's RNG only
