@@ -5,8 +5,9 @@ Colours are ``"#rrggbb"`` strings, which plotly, matplotlib, graphviz and CSS al
 markdown and dividers accept only a few colour names: :data:`LABEL_NAMED` holds those.
 
 Choices: verdict labels use the traffic-light convention (normal green, benign amber,
-malignant red, unknown grey); the four concepts use blue/purple hues of the Okabe-Ito
-colour-blind-safe set, so a concept's curve is never mistaken for a verdict colour.
+malignant red, unknown grey; benign and malignant are also the colours of the boxes drawn on
+the images); the four concepts use Paul Tol's colour-blind-safe muted scheme, none of them a
+verdict colour. Legend and axis order: ``tuple(Label)`` and ``tuple(Concept)``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from hdcnn.terms import Concept, Label
 
 #: Verdict / lesion label -> colour.
 LABEL_COLOURS: dict[Label, str] = {
-    Label.NORMAL: "#4c9a2a",
+    Label.NORMAL: "#3a8f3a",
     Label.BENIGN: "#f5a014",
     Label.MALIGNANT: "#dc2828",
-    Label.UNKNOWN: "#999999",
+    Label.UNKNOWN: "#9a9a9a",
 }
 
 #: Finding label on an image (``Finding.label``) -> box colour; ``"lesion"`` is a detector
@@ -32,10 +33,10 @@ FINDING_COLOURS: dict[str, str] = {
 
 #: Concept of the thesis experiment -> colour of its curves and bars.
 CONCEPT_COLOURS: dict[Concept, str] = {
-    Concept.FLAT_WHOLE: "#56b4e9",
-    Concept.HIER_WHOLE: "#0072b2",
-    Concept.DET_FLAT: "#cc79a7",
-    Concept.DET_HIER: "#6a3d9a",
+    Concept.FLAT_WHOLE: "#88ccee",
+    Concept.HIER_WHOLE: "#332288",
+    Concept.DET_FLAT: "#44aa99",
+    Concept.DET_HIER: "#aa4499",
 }
 
 #: Verdict label -> Streamlit colour name (``:red[...]`` markdown, ``st.subheader(divider=)``).
@@ -47,7 +48,7 @@ LABEL_NAMED: dict[Label, str] = {
 }
 
 #: Colour of anything the maps above do not name.
-FALLBACK = "#999999"
+FALLBACK = "#777777"
 
 
 def rgb(colour: str) -> tuple[int, int, int]:
