@@ -162,6 +162,22 @@ def threshold_youden(positives: Any, negatives: Any) -> float:
     return float(thresholds[np.flatnonzero(j >= j.max() - 1e-12)[0]])
 
 
+def _at_specificity(y_true: Any, scores: Any, specificity: float) -> tuple[float, float] | None:
+    """``(threshold, sensitivity)`` of the last ROC point with at least ``specificity``.
+
+    The false-positive rate rises along :func:`roc_curve`, and the true-positive rate never
+    falls, so the last allowed point has the lowest threshold and the best sensitivity.
+    """
+    if not 0.0 <= specificity <= 1.0:
+        raise ValueError(f"specificity must be in [0, 1], got {specificity}")
+    curve = roc_curve(y_true, scores)
+    if curve is None:
+        return None
+    fpr, tpr, thresholds = curve
+    last = np.flatnonzero(fpr <= 1.0 - specificity + 1e-12)[-1]
+    return float(thresholds[last]), float(tpr[last])
+
+
 def threshold_at_specificity(y_true: Any, scores: Any, specificity: float = 0.9) -> float | None:
     """The lowest score threshold whose specificity is at least ``specificity``.
 
@@ -173,14 +189,8 @@ def threshold_at_specificity(y_true: Any, scores: Any, specificity: float = 0.9)
         The threshold (``+inf`` when only calling nothing positive reaches it, i.e. the
         sensitivity there is 0), or ``None`` when only one class is present.
     """
-    if not 0.0 <= specificity <= 1.0:
-        raise ValueError(f"specificity must be in [0, 1], got {specificity}")
-    curve = roc_curve(y_true, scores)
-    if curve is None:
-        return None
-    fpr, _, thresholds = curve
-    ok = np.flatnonzero(fpr <= 1.0 - specificity + 1e-12)
-    return float(thresholds[ok[-1]])  # fpr rises along the curve: the last allowed point
+    point = _at_specificity(y_true, scores, specificity)
+    return None if point is None else point[0]
 
 
 def sensitivity_at_specificity(y_true: Any, scores: Any, specificity: float = 0.9) -> float | None:
@@ -195,13 +205,8 @@ def sensitivity_at_specificity(y_true: Any, scores: Any, specificity: float = 0.
     Returns:
         Sensitivity in ``[0, 1]``, or ``None`` when only one class is present.
     """
-    if not 0.0 <= specificity <= 1.0:
-        raise ValueError(f"specificity must be in [0, 1], got {specificity}")
-    curve = roc_curve(y_true, scores)
-    if curve is None:
-        return None
-    fpr, tpr, _ = curve
-    return float(tpr[fpr <= 1.0 - specificity + 1e-12].max())
+    point = _at_specificity(y_true, scores, specificity)
+    return None if point is None else point[1]
 
 
 def bootstrap_indices(groups: Any, *, n_boot: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
