@@ -458,12 +458,12 @@ def lesion_hits(pred_boxes: Any, lesions: Any) -> np.ndarray:
     borders included (:data:`FROC_HIT`). The same rule selects the detector's best epoch in
     training (:func:`hdcnn.train.engine.detector_metrics`) and gives the reported FROC.
 
-    Why centre-in-box and not (also) an IoU threshold: it is the usual hit criterion of
+    Why centre-in-box and not (also) an IoU threshold: it is a common hit criterion in
     mammography CAD FROC studies; it judges *where* the detector points, not how well its box
     matches an annotation whose extent is often loose (mini-MIAS gives a circle around the
     lesion, CBIS-DDSM a box around a hand-drawn ROI); and it needs no tuned constant. Adding
-    "or IoU >= 0.3" (the rule training used before) only turns predictions whose centre misses
-    the lesion into hits, the sloppy localisations a reader would not accept.
+    "or IoU >= 0.3" (the rule training used before) only adds hits whose centre lies off the
+    lesion, and made model selection disagree with the reported figure.
 
     Args:
         pred_boxes: ``(P, 4)`` predicted boxes.
