@@ -241,22 +241,42 @@ class Experiment:
 
         return preprocess(pixels, long_side=self.long_side, source=source, laterality=laterality)
 
-    def run_image(self, prep: Preprocessed) -> dict[str, ConceptOutput]:
-        """Every loaded concept on one preprocessed image (detector run once)."""
-        outputs = {name: concept(prep.image) for name, concept in self.whole.items()}
+    def traces(
+        self, prep: Preprocessed, pixels: np.ndarray | None = None
+    ) -> dict[str, CascadeTrace]:
+        """The network stages of every detector concept on one image (detector run once).
+
+        ``pixels`` (the original image) is needed by heads that crop at full resolution.
+        """
+        out: dict[str, CascadeTrace] = {}
         if self.detectors:
             candidates = next(iter(self.detectors.values())).detect(prep)
             for name, casc in self.detectors.items():
                 boxes = candidates.boxes[: casc.max_candidates]
-                p_lesion, p_mal, crops = casc.classify(prep, boxes)
-                pred = casc.decide(CascadeTrace(prep, candidates, p_lesion, p_mal, crops))
-                outputs[name] = ConceptOutput(
-                    pred.p_abnormal,
-                    pred.p_malignant,
-                    pred.label,
-                    boxes=np.array([f.box for f in pred.findings], dtype=np.float64).reshape(-1, 4),
-                    scores=np.array([f.p_lesion for f in pred.findings], dtype=np.float64),
-                )
+                p_lesion, p_mal, crops = casc.classify(prep, boxes, pixels)
+                out[name] = CascadeTrace(prep, candidates, p_lesion, p_mal, crops)
+        return out
+
+    def decide(
+        self, name: str, trace: CascadeTrace, thresholds: Thresholds | None = None
+    ) -> ConceptOutput:
+        """A detector concept's verdict on a trace (the cascade's own rules)."""
+        pred = self.detectors[name].decide(trace, thresholds, keep_trace=False)
+        return ConceptOutput(
+            pred.p_abnormal,
+            pred.p_malignant,
+            pred.label,
+            boxes=np.array([f.box for f in pred.findings], dtype=np.float64).reshape(-1, 4),
+            scores=np.array([f.p_lesion for f in pred.findings], dtype=np.float64),
+        )
+
+    def run_image(
+        self, prep: Preprocessed, pixels: np.ndarray | None = None
+    ) -> dict[str, ConceptOutput]:
+        """Every loaded concept on one preprocessed image (detector run once)."""
+        outputs = {name: concept(prep.image) for name, concept in self.whole.items()}
+        for name, trace in self.traces(prep, pixels).items():
+            outputs[name] = self.decide(name, trace)
         return {c: outputs[c] for c in CONCEPTS if c in outputs}
 
     def run(
@@ -289,7 +309,7 @@ class Experiment:
                 prep = self.preprocess(
                     mammo.pixels, source=mammo.meta.source, laterality=laterality
                 )
-                result.outputs = self.run_image(prep)
+                result.outputs = self.run_image(prep, mammo.pixels)
             except HDCNNError as exc:
                 result.error = str(exc)
                 log.warning("skipping image %d: %s", i, exc)

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from hdcnn.preprocess import Geometry
 
 #: Default ratio of the crop side to the longer side of the box (the box plus its surroundings).
 DEFAULT_CONTEXT = 1.5
@@ -124,3 +128,41 @@ def crop_rois(
             interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
             crops[i] = cv2.resize(window, (size, size), interpolation=interp)
     return crops
+
+
+def crop_rois_full_resolution(
+    pixels: np.ndarray,
+    geometry: Geometry,
+    model_boxes: np.ndarray,
+    *,
+    size: int,
+    context: float = DEFAULT_CONTEXT,
+    min_side: float = DEFAULT_MIN_SIDE,
+) -> np.ndarray:
+    """Crops of model-image boxes taken from the ORIGINAL pixels, in model orientation.
+
+    The detector works on the downsampled model image; small findings (calcifications) need
+    the original resolution. Each box is mapped back with ``geometry.to_original``, cropped
+    there by :func:`crop_rois` (``min_side`` is converted to original pixels, so the window is
+    the same region as on the model image), and mirrored when the model image is.
+
+    Args:
+        pixels: float32 ``(H, W)`` original image in ``[0, 1]``.
+        geometry: the :class:`~hdcnn.preprocess.Geometry` of the model image.
+        model_boxes: ``(N, 4)`` boxes in model-image pixels.
+        size: output crop side.
+        context: passed to :func:`roi_square`.
+        min_side: smallest window side in MODEL pixels.
+
+    Returns:
+        float32 ``(N, size, size)``.
+    """
+    boxes = np.asarray(model_boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return np.zeros((0, int(size), int(size)), dtype=np.float32)
+    original = geometry.to_original(boxes, clip=False)
+    scale = min(geometry.scale)
+    crops = crop_rois(
+        pixels, original, size=size, context=context, min_side=max(1.0, min_side / scale)
+    )
+    return np.ascontiguousarray(crops[:, :, ::-1]) if geometry.flipped else crops

