@@ -32,7 +32,6 @@ be shared by several threads (the Streamlit app caches one with ``st.cache_resou
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -45,9 +44,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hdcnn.config import LONG_SIDE, MAX_CANDIDATES, CascadeConfig
 from hdcnn.errors import CheckpointError, MammogramError
 from hdcnn.metrics import threshold_at_sensitivity, threshold_youden
-from hdcnn.roi import DEFAULT_CONTEXT, crop_rois
+from hdcnn.roi import DEFAULT_CONTEXT, crop_rois, crop_rois_full_resolution
 from hdcnn.terms import FindingStatus, Label, worst_label
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ C2_FILE = "c2_malignancy.pt"
 CROP_FLAT_FILE = "crop_flat.pt"
 CONFIG_FILE = "cascade.json"
 
-DEFAULT_LONG_SIDE = 512
-DEFAULT_MAX_CANDIDATES = 20
+DEFAULT_LONG_SIDE = LONG_SIDE
+DEFAULT_MAX_CANDIDATES = MAX_CANDIDATES
 
 
 # ----------------------------------------------------------------------------- thresholds
@@ -418,11 +418,29 @@ def combine_exam(
 # ----------------------------------------------------------------------------- crop heads
 
 
+#: Where crops are cut: ``"model"`` = the downsampled model image, ``"original"`` = the
+#: original pixels (full resolution, see :func:`hdcnn.roi.crop_rois_full_resolution`).
+CROP_SOURCES = ("model", "original")
+
+
+def _shares_trunk(a: nn.Module, b: nn.Module) -> bool:
+    """Both are feature classifiers over the same trunk and pooled stages."""
+    from hdcnn.nets.features import FeatureClassifier
+
+    return (
+        isinstance(a, FeatureClassifier)
+        and isinstance(b, FeatureClassifier)
+        and a.trunk is b.trunk
+        and a.config.stages == b.config.stages
+    )
+
+
 class CropHead(Protocol):
     """Turns ROI crops into ``(P(lesion), P(malignant | lesion))``."""
 
     crop_size: int
     files: dict[str, str]  # weights file name -> sha256
+    crop_source: str  # one of CROP_SOURCES
 
     def probabilities(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """``crops`` float32 ``(N, 1, s, s)`` -> two float32 ``(N,)`` arrays."""
@@ -457,13 +475,19 @@ class HierarchicalCropHead:
     malignant_index: int
     crop_size: int
     files: dict[str, str]
+    crop_source: str = "model"
 
     def probabilities(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         if len(crops) == 0:
             empty = np.zeros(0, dtype=np.float32)
             return empty, empty
-        p1 = torch.softmax(self.c1(crops).detach().float(), dim=1)[:, self.lesion_index]
-        p2 = torch.softmax(self.c2(crops).detach().float(), dim=1)[:, self.malignant_index]
+        if _shares_trunk(self.c1, self.c2):  # one trunk pass, two linear heads
+            feats = self.c1.features(crops)
+            logits1, logits2 = self.c1.head(feats), self.c2.head(feats)
+        else:
+            logits1, logits2 = self.c1(crops), self.c2(crops)
+        p1 = torch.softmax(logits1.detach().float(), dim=1)[:, self.lesion_index]
+        p2 = torch.softmax(logits2.detach().float(), dim=1)[:, self.malignant_index]
         return p1.numpy().astype(np.float32), p2.numpy().astype(np.float32)
 
     def cam_models(self) -> dict[str, tuple[nn.Module, int]]:
@@ -479,6 +503,7 @@ class FlatCropHead:
     indices: tuple[int, int, int]  # normal, benign, malignant
     crop_size: int
     files: dict[str, str]
+    crop_source: str = "model"
 
     def probabilities(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         if len(crops) == 0:
@@ -618,19 +643,35 @@ class Cascade:
         order = np.argsort(-scores, kind="stable")
         return Candidates(boxes[order].astype(np.float32), scores[order].astype(np.float32))
 
+    def crops(
+        self, prep: Preprocessed, boxes: np.ndarray, pixels: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The classifier crops of ``boxes`` (model pixels): ``(N, s, s)`` float32.
+
+        Heads with ``crop_source == "original"`` crop the original ``pixels`` at full
+        resolution (the model image is used when ``pixels`` is None).
+        """
+        size = self.head.crop_size
+        if getattr(self.head, "crop_source", "model") == "original" and pixels is not None:
+            return crop_rois_full_resolution(
+                pixels, prep.geometry, boxes, size=size, context=self.context
+            )
+        return crop_rois(prep.image, boxes, size=size, context=self.context)
+
     def classify(
-        self, prep: Preprocessed, boxes: np.ndarray
+        self, prep: Preprocessed, boxes: np.ndarray, pixels: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stage 4: crop every box and run the crop classifier(s).
 
         Args:
             prep: the preprocessed image.
             boxes: float ``(N, 4)`` model-image pixels.
+            pixels: the original image (float32 ``(H, W)``), for full-resolution crops.
 
         Returns:
             ``(p_lesion (N,), p_malignant_given_lesion (N,), crops (N, s, s))``, float32.
         """
-        crops = crop_rois(prep.image, boxes, size=self.head.crop_size, context=self.context)
+        crops = self.crops(prep, boxes, pixels)
         with torch.inference_mode():
             p_lesion, p_mal = self.head.probabilities(torch.from_numpy(crops)[:, None])
         return p_lesion, p_mal, crops
@@ -720,12 +761,18 @@ class Cascade:
 
     # -- whole pipeline --------------------------------------------------------------------
 
-    def run_networks(self, prep: Preprocessed) -> tuple[CascadeTrace, dict[str, float]]:
-        """Detect and classify on a preprocessed image; returns the trace and stage times."""
+    def run_networks(
+        self, prep: Preprocessed, pixels: np.ndarray | None = None
+    ) -> tuple[CascadeTrace, dict[str, float]]:
+        """Detect and classify on a preprocessed image; returns the trace and stage times.
+
+        ``pixels`` (the original image) is needed for full-resolution crops.
+        """
         t0 = time.perf_counter()
         candidates = self.detect(prep)
         t1 = time.perf_counter()
-        p_lesion, p_mal, crops = self.classify(prep, candidates.boxes[: self.max_candidates])
+        boxes = candidates.boxes[: self.max_candidates]
+        p_lesion, p_mal, crops = self.classify(prep, boxes, pixels)
         t2 = time.perf_counter()
         for output in (candidates.boxes, candidates.scores, p_lesion, p_mal):
             if not np.all(np.isfinite(np.asarray(output, dtype=np.float64))):
@@ -766,7 +813,7 @@ class Cascade:
         laterality = getattr(meta, "laterality", None)
         prep = self.preprocess(pixels, source=source, laterality=laterality)
         t2 = time.perf_counter()
-        trace, times = self.run_networks(prep)
+        trace, times = self.run_networks(prep, pixels)
         timing = {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3, **times}
         timing["total"] = (time.perf_counter() - t0) * 1e3
         return self.decide(
@@ -837,13 +884,8 @@ def read_cascade_config(weights_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         log.warning("%s: no %s, using default thresholds", root, CONFIG_FILE)
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(str(path), f"not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(str(path), "expected a JSON object")
-    return data
+    # CascadeConfig is the one reader: it checks the types and fills the documented defaults
+    return CascadeConfig.load(root).to_json()
 
 
 def load_model_file(
@@ -883,6 +925,16 @@ def load_model_file(
     return model, ckpt, digest
 
 
+def _crop_source(config: Mapping[str, Any], root: Path) -> str:
+    source = str((config.get("roi") or {}).get("crop_source", "model"))
+    if source not in CROP_SOURCES:
+        raise CheckpointError(
+            str(root / CONFIG_FILE),
+            f"roi.crop_source must be one of {CROP_SOURCES}, got {source!r}",
+        )
+    return source
+
+
 def load_cascade(
     weights_dir: str | os.PathLike[str] = "models", *, crop_head: str = "hier"
 ) -> Cascade:
@@ -916,13 +968,20 @@ def load_cascade(
             _class_index(c2_ckpt, "malignant", root / C2_FILE),
             size[0],
             {C1_FILE: c1_sha, C2_FILE: c2_sha},
+            crop_source=_crop_source(config, root),
         )
         thresholds_json = config.get("thresholds") or {}
     elif crop_head == "flat":
         model, ckpt, sha = load_model_file(root, CROP_FLAT_FILE, config)
         path = root / CROP_FLAT_FILE
         indices = tuple(_class_index(ckpt, c, path) for c in ("normal", "benign", "malignant"))
-        head = FlatCropHead(model, indices, _input_size(ckpt, path)[0], {CROP_FLAT_FILE: sha})
+        head = FlatCropHead(
+            model,
+            indices,
+            _input_size(ckpt, path)[0],
+            {CROP_FLAT_FILE: sha},
+            crop_source=_crop_source(config, root),
+        )
         thresholds_json = (
             (config.get("concept_thresholds") or {}).get("det-flat")
             or config.get("thresholds")
@@ -943,9 +1002,14 @@ def load_cascade(
             f"roi.crop_size {crop_size} differs from the classifier input {head.crop_size}",
         )
     det_cfg = det_ckpt.get("config") or {}
-    long_side = int(
-        (config.get("preprocess") or {}).get("long_side", det_cfg.get("long_side", 512))
-    )
+    det_long_side = det_cfg.get("long_side", DEFAULT_LONG_SIDE)
+    long_side = int((config.get("preprocess") or {}).get("long_side", det_long_side))
+    if "long_side" in det_cfg and int(det_cfg["long_side"]) != long_side:
+        raise CheckpointError(
+            str(root / CONFIG_FILE),
+            f"preprocess.long_side {long_side} differs from the detector's long_side "
+            f"{int(det_cfg['long_side'])} in {DETECTOR_FILE}",
+        )
     return Cascade(
         detector,
         head,

@@ -4,7 +4,7 @@ Layout of every ``.pt`` file written here (loadable with ``torch.load(weights_on
 
     {
         "format": "hdcnn-checkpoint/1",
-        "kind": "detector" | "classifier",      # which builder rebuilds the model
+        "kind": "detector" | "classifier" | "feature-classifier",  # which builder
         "config": dataclasses.asdict(cfg),      # DetectorConfig or ClassifierConfig
         "model": state_dict,                    # tensors
         "classes": ["normal", "lesion"],        # output order (detector: ["lesion"])
@@ -35,7 +35,7 @@ from hdcnn.utils import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 FORMAT = "hdcnn-checkpoint/1"
-KINDS = ("detector", "classifier")
+KINDS = ("detector", "classifier", "feature-classifier")
 _REQUIRED = ("format", "kind", "config", "model", "classes")
 
 
@@ -112,14 +112,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
-def config_from_checkpoint(ckpt: dict[str, Any]) -> DetectorConfig | ClassifierConfig:
+def config_from_checkpoint(ckpt: dict[str, Any]) -> Any:
     """The model config stored in ``ckpt``.
 
     Raises:
         CheckpointError: the stored config does not fit its kind.
     """
+    from hdcnn.nets.features import FeatureConfig
+
     source = str(ckpt.get("path", "checkpoint"))
-    cls = DetectorConfig if ckpt.get("kind") == "detector" else ClassifierConfig
+    cls = {"detector": DetectorConfig, "feature-classifier": FeatureConfig}.get(
+        str(ckpt.get("kind")), ClassifierConfig
+    )
     try:
         return cls.from_dict(dict(ckpt["config"]))
     except (TypeError, ValueError) as exc:
@@ -141,15 +145,22 @@ def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """
     source = str(ckpt.get("path", "checkpoint"))
     cfg = config_from_checkpoint(ckpt)
+    from hdcnn.nets.features import FeatureConfig, build_feature_classifier
+
     try:
-        model = build_detector(cfg) if isinstance(cfg, DetectorConfig) else build_classifier(cfg)
+        if isinstance(cfg, DetectorConfig):
+            model: nn.Module = build_detector(cfg)
+        elif isinstance(cfg, FeatureConfig):
+            model = build_feature_classifier(cfg)
+        else:
+            model = build_classifier(cfg)
     except ValueError as exc:
         raise CheckpointError(source, f"cannot build model: {exc}") from exc
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, KeyError) as exc:
         raise CheckpointError(source, f"weights do not fit the stored config: {exc}") from exc
-    if isinstance(cfg, ClassifierConfig) and len(ckpt["classes"]) != cfg.num_classes:
+    if not isinstance(cfg, DetectorConfig) and len(ckpt["classes"]) != cfg.num_classes:
         raise CheckpointError(source, "number of classes does not match the model outputs")
     model.eval()
     return model

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "predict": "predict",
     "evaluate": "evaluate",
+    "cv": "cv",
 }
 
 

@@ -75,7 +75,8 @@ def gradcam(
     for p in private.parameters():
         p.requires_grad_(True)
     with torch.inference_mode(False), torch.enable_grad():
-        x = inputs.detach().clone().float()
+        # the input needs a gradient: frozen trunks (feature classifiers) have none of their own
+        x = inputs.detach().clone().float().requires_grad_(True)
         with GradCAM(model=private, target_layers=[cam_layer(private)]) as cam:
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
     maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)

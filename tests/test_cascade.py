@@ -319,3 +319,18 @@ def test_choose_thresholds_youden_maximises_j() -> None:
 def test_choose_thresholds_rejects_an_unknown_rule() -> None:
     with pytest.raises(ValueError, match="rule"):
         choose_thresholds([0.5], [0.5], ["benign"], rule="magic")
+
+
+def test_preprocessing_size_disagreeing_with_the_detector_is_refused(tmp_path) -> None:
+    """cascade.json and detector.pt must agree on the model-image size; the error names both."""
+    from tests.cascade_weights import LONG_SIDE, make_weights_dir
+
+    from hdcnn.cascade import load_cascade
+    from hdcnn.errors import CheckpointError
+
+    root = make_weights_dir(tmp_path / "w", config={"preprocess": {"long_side": 2 * LONG_SIDE}})
+    with pytest.raises(CheckpointError) as info:
+        load_cascade(root)
+    message = str(info.value)
+    assert "cascade.json" in message and "detector.pt" in message
+    assert str(2 * LONG_SIDE) in message and str(LONG_SIDE) in message
