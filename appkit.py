@@ -65,6 +65,52 @@ def explanation(why: Explanation, *, thresholds: bool = True) -> None:
         st.caption(f"Thresholds in force: {thresholds_text(why.thresholds)}.")
 
 
+#: Widths (px) of the key columns of the Diagnose findings table: together they fit the
+#: table's column at a 1024 px wide window with the sidebar open, so they are never scrolled
+#: out of sight (the longer "why", score and box columns follow them).
+FINDINGS_KEY_WIDTHS: dict[str, int] = {"#": 30, "status": 140, "P(lesion)": 66, "P(malignant)": 80}
+#: Widths (px) of the Experiments table's columns (all key figures; they fit at 1024 px).
+EXPERIMENT_WIDTHS: dict[str, int] = {
+    "concept": 80,
+    "AUC abnormal [95% CI]": 120,
+    "AUC malignant [95% CI]": 120,
+    "macro F1": 60,
+    "specificity": 74,
+    "FROC @0.5/1/2 FP": 96,
+}
+
+
+def findings_columns() -> dict[str, Any]:
+    """``column_config`` of the Diagnose findings table."""
+    w = FINDINGS_KEY_WIDTHS
+    return {
+        "#": st.column_config.NumberColumn(width=w["#"], help="finding number, as on the boxes"),
+        "status": st.column_config.TextColumn(
+            width=w["status"], help="the stage that kept or refused the candidate"
+        ),
+        "P(lesion)": st.column_config.NumberColumn(format="%.3f", width=w["P(lesion)"]),
+        "P(malignant)": st.column_config.NumberColumn(
+            format="%.3f",
+            width=w["P(malignant)"],
+            help="P(lesion) × P(malignant | lesion), for candidates kept",
+        ),
+        "why": st.column_config.TextColumn(width="large"),
+    }
+
+
+def experiment_columns() -> dict[str, Any]:
+    """``column_config`` of the Experiments table (short labels, fixed widths)."""
+    labels = {
+        "AUC abnormal [95% CI]": "AUC abnormal",
+        "AUC malignant [95% CI]": "AUC malignant",
+        "FROC @0.5/1/2 FP": "FROC 0.5/1/2",
+    }
+    return {
+        name: st.column_config.TextColumn(labels.get(name, name), width=width)
+        for name, width in EXPERIMENT_WIDTHS.items()
+    }
+
+
 def domain_notice(analysis: Analysis) -> None:
     """The plain out-of-domain notice of an analysed image (nothing when in domain)."""
     if not analysis.domain.in_domain:
@@ -205,8 +251,92 @@ def finding_cams_cached(cascade: Any, analysis: Analysis, prediction: Any, stage
     return cams
 
 
+def keep_uploads_in_memory() -> None:
+    """Keep uploaded files in memory: never spooled to a temporary file on disk.
+
+    Streamlit 1.67 serves uploads with Starlette; its upload route parses the multipart body
+    with ``request.form()``, whose ``MultiPartParser`` puts each file in a
+    ``tempfile.SpooledTemporaryFile(max_size=1 MB)``: anything larger rolls over to a file
+    in the temp directory (``/tmp``) until the request ends. ``spool_max_size = 0`` means
+    "never roll over", so the bytes stay in memory (at most ``server.maxUploadSize``), then
+    go to Streamlit's in-memory upload manager as before. Called when this module is
+    imported, i.e. before any page shows an uploader.
+    """
+    try:
+        from starlette.formparsers import MultiPartParser
+    except ImportError:  # a Streamlit without the Starlette server: nothing to change
+        return
+    MultiPartParser.spool_max_size = 0
+
+
+keep_uploads_in_memory()
+
+class _SessionRelease:
+    """Frees one browser session's analyses and uploads when it disconnects.
+
+    Streamlit keeps a disconnected session for ``server.disconnectedSessionTTL`` seconds so
+    that it can reconnect, and removes expired ones only on a later disconnect. Its session
+    state holds the analyses (full-size image, trace, display images) and the pages'
+    widget callbacks keep each page's globals, so every finished session left ~100 MB
+    behind. This object is a session-scoped resource: Streamlit releases it on disconnect,
+    and the release clears the session state and drops the session's uploaded files and
+    media (images, deferred downloads). A browser that reconnects re-sends its widget
+    values; its files must be chosen again.
+    """
+
+    def __init__(self, state: Any, session_id: str | None) -> None:
+        self.state = state
+        self.session_id = session_id
+
+    def release(self) -> None:
+        import threading as _t
+        def _dbg():
+            import gc, time as _tm, ctypes
+            _tm.sleep(3); gc.collect()
+            alive = [o for o in gc.get_objects() if type(o).__name__ in ("Analysis", "Mammogram")]
+            rss = open("/proc/self/status").read().split("VmRSS:")[1].split()[0]
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            rss2 = open("/proc/self/status").read().split("VmRSS:")[1].split()[0]
+            open("/tmp/dbg_alive.txt", "a").write(f"alive {len(alive)} rss {rss} after trim {rss2}\n")
+        _t.Thread(target=_dbg, daemon=True).start()
+        inner = getattr(self.state, "_state", self.state)  # SafeSessionState -> SessionState
+        lock = getattr(self.state, "_lock", None)
+        try:
+            if lock is not None:
+                with lock:
+                    inner.clear()
+            elif inner is not None:
+                inner.clear()
+        except Exception as exc:  # the session is already gone: nothing to free
+            log.debug("session state not cleared (%s)", type(exc).__name__)
+        self.state = None
+        if self.session_id is not None:
+            try:
+                from streamlit.runtime import Runtime
+
+                runtime = Runtime.instance()
+                runtime.uploaded_file_mgr.remove_session_files(self.session_id)
+                # download buttons with deferred data (the PDF report) keep a callable that
+                # holds the page's globals, the analysis included, until dropped here
+                runtime.media_file_mgr.clear_session_refs(self.session_id)
+                runtime.media_file_mgr.remove_orphaned_files()
+            except Exception as exc:  # no runtime (AppTest) or already removed
+                log.debug("session files not removed (%s)", type(exc).__name__)
+
+
+@st.cache_resource(show_spinner=False, scope="session", on_release=_SessionRelease.release)
+def _session_release() -> _SessionRelease:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return _SessionRelease(getattr(ctx, "session_state", None), getattr(ctx, "session_id", None))
+
+
 def analysis_for_upload(upload: Any, cascade: Any, *, slot: str) -> Analysis | None:
     """Analyse an ``st.file_uploader`` result once per session; errors become a message.
+
+    The upload is analysed from memory (:func:`keep_uploads_in_memory`); the analysis is
+    released when the session disconnects (:class:`_SessionRelease`).
 
     Args:
         upload: the ``UploadedFile`` (or None).
@@ -234,6 +364,12 @@ def _cached_analysis(data: bytes, name: str, cascade: Any, *, slot: str) -> Anal
         st.session_state.pop(slot, None)
         show_error(exc)
         return None
+    except Exception as exc:  # never a traceback on screen: one line in the log, one message
+        log.error("%s: analysis failed (%s)", name, type(exc).__name__)
+        st.session_state.pop(slot, None)
+        st.error(f"Cannot use this image. {name}: it could not be analysed ({type(exc).__name__}).")
+        return None
+    _session_release()  # registers the release of this session's state on disconnect
     st.session_state[slot] = analysis
     st.session_state["last_analysis"] = analysis
     return analysis
@@ -249,12 +385,28 @@ def analysis_for_sample(sample: Any, cascade: Any, *, slot: str) -> Analysis | N
     return _cached_analysis(data, sample.title, cascade, slot=slot)
 
 
+def _exam_view(data: bytes, name: str, cascade: Any) -> Analysis:
+    """One exam view, analysed once per session and content (errors propagate).
+
+    Stored in session state right after the analysis, before any other Streamlit call: when a
+    user drops the next view while this one is being analysed, Streamlit interrupts the run at
+    its next Streamlit call, and the finished work is kept rather than thrown away.
+    """
+    key = (hashlib.sha256(data).hexdigest(), id(cascade))
+    held: dict = st.session_state.setdefault("exam_views", {})
+    if key not in held:
+        held[key] = analyse_bytes(data, name, cascade)
+        for old in list(held)[:-8]:  # keep the last eight views of this session
+            del held[old]
+    return held[key]
+
+
 def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnalysis | None:
     """The exam of up to four views, with per-view progress.
 
-    Each view is analysed once per session (its own session slot, so adding a fourth view
-    analyses only that one); the exam is then assembled by :func:`hdcnn.analysis.assemble_exam`
-    (header laterality and view win, mismatches become warnings).
+    Each view is analysed once per session (adding a fourth view analyses only that one);
+    the exam is then assembled by :func:`hdcnn.analysis.assemble_exam` (header laterality
+    and view win over the slot, mismatches become warnings).
 
     Args:
         inputs: ``{slot: (file bytes or a callable returning them, display name)}``.
@@ -266,23 +418,25 @@ def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnaly
     start = time.perf_counter()
     views: list[tuple[str, Analysis]] = []
     total = len(order)
-    with st.status(f"Analysing {total} view{'s' if total != 1 else ''} …", expanded=True) as box:
+    plural = "s" if total != 1 else ""
+    with st.status(f"Analysing {total} view{plural} …", expanded=True) as box:
         bar = st.progress(0.0)
         for done, slot in enumerate(order):
             payload, name = inputs[slot]
             bar.progress(done / total, text=f"View {done + 1} of {total}: {name}")
-            data = payload() if callable(payload) else payload
-            analysis = _cached_analysis(data, name, cascade, slot=f"exam_view_{slot}")
-            if analysis is not None:
-                views.append((slot, analysis))
-                st.write(f"{VIEW_TITLES[slot]} slot: {name} — {analysis.prediction.label!s}")
-        bar.progress(1.0, text=f"{len(views)} of {total} views analysed")
+            try:
+                analysis = _exam_view(payload() if callable(payload) else payload, name, cascade)
+            except HDCNNError as exc:
+                show_error(exc)
+                continue
+            views.append((slot, analysis))
+            st.write(f"{VIEW_TITLES[slot]} slot: {name} — {analysis.prediction.label!s}")
+        bar.progress(1.0, text=f"{len(views)} of {total} view{plural} analysed")
         seconds = time.perf_counter() - start
         box.update(
-            label=f"{len(views)} of {total} view{'s' if total != 1 else ''} analysed "
-            f"({seconds:.1f} s)",
+            label=f"{len(views)} of {total} view{plural} analysed ({seconds:.1f} s)",
             state="complete" if len(views) == total else "error",
-            expanded=False,
+            expanded=len(views) != total,
         )
     if not views:
         return None

@@ -276,7 +276,7 @@ def experiments_table(concepts: dict[str, dict[str, Any]]) -> Any:
                 ),
                 "macro F1": _num(m.get("macro_f1")),
                 "specificity": _num(m.get("specificity")),
-                "FROC @0.5/1/2 FP": " / ".join(f"{float(froc[k]):.2f}" for k in ("0.5", "1", "2"))
+                "FROC @0.5/1/2 FP": "/".join(f"{float(froc[k]):.2f}" for k in ("0.5", "1", "2"))
                 if froc and all(froc.get(k) is not None for k in ("0.5", "1", "2"))
                 else "–",
             }

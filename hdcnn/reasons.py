@@ -50,8 +50,8 @@ THRESHOLD_NAMES: dict[str, str] = {
 #: Short text of each finding status, for tables and captions.
 STATUS_TEXT: dict[FindingStatus, str] = {
     FindingStatus.BELOW_DETECTOR_THRESHOLD: "below detector threshold",
-    FindingStatus.REJECTED_BY_C1: "refused by Classifier 1",
-    FindingStatus.BELOW_IMAGE_THRESHOLD: "refused by image-level threshold",
+    FindingStatus.REJECTED_BY_C1: "refused by C1",
+    FindingStatus.BELOW_IMAGE_THRESHOLD: "refused at image level",
     FindingStatus.BENIGN: "benign",
     FindingStatus.MALIGNANT: "malignant",
 }

@@ -221,13 +221,15 @@ def display_image(pixels: np.ndarray, *, max_side: int = 1024) -> tuple[np.ndarr
     height, width = pixels.shape
     scale = min(1.0, max_side / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if scale < 1.0:  # shrink first: converting the full-size image costs far more
+        pixels = cv2.resize(
+            pixels if pixels.dtype == np.uint8 else np.asarray(pixels, dtype=np.float32),
+            size,
+            interpolation=cv2.INTER_AREA,
+        )
     if pixels.dtype == np.uint8:
-        grey = pixels
-    else:
-        grey = np.clip(np.asarray(pixels, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if scale < 1.0:
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    return grey, scale
+        return pixels, scale
+    return np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8), scale
 
 
 def _tag_text(finding: Mapping[str, Any], label: str) -> str:

@@ -161,7 +161,7 @@ if kept:
     )
     if any(r.status == FindingStatus.BELOW_IMAGE_THRESHOLD for r in kept):
         st.caption(
-            "Refused by image-level threshold: Classifier 1 kept it, but the image's "
+            "Refused at image level: Classifier 1 kept it, but the image's "
             f"P(abnormal) {pred.p_abnormal:.3f} is below {t.effective_abnormal:.3f}, so the image "
             "is normal and no finding stands."
         )

@@ -48,28 +48,28 @@ cols = st.columns(4)
 cols[0].metric(
     "P(abnormal)",
     f"{pred.p_abnormal:.3f}",
-    f"abnormal threshold {t.effective_abnormal:.3f}",
+    f"threshold {t.effective_abnormal:.3f}",
     delta_color="off",
     delta_arrow="off",
 )
 cols[1].metric(
     "P(malignant)",
     f"{pred.p_malignant:.3f}",
-    f"malignant threshold {t.malignant:.3f}",
+    f"threshold {t.malignant:.3f}",
     delta_color="off",
     delta_arrow="off",
 )
 basis = [f for f in analysis.findings if f["prominent"]]
 cols[2].metric(
-    "Findings the verdict rests on",
-    f"{len(basis)}",
+    "Verdict rests on",
+    f"{len(basis)} finding{'s' if len(basis) != 1 else ''}",
     f"of {len(analysis.findings)} candidates",
     delta_color="off",
     delta_arrow="off",
 )
 cols[3].metric("Time", f"{pred.timing_ms.get('total', 0.0) / 1000:.2f} s")
 
-img_col, table_col = st.columns([1, 1])
+img_col, table_col = st.columns([2, 3])
 with img_col:
     refused = st.toggle(
         "Show weaker and refused candidates",
@@ -84,16 +84,19 @@ with img_col:
         width="stretch",
     )
 with table_col:
-    st.markdown("**Findings**: each candidate and the stage that kept or refused it")
+    st.markdown(
+        "**Findings**: each candidate and the stage that kept or refused it "
+        "(✓: the verdict rests on it)"
+    )
     if analysis.findings:
         table = pd.DataFrame(
             [
                 {
                     "#": f["number"],
-                    "status": STATUS_TEXT.get(f["status"], f["status"]),
+                    "status": STATUS_TEXT.get(f["status"], f["status"])
+                    + (" ✓" if f["prominent"] else ""),
                     "P(lesion)": f["p_lesion"],
                     "P(malignant)": f["p_malignant"],
-                    "basis": "✓" if f["prominent"] else "",
                     "why": f["reason"],
                     "det. score": f["detector_score"],
                     "box (px)": ", ".join(f"{v:.0f}" for v in f["box"]),
@@ -105,29 +108,17 @@ with table_col:
             table,
             hide_index=True,
             key="diagnose_findings",
-            column_config={
-                "#": st.column_config.NumberColumn(width=36),
-                "status": st.column_config.TextColumn(width=150),
-                "P(lesion)": st.column_config.NumberColumn(format="%.3f", width=72),
-                "P(malignant)": st.column_config.NumberColumn(
-                    format="%.3f", width=88, help="P(lesion) × P(malignant | lesion), kept only"
-                ),
-                "basis": st.column_config.TextColumn(
-                    width=44, help="✓: the verdict rests on this finding"
-                ),
-                "why": st.column_config.TextColumn(width="large"),
-            },
+            column_config=appkit.findings_columns(),
         )
     else:
         st.write(
             f"No detector box scored at least the detector score threshold "
             f"({t.detector_score:.3f})."
         )
-    st.markdown("**Time per stage (ms)**")
-    st.dataframe(
-        pd.DataFrame([{k: round(v, 1) for k, v in pred.timing_ms.items()}]),
-        hide_index=True,
-        key="diagnose_timing",
+    st.caption(
+        "Time per stage: "
+        + ", ".join(f"{k} {v:.0f} ms" for k, v in pred.timing_ms.items() if k != "total")
+        + f"; total {pred.timing_ms.get('total', 0.0):.0f} ms."
     )
     meta = analysis.mammogram.meta
     st.caption(

@@ -37,14 +37,11 @@ st.dataframe(
     plots.experiments_table(concepts),
     hide_index=True,
     key="exp_table",
-    column_config={
-        "concept": st.column_config.TextColumn(width=90),
-        "AUC abnormal [95% CI]": st.column_config.TextColumn(width=150),
-        "AUC malignant [95% CI]": st.column_config.TextColumn(width=155),
-        "macro F1": st.column_config.TextColumn(width=72),
-        "specificity": st.column_config.TextColumn(width=80),
-        "FROC @0.5/1/2 FP": st.column_config.TextColumn(width=130),
-    },
+    column_config=appkit.experiment_columns(),
+)
+st.caption(
+    "AUCs with their 95 % bootstrap intervals; FROC: lesion sensitivity at 0.5, 1 and 2 "
+    "false positives per image."
 )
 with st.expander("Design of each concept, accuracy and sensitivity to malignant"):
     st.dataframe(plots.experiments_details(concepts), hide_index=True, key="exp_details")
