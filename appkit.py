@@ -68,7 +68,7 @@ def explanation(why: Explanation, *, thresholds: bool = True) -> None:
 #: Widths (px) of the key columns of the Diagnose findings table: together they fit the
 #: table's column at a 1024 px wide window with the sidebar open, so they are never scrolled
 #: out of sight (the longer "why", score and box columns follow them).
-FINDINGS_KEY_WIDTHS: dict[str, int] = {"#": 30, "status": 140, "P(lesion)": 66, "P(malignant)": 80}
+FINDINGS_KEY_WIDTHS: dict[str, int] = {"#": 30, "status": 130, "P(lesion)": 66, "P(malignant)": 92}
 #: Widths (px) of the Experiments table's columns (all key figures; they fit at 1024 px).
 EXPERIMENT_WIDTHS: dict[str, int] = {
     "concept": 80,

@@ -193,3 +193,17 @@ def check_domain(meta: Any, domain: TrainingDomain = MIAS_DOMAIN) -> DomainCheck
         if mm > 0 and abs(mm - ref_mm) > domain.spacing_tolerance * ref_mm:
             out.append(f"{mm * 1000:.0f} µm pixels (trained on {ref_mm * 1000:.0f} µm)")
     return DomainCheck(tuple(out), domain)
+
+
+def exam_notice(checks: list[DomainCheck]) -> str:
+    """One plain paragraph for an exam: how many of its views are out of domain, and how
+    (the differences of the first such view); empty when every view is in domain."""
+    out = [c for c in checks if not c.in_domain]
+    if not out:
+        return ""
+    first = out[0]
+    return (
+        f"{len(out)} of {len(checks)} views are unlike the images the models were trained on "
+        f"({first.domain.description}): {'; '.join(first.differences)}. The verdicts and "
+        "probabilities may not mean much: do not read a confident verdict into them."
+    )

@@ -6,6 +6,7 @@ import streamlit as st
 
 import appkit
 from hdcnn.analysis import EXAM_DISPLAY_SIDE, VIEW_KEYS, VIEW_TITLES
+from hdcnn.domain import exam_notice
 
 appkit.sidebar()
 st.title("Exam: four views")
@@ -44,13 +45,9 @@ for warning in exam.warnings:
     st.warning(warning, icon=":material/swap_horiz:")
 appkit.verdict_heading("Exam verdict", exam.prediction.label)
 appkit.explanation(exam.explanation)
-out_of_domain = [v.analysis for v in exam.views if not v.analysis.domain.in_domain]
-if out_of_domain:
-    st.warning(
-        f"{len(out_of_domain)} of {len(exam.views)} views are unlike the training data: "
-        + out_of_domain[0].domain.notice,
-        icon=":material/report:",
-    )
+notice = exam_notice([v.analysis.domain for v in exam.views])
+if notice:
+    st.warning(notice, icon=":material/report:")
 breast_cols = st.columns(2)
 for col, side in zip(breast_cols, ("R", "L"), strict=True):
     breast = exam.prediction.breasts.get(side)

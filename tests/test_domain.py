@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hdcnn.domain import MIAS_DOMAIN, TrainingDomain, check_domain, training_domain
+from hdcnn.domain import (
+    MIAS_DOMAIN,
+    TrainingDomain,
+    check_domain,
+    exam_notice,
+    training_domain,
+)
 from hdcnn.reader import MammogramMeta
 
 
@@ -51,3 +57,12 @@ def test_training_domain_from_cascade_json_or_mias(tmp_path: Path) -> None:
     ).in_domain
     (tmp_path / "cascade.json").write_text(json.dumps({"training_domain": {"size": "big"}}))
     assert training_domain(tmp_path) == MIAS_DOMAIN  # a bad entry falls back
+
+
+def test_exam_notice_counts_the_views_out_of_domain() -> None:
+    inside = check_domain(_meta())
+    outside = check_domain(_meta(format="dicom", bit_depth=16))
+    assert exam_notice([inside, inside]) == ""
+    text = exam_notice([inside, outside])
+    assert text.startswith("1 of 2 views are unlike the images the models were trained on")
+    assert "DICOM file (trained on PGM)" in text

@@ -1,15 +1,20 @@
 """End-to-end test: ``streamlit run app.py`` driven by headless Chromium (Playwright).
 
-Uploads a real CBIS-DDSM DICOM and waits for the verdict, uploads a text file renamed ``.dcm``
-and finds the readable error, visits every page and saves a screenshot of each to
-``$HDCNN_SCREENSHOTS/<page>.png`` (default: a temporary folder, so a test run leaves the tree
-clean). The README's screenshots are made with::
+Uploads a real CBIS-DDSM DICOM and checks what the pages show: every verdict names the rule
+that decided it with the threshold values in force, the out-of-domain notice, numbered boxes,
+the Exam page's progress element and its warning for a view dropped into the wrong slot, key
+table columns that fit a 1024 px window, the ROC legend clear of the curves, the Home
+diagram's text size, the dataset's own density scale and clear messages for bad files. Saves a
+screenshot of each page at 1400 px to ``$HDCNN_SCREENSHOTS/<page>.png`` (default: a temporary
+folder, so a test run leaves the tree clean). The README's screenshots are made with::
 
     HDCNN_SCREENSHOTS=docs/screenshots python -m pytest tests/e2e
 
 Uses Debian's ``chromium`` (``/usr/bin/chromium``); skipped when it is missing. Never run
 ``playwright install``. Uses the shipped weights in ``models/`` when present, else a tiny
 random-weight weights directory (the verdict is then meaningless but the plumbing is real).
+Assertions are on structure and named thresholds, never on particular probabilities, so they
+hold for any trained weights.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import MIAS_ROOT
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +48,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WAIT_MS = 180_000
+#: Names of the four thresholds (hdcnn.reasons.THRESHOLD_NAMES): one must be named beside
+#: every verdict, with its value.
+RULES = (
+    "detector score threshold",
+    "Classifier 1 threshold",
+    "image-level abnormal threshold",
+    "malignant threshold",
+)
 
 
 def _free_port() -> int:
@@ -120,8 +135,8 @@ def browser(server: str):
             browser.close()
 
 
-def _open(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def _open(browser, url: str, *, width: int = 1400, height: int = 1000):
+    page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(WAIT_MS)
     page.goto(url)
     page.get_by_test_id("stSidebar").wait_for()
@@ -134,19 +149,53 @@ def _go(page, title: str) -> None:
     page.get_by_role("heading", level=1).first.wait_for()
 
 
-def _upload(page, data_path: Path) -> None:
-    page.locator("input[type=file]").first.set_input_files(str(data_path))
+def _upload(page, data_path: Path, nth: int = 0) -> None:
+    page.locator("input[type=file]").nth(nth).set_input_files(str(data_path))
+
+
+def _idle(page) -> None:
+    """Wait until Streamlit has finished the current run."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", polling=100
+    )
 
 
 def _shot(page, name: str) -> None:
+    """The whole page at 1400 px wide: the window is made as tall as the page's content
+    (Streamlit scrolls inside its main block, which a full-page screenshot does not see)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(1500)  # let charts and images finish drawing
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def _assert_rule_named(text: str, context: str) -> None:
+    """'Decided by the <threshold name>: ... <value>' is on the page."""
+    assert "Decided by the" in text, f"{context}: no rule beside the verdict"
+    line = text.split("Decided by the", 1)[1].split("\n", 1)[0]
+    assert any(line.strip().startswith(rule) for rule in RULES), f"{context}: {line!r}"
+    assert any(ch.isdigit() for ch in line), f"{context}: no threshold value in {line!r}"
+
+
+def _svg_texts(page, selector: str) -> list[dict]:
+    return page.eval_on_selector_all(
+        f"{selector} svg text",
+        "els => els.map(e => ({text: e.textContent, h: e.getBoundingClientRect().height}))",
+    )
 
 
 def test_upload_real_dicom_shows_verdict_and_every_page(browser, server: str, cbis_cases) -> None:
     page = _open(browser, server)
     page.get_by_text("Research demo, not a medical device").first.wait_for()
+    # (8) the Home diagram's text is legible: at least 12 px high, not ~6 px
+    page.get_by_test_id("stGraphVizChart").locator("svg text").first.wait_for()
+    heights = [t["h"] for t in _svg_texts(page, '[data-testid="stGraphVizChart"]') if t["text"]]
+    assert heights and min(heights) >= 12, heights
     _shot(page, "home")
 
     _go(page, "Diagnose")
@@ -159,38 +208,143 @@ def test_upload_real_dicom_shows_verdict_and_every_page(browser, server: str, cb
         "malignant",
     }
     page.get_by_text("Download PDF report").wait_for()
+    _idle(page)
+    text = page.inner_text("body")
+    # (1) the verdict names its rule and the threshold values in force
+    _assert_rule_named(text, "Diagnose")
+    assert "Thresholds in force: detector score ≥" in text
+    assert text.count("threshold 0.") >= 2  # beside P(abnormal) and P(malignant)
+    # (9) a CBIS-DDSM DICOM is not digitised mini-MIAS film: the result says so plainly
+    assert "unlike the images the models were trained on" in text
+    # (2) box tags are finding numbers, and the caption says so
+    assert "Box tag = finding number" in text
     assert "P_00820" not in page.content()  # the DICOM's patient id is never shown
     _shot(page, "diagnose")
 
     _go(page, "Cascade")  # shows the image just analysed on Diagnose (same session)
     page.get_by_text("6 · Time per stage").wait_for()
+    _idle(page)
+    text = page.inner_text("body")
+    _assert_rule_named(text, "Cascade")
+    # (5) the candidates image shows no classifier output and says what its numbers are
+    assert "before the classifiers. The number on a box is its rank by detector score" in text
+    assert "finding index" not in text  # Grad-CAM crops are numbered like the tables (#1 ...)
+    assert "Classifier 1 keeps a candidate when P(lesion) ≥" in text
     _shot(page, "cascade")
 
     _go(page, "Exam")
     page.get_by_test_id("stSelectbox").filter(has_text="pick a sample exam").click()
     page.get_by_role("option", name="CBIS-DDSM malignant exam 1").click()
     page.get_by_text("Exam verdict:").wait_for()
+    # (7) the per-view progress element: a status box with a progress bar, labelled
+    page.get_by_text("4 of 4 views analysed").first.wait_for()
+    _idle(page)
+    text = page.inner_text("body")
+    _assert_rule_named(text, "Exam")
+    assert text.count("Decided by the") >= 3  # the exam and each breast
+    assert "4 of 4 views are unlike the images the models were trained on" in text
     _shot(page, "exam")
 
     _go(page, "Dataset explorer")
-    page.get_by_text("Average age by label").wait_for()
+    page.get_by_text("Average age by label").first.wait_for()
+    _idle(page)
+    # (6) no stray "color" legend title; the synthetic cohort's density is not called BI-RADS
+    texts = [t["text"] for t in _svg_texts(page, '[data-testid="stPlotlyChart"]')]
+    assert "color" not in texts
+    assert any("BI-RADS-like categories, SYNTHETIC" in t for t in texts)
     _shot(page, "dataset")
 
     _go(page, "Experiments")
     page.get_by_role("heading", name="Experiments: four concepts compared").wait_for()
+    _idle(page)
     _shot(page, "experiments")
     page.close()
 
 
-def test_text_file_renamed_dcm_gives_readable_error(browser, server: str, tmp_path: Path) -> None:
+def test_exam_view_in_the_wrong_slot_is_flagged(browser, server: str, cbis_cases) -> None:
+    """(4) A left CC dropped into the Right CC slot is used as a left CC, with a warning."""
+    case = {k.lower(): v for k, v in cbis_cases[0].items()}
+    page = _open(browser, server)
+    _go(page, "Exam")
+    _upload(page, Path(case["lcc"]), nth=0)  # the Right CC slot
+    page.get_by_text("Exam verdict:").wait_for()
+    page.get_by_text("1 of 1 view analysed").first.wait_for()
+    _idle(page)
+    warning = page.get_by_test_id("stAlertContentWarning").filter(has_text="Right CC slot")
+    assert "is a Left CC view according to its header" in warning.first.inner_text()
+    text = page.inner_text("body")
+    assert "Left breast: " in text and "Right breast: no view" in text
+    page.close()
+
+
+def test_key_columns_and_legends_fit_a_1024_px_window(browser, server: str, cbis_cases) -> None:
+    """(3) Key table columns visible without scrolling sideways; (6) ROC legend off the curves."""
+    import appkit
+
+    page = _open(browser, server, width=1024, height=900)
+    _go(page, "Diagnose")
+    _upload(page, Path(cbis_cases[1]["lcc"]))
+    page.get_by_text("Download PDF report").wait_for()
+    _idle(page)
+    grids = page.get_by_test_id("stDataFrame")
+    if grids.count():  # no findings table when no detector box passed the threshold
+        visible = grids.first.evaluate("df => df.querySelector('.dvn-scroller').clientWidth")
+        assert visible >= sum(appkit.FINDINGS_KEY_WIDTHS.values()), visible
+
+    _go(page, "Experiments")
+    page.get_by_role("heading", name="Experiments: four concepts compared").wait_for()
+    _idle(page)
+    if page.get_by_test_id("stDataFrame").count():
+        sizes = page.get_by_test_id("stDataFrame").first.evaluate(
+            "df => { const s = df.querySelector('.dvn-scroller');"
+            " return [s.scrollWidth, s.clientWidth]; }"
+        )
+        assert sizes[0] <= sizes[1] + 2, f"experiments table scrolls sideways: {sizes}"
+        assert sizes[1] >= sum(appkit.EXPERIMENT_WIDTHS.values())
+    charts = page.get_by_test_id("stPlotlyChart")
+    if charts.count():
+        boxes = charts.first.evaluate(
+            "c => [c.querySelector('.legend').getBoundingClientRect().top,"
+            " c.querySelector('.nsewdrag').getBoundingClientRect().bottom]"
+        )
+        assert boxes[0] >= boxes[1] - 1, f"ROC legend overlaps the plot area: {boxes}"
+    page.close()
+
+
+@pytest.mark.skipif(not (MIAS_ROOT / "Info.txt").is_file(), reason="mini-MIAS not found")
+def test_dataset_explorer_names_the_mini_mias_tissue_scale(browser, server: str) -> None:
+    """(6) mini-MIAS F/G/D codes are background tissue, not BI-RADS density."""
+    page = _open(browser, server)
+    _go(page, "Dataset explorer")
+    page.get_by_text("Average age by label").first.wait_for()
+    page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
+    page.get_by_role("option", name="mias", exact=True).click()
+    root = page.get_by_label("Dataset root folder (on this server)")
+    root.fill(str(MIAS_ROOT))
+    root.press("Enter")
+    page.get_by_text("records no patient ages").first.wait_for()
+    _idle(page)
+    texts = [t["text"] for t in _svg_texts(page, '[data-testid="stPlotlyChart"]')]
+    assert any("Background tissue (mini-MIAS code, not BI-RADS)" in t for t in texts), texts
+    assert not any("BI-RADS)" in t and "not BI-RADS" not in t for t in texts)
+    assert {"F fatty", "G fatty-glandular", "D dense-glandular"} <= set(texts)
+    assert "color" not in texts
+    page.close()
+
+
+def test_bad_files_give_a_readable_error(browser, server: str, tmp_path: Path) -> None:
+    """(8) A text file renamed .dcm and a file of a wrong type both get a clear message."""
     fake = tmp_path / "notes.dcm"
     fake.write_text("these are meeting notes, not a mammogram\n" * 10)
-    page = _open(browser, server)
-    _go(page, "Diagnose")
-    _upload(page, fake)
-    error = page.get_by_test_id("stAlertContentError").first
-    error.wait_for()
-    text = error.inner_text()
-    assert "notes.dcm" in text and "Cannot use this image" in text
-    assert "Traceback" not in page.content()
-    page.close()
+    wrong = tmp_path / "notes.txt"
+    wrong.write_text("a text file is not a mammogram\n" * 10)
+    for path in (fake, wrong):
+        page = _open(browser, server)
+        _go(page, "Diagnose")
+        _upload(page, path)
+        error = page.get_by_test_id("stAlertContentError").first
+        error.wait_for()
+        text = error.inner_text()
+        assert path.name in text and "Cannot use this image" in text
+        assert "Traceback" not in page.content()
+        page.close()
