@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from hdcnn.cascade import Finding, FindingStatus, Thresholds
-from hdcnn.terms import Label
+from hdcnn.cascade import Finding, Thresholds
+from hdcnn.terms import FindingStatus, Label
 
 if TYPE_CHECKING:
     from hdcnn.cascade import Prediction

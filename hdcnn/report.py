@@ -538,8 +538,8 @@ def _status_text(finding: Mapping[str, Any]) -> str:
     status = finding.get("status")
     if not status:
         return str(finding.get("label", "-"))
-    from hdcnn.cascade import FindingStatus
     from hdcnn.reasons import STATUS_TEXT
+    from hdcnn.terms import FindingStatus
 
     try:
         return STATUS_TEXT[FindingStatus(status)]

@@ -10,9 +10,9 @@ import streamlit as st
 
 import appkit
 from hdcnn.analysis import candidate_overlay
-from hdcnn.cascade import FindingStatus
 from hdcnn.reasons import STATUS_TEXT, THRESHOLD_NAMES, candidate_rows
 from hdcnn.report import COLOURS, render_overlay
+from hdcnn.terms import FindingStatus
 
 appkit.sidebar()
 st.title("The cascade, step by step")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hdcnn.cascade import Candidates, Cascade, CascadeTrace, FindingStatus, Thresholds, load_cascade
+from hdcnn.cascade import Candidates, Cascade, CascadeTrace, Thresholds, load_cascade
 from hdcnn.preprocess import preprocess
 from hdcnn.reasons import (
     STATUS_TEXT,
@@ -23,7 +23,7 @@ from hdcnn.reasons import (
     supports_verdict,
     thresholds_text,
 )
-from hdcnn.terms import Label
+from hdcnn.terms import FindingStatus, Label
 from tests.cascade_weights import breast_image, make_weights_dir
 
 BASE = Thresholds(detector_score=0.05, c1_lesion=0.3, abnormal=0.7, malignant=0.4)
