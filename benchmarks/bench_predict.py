@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_predict.py [--weights models] [--mias DIR] [--limit 20] [--threads 2]
+        [--max-candidates 20 10]
 
 Prints, per image source, the median and 95th-percentile milliseconds of every stage of
 :meth:`hdcnn.cascade.Cascade.predict` (``timing_ms``), measured after one warm-up call:
@@ -52,6 +53,12 @@ def main() -> None:
     parser.add_argument("--mias", default=str(REPO.parent / "shared" / "data" / "mini-mias"))
     parser.add_argument("--limit", type=int, default=20, help="images per source")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--max-candidates",
+        type=int,
+        nargs="+",
+        help="also time these candidate counts (default: the weights' own setting)",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -60,14 +67,17 @@ def main() -> None:
         f"cascade {cascade.name} from {args.weights}; torch {torch.__version__}, "
         f"{args.threads} CPU thread(s), {platform.processor() or platform.machine()}"
     )
+    counts = args.max_candidates or [cascade.max_candidates]
     for label, paths in _sources(Path(args.mias), args.limit).items():
-        cascade.predict(paths[0])  # warm-up
-        rows = np.array([[cascade.predict(p).timing_ms[s] for s in STAGES] for p in paths])
-        med, p95 = np.median(rows, axis=0), np.percentile(rows, 95, axis=0)
-        print(f"\n{label}: {len(paths)} images, milliseconds per image")
-        print("  " + " ".join(f"{s:>11}" for s in ("", *STAGES)))
-        print("  " + f"{'median':>11}" + " ".join(f"{v:11.0f}" for v in med))
-        print("  " + f"{'p95':>11}" + " ".join(f"{v:11.0f}" for v in p95))
+        for count in counts:
+            cascade.max_candidates = count
+            cascade.predict(paths[0])  # warm-up
+            rows = np.array([[cascade.predict(p).timing_ms[s] for s in STAGES] for p in paths])
+            med, p95 = np.median(rows, axis=0), np.percentile(rows, 95, axis=0)
+            print(f"\n{label}: {len(paths)} images, {count} candidates, ms per image")
+            print("  " + " ".join(f"{s:>11}" for s in ("", *STAGES)))
+            print("  " + f"{'median':>11}" + " ".join(f"{v:11.0f}" for v in med))
+            print("  " + f"{'p95':>11}" + " ".join(f"{v:11.0f}" for v in p95))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ LONG_SIDE = 512
 CROP_SIZE = 128
 #: Crop window side as a multiple of the box's longer side.
 CONTEXT = 1.5
+#: Crop side of the from-scratch classifiers of ``python -m hdcnn train``.
+SCRATCH_CROP_SIZE = 64
 #: Detector candidates classified per image.
 MAX_CANDIDATES = 20
 #: Input ``(h, w)`` of the whole-image models.

@@ -40,6 +40,7 @@ from hdcnn.cascade import (
     read_cascade_config,
     verdict,
 )
+from hdcnn.config import LONG_SIDE
 from hdcnn.errors import CheckpointError, HDCNNError
 from hdcnn.terms import Label
 
@@ -83,6 +84,52 @@ class ImageResult:
     lesion_boxes: list[tuple[float, float, float, float]]
     outputs: dict[str, ConceptOutput] = field(default_factory=dict)
     error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (rounded to 6 decimals): the scores every reported figure derives from."""
+
+        def concept(o: ConceptOutput) -> dict[str, Any]:
+            d: dict[str, Any] = {
+                "p_abnormal": round(float(o.p_abnormal), 6),
+                "p_malignant": round(float(o.p_malignant), 6),
+                "label": str(o.label),
+            }
+            if o.boxes is not None and o.scores is not None:
+                d["boxes"] = [[round(float(v), 2) for v in b] for b in o.boxes]
+                d["scores"] = [round(float(v), 6) for v in o.scores]
+            return d
+
+        return {
+            "index": self.index,
+            "patient_id": self.patient_id,
+            "truth": str(self.truth),
+            "lesion_boxes": [[round(float(v), 2) for v in b] for b in self.lesion_boxes],
+            "outputs": {k: concept(v) for k, v in self.outputs.items()},
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageResult:
+        """Inverse of :meth:`to_dict`."""
+
+        def concept(o: dict[str, Any]) -> ConceptOutput:
+            boxes = o.get("boxes")
+            return ConceptOutput(
+                float(o["p_abnormal"]),
+                float(o["p_malignant"]),
+                Label(o["label"]),
+                boxes=None if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4),
+                scores=None if boxes is None else np.asarray(o["scores"], np.float64),
+            )
+
+        return cls(
+            index=int(d["index"]),
+            patient_id=str(d["patient_id"]),
+            truth=Label(d["truth"]),
+            lesion_boxes=[tuple(float(v) for v in b) for b in d["lesion_boxes"]],
+            outputs={k: concept(v) for k, v in d["outputs"].items()},
+            error=d.get("error"),
+        )
 
 
 @dataclass
@@ -206,7 +253,7 @@ class Experiment:
         self.long_side = self.cascade.long_side if self.cascade else self._long_side()
 
     def _long_side(self) -> int:
-        return int((self.config.get("preprocess") or {}).get("long_side", 512))
+        return int((self.config.get("preprocess") or {}).get("long_side", LONG_SIDE))
 
     def _flat_cascade(self) -> Cascade:
         """det-flat: the det-hier cascade's detector with the flat crop head (no copy of code)."""

@@ -26,9 +26,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from hdcnn.config import LONG_SIDE
 from hdcnn.errors import MammogramError
 
 log = logging.getLogger(__name__)
+
 
 #: Long side (pixels) of the downsampled copy on which the breast is segmented.
 WORK_SIDE = 512
@@ -343,7 +345,7 @@ def chest_wall_side(image_or_mask: np.ndarray, *, source: str = "image") -> str:
 def preprocess(
     image: np.ndarray,
     *,
-    long_side: int = 512,
+    long_side: int = LONG_SIDE,
     source: str = "image",
     laterality: str | None = None,
 ) -> Preprocessed:

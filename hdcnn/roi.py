@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from hdcnn.config import CROP_SIZE
+
 if TYPE_CHECKING:
     from hdcnn.preprocess import Geometry
 
@@ -78,7 +80,7 @@ def crop_rois(
     image: np.ndarray,
     boxes: np.ndarray,
     *,
-    size: int = 64,
+    size: int = CROP_SIZE,
     context: float = DEFAULT_CONTEXT,
     min_side: float = DEFAULT_MIN_SIDE,
 ) -> np.ndarray:

@@ -323,10 +323,9 @@ def test_choose_thresholds_rejects_an_unknown_rule() -> None:
 
 def test_preprocessing_size_disagreeing_with_the_detector_is_refused(tmp_path) -> None:
     """cascade.json and detector.pt must agree on the model-image size; the error names both."""
-    from tests.cascade_weights import LONG_SIDE, make_weights_dir
-
     from hdcnn.cascade import load_cascade
     from hdcnn.errors import CheckpointError
+    from tests.cascade_weights import LONG_SIDE, make_weights_dir
 
     root = make_weights_dir(tmp_path / "w", config={"preprocess": {"long_side": 2 * LONG_SIDE}})
     with pytest.raises(CheckpointError) as info:

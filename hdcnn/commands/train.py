@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+from hdcnn.config import LONG_SIDE, SCRATCH_CROP_SIZE
 from hdcnn.train.config import DEFAULT_EPOCHS, PARTS, TrainConfig, parse_parts
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"epochs per part (default per part: {DEFAULT_EPOCHS})",
     )
-    p.add_argument("--long-side", type=int, default=512, help="model image long side (px)")
-    p.add_argument("--crop-size", type=int, default=64, help="ROI crop / crop classifier side")
+    p.add_argument("--long-side", type=int, default=LONG_SIDE, help="model image long side (px)")
+    p.add_argument(
+        "--crop-size", type=int, default=SCRATCH_CROP_SIZE, help="ROI crop / crop classifier side"
+    )
     p.add_argument(
         "--whole-size",
         type=int,

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from hdcnn.config import LONG_SIDE
 from hdcnn.data.manifest import ImageRecord, Manifest
 from hdcnn.preprocess import Preprocessed, preprocess
 from hdcnn.roi import DEFAULT_CONTEXT, crop_rois
@@ -217,7 +218,7 @@ class DetectionDataset(Dataset):
         self,
         manifest: Manifest,
         *,
-        long_side: int = 512,
+        long_side: int = LONG_SIDE,
         train: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         augment: Augment | None = None,
@@ -311,7 +312,7 @@ class RoiDataset(Dataset):
         manifest: Manifest,
         *,
         crop_size: int = 96,
-        long_side: int = 512,
+        long_side: int = LONG_SIDE,
         train: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         normals_per_image: int = 1,

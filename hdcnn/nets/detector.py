@@ -26,6 +26,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
+from hdcnn.config import LONG_SIDE
 from hdcnn.errors import CheckpointError
 from hdcnn.nets._config import config_from_dict
 
@@ -64,7 +65,7 @@ class DetectorConfig:
         box_detections_per_img: at most this many detections per image.
     """
 
-    long_side: int = 512
+    long_side: int = LONG_SIDE
     anchor_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     backbone: str = "tiny"

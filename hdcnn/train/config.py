@@ -1,9 +1,12 @@
 """Training configuration and the table of trainable parts."""
 
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from hdcnn.config import LONG_SIDE, SCRATCH_CROP_SIZE
 
 #: part name -> (weights file, checkpoint kind, output classes)
 PARTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -89,13 +92,13 @@ class TrainConfig:
     out: Path
     parts: tuple[str, ...] = tuple(PARTS)
     epochs: int | None = None
-    long_side: int = 512
+    long_side: int = LONG_SIDE
     batch_size: int = 32
     det_batch_size: int = 2
     lr: float = 2e-3
     det_lr: float = 1e-3
     weight_decay: float = 1e-4
-    crop_size: int = 64
+    crop_size: int = SCRATCH_CROP_SIZE
     whole_size: tuple[int, int] = (256, 160)
     widths: tuple[int, ...] = (16, 32, 64, 128)
     seed: int = 0

@@ -59,6 +59,10 @@ FEATURE_PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "whole-malignancy": ("whole_malignancy.pt", ("benign", "malignant")),
 }
 LABEL_INDEX = {Label.NORMAL: 0, Label.BENIGN: 1, Label.MALIGNANT: 2}
+#: Patient-bootstrap resamples of the report's intervals.
+N_BOOT = 1000
+#: File of the out-of-fold scores every figure of the report derives from.
+OOF_FILE = "oof_predictions.json"
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class CVConfig:
         det_epochs / det_lr / det_batch / trainable_stages: detector fine-tuning (ImageNet
             start; ``trainable_stages`` of Lite0's four, counted from the deepest).
         logistic_c: inverse L2 strength of every logistic-regression head (standardised
-            features); fixed a priori, not tuned on the folds.
+            features); None = chosen per head by an inner patient-grouped CV on the training
+            folds only (:func:`fit_logistic`).
         normal_crops: random normal-tissue crops per training image (negatives of C1).
         lesion_jitter: shifted/rescaled copies of each training lesion crop (plus mirrors).
         hard_negatives: use the detector's false positives on training images as negatives.
@@ -90,7 +95,7 @@ class CVConfig:
     det_lr: float = 3e-4
     det_batch: int = 2
     trainable_stages: int = 2
-    logistic_c: float = 0.05
+    logistic_c: float | None = None
     normal_crops: int = 3
     lesion_jitter: int = 3
     hard_negatives: bool = True
@@ -402,33 +407,81 @@ def crop_features(
 # ----------------------------------------------------------------------------- heads
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> tuple[np.ndarray, ...]:
+#: Inverse L2 strengths tried for every logistic head (inner patient-grouped CV picks one).
+LOGISTIC_CS: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+#: Used when the inner CV cannot run (too few patients, or a class missing in a split).
+FALLBACK_C = 0.01
+
+
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    groups: np.ndarray | None = None,
+    c: float | None = None,
+) -> tuple[tuple[np.ndarray, ...], float]:
     """Standardise, then an L2 logistic regression with balanced class weights.
 
+    The regularisation is chosen by an inner 3-fold cross-validation grouped by patient
+    (``groups``) over :data:`LOGISTIC_CS` (AUC for two classes, log-loss for more), so the
+    outer folds stay untouched; ``c`` fixes it instead.
+
     Returns:
-        ``(mean, std, coef, intercept)`` for :meth:`LinearHead.set_logistic`.
+        ``((mean, std, coef, intercept), C)``; the first for :meth:`LinearHead.set_logistic`.
     """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    def model(c_value: float) -> LogisticRegression:
+        return LogisticRegression(
+            C=c_value, class_weight="balanced", max_iter=5000, random_state=seed
+        )
 
     mean = x.mean(axis=0)
     std = x.std(axis=0) + 1e-6
-    clf = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed)
-    clf.fit((x - mean) / std, y)
+    z = (x - mean) / std
+    classes = np.unique(y)
+    chosen = c
+    if chosen is None and groups is not None and len(np.unique(groups)) >= 3:
+        splits = list(GroupKFold(n_splits=3).split(z, y, groups))
+        if all(len(np.unique(y[tr])) == len(classes) == len(np.unique(y[te])) for tr, te in splits):
+            scores = []
+            for c_value in LOGISTIC_CS:  # higher is better: AUC, or minus the log-loss
+                fold_scores = []
+                for tr, te in splits:
+                    prob = model(c_value).fit(z[tr], y[tr]).predict_proba(z[te])
+                    fold_scores.append(
+                        roc_auc_score(y[te], prob[:, 1])
+                        if len(classes) == 2
+                        else -log_loss(y[te], prob, labels=classes)
+                    )
+                scores.append(float(np.mean(fold_scores)))
+            chosen = LOGISTIC_CS[int(np.argmax(scores))]
+    if chosen is None:
+        chosen = FALLBACK_C
+    clf = model(chosen).fit(z, y)
     if list(clf.classes_) != list(range(len(clf.classes_))):
         raise ValueError(f"classes must be 0..n-1, got {clf.classes_}")
-    return mean, std, clf.coef_, clf.intercept_
+    return (mean, std, clf.coef_, clf.intercept_), chosen
 
 
 def make_head(
-    part: str, x: np.ndarray, y: np.ndarray, cfg: CVConfig, input_size: tuple[int, int]
-) -> FeatureClassifier:
-    """A fitted :class:`FeatureClassifier` for ``part`` (labels ``y`` index its classes)."""
+    part: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    cfg: CVConfig,
+    input_size: tuple[int, int],
+) -> tuple[FeatureClassifier, float]:
+    """A fitted :class:`FeatureClassifier` for ``part`` and its regularisation ``C``."""
     classes = FEATURE_PARTS[part][1]
     model = build_feature_classifier(
         FeatureConfig(num_classes=len(classes), input_size=input_size, pretrained=cfg.pretrained)
     )
-    model.head.set_logistic(*fit_logistic(x, y, cfg.logistic_c, cfg.seed))
-    return model
+    params, c = fit_logistic(x, y, cfg.seed, groups, cfg.logistic_c)
+    model.head.set_logistic(*params)
+    return model, c
 
 
 @dataclass
@@ -450,30 +503,53 @@ class CropSet:
 
 
 def fit_heads(
-    crops: CropSet, whole_x: np.ndarray, whole_y: np.ndarray, cfg: CVConfig
-) -> dict[str, FeatureClassifier]:
-    """The six classifiers from training crops and whole-image features."""
+    crops: CropSet,
+    whole_x: np.ndarray,
+    whole_y: np.ndarray,
+    cfg: CVConfig,
+    patients: Sequence[str],
+    whole_images: np.ndarray,
+) -> dict[str, tuple[FeatureClassifier, float]]:
+    """The six classifiers (and their C) from training crops and whole-image features.
+
+    ``patients[i]`` is image ``i``'s patient (the inner CV's groups); ``whole_images`` the
+    image index of each row of ``whole_x``.
+    """
     c = cfg.cascade
     crop_size = (c.crop_size, c.crop_size)
+    pid = np.asarray(patients)
+    g = pid[crops.image]
     lesion = crops.y != 0
     graded = crops.y > 0
+    known_crop = crops.y >= 0
     heads = {
-        "c1": make_head("c1", crops.x, lesion.astype(int), cfg, crop_size),
-        "c2": make_head("c2", crops.x[graded], (crops.y[graded] == 2).astype(int), cfg, crop_size),
+        "c1": make_head("c1", crops.x, lesion.astype(int), g, cfg, crop_size),
+        "c2": make_head(
+            "c2", crops.x[graded], (crops.y[graded] == 2).astype(int), g[graded], cfg, crop_size
+        ),
         "crop-flat": make_head(
-            "crop-flat", crops.x[crops.y >= 0], crops.y[crops.y >= 0], cfg, crop_size
+            "crop-flat", crops.x[known_crop], crops.y[known_crop], g[known_crop], cfg, crop_size
         ),
     }
+    wg = pid[whole_images]
     known = whole_y >= 0
     abnormal = whole_y > 0
-    heads["whole-flat"] = make_head("whole-flat", whole_x[known], whole_y[known], cfg, c.whole_size)
+    heads["whole-flat"] = make_head(
+        "whole-flat", whole_x[known], whole_y[known], wg[known], cfg, c.whole_size
+    )
     heads["whole-abnormal"] = make_head(
-        "whole-abnormal", whole_x[known], abnormal[known].astype(int), cfg, c.whole_size
+        "whole-abnormal",
+        whole_x[known],
+        abnormal[known].astype(int),
+        wg[known],
+        cfg,
+        c.whole_size,
     )
     heads["whole-malignancy"] = make_head(
         "whole-malignancy",
         whole_x[abnormal],
         (whole_y[abnormal] == 2).astype(int),
+        wg[abnormal],
         cfg,
         c.whole_size,
     )
@@ -653,8 +729,11 @@ class CrossValidation:
             return folder
         crops = self.training_crops(cand, train_idx)
         whole = self.whole()
-        heads = fit_heads(crops, whole["x"][train_idx], whole["y"][train_idx], self.cfg)
-        for part, model in heads.items():
+        patients = [it.patient for it in self.items]
+        heads = fit_heads(
+            crops, whole["x"][train_idx], whole["y"][train_idx], self.cfg, patients, train_idx
+        )
+        for part, (model, c) in heads.items():
             file, classes = FEATURE_PARTS[part]
             save_checkpoint(
                 folder / file,
@@ -662,7 +741,7 @@ class CrossValidation:
                 config=model.config,
                 model=model,
                 classes=list(classes),
-                extra={"part": part},
+                extra={"part": part, "C": c},
             )
         patients = sorted({self.items[i].patient for i in train_idx})
         cfg = replace(cascade_cfg, training={"patients": patients, "cv": self.cfg.to_dict()})
@@ -877,10 +956,12 @@ class Evaluation:
         return out
 
     def report(self, scored, chosen, folder: Path) -> dict[str, Any]:
-        from hdcnn.experiment import CONCEPTS, evaluate_results
+        from hdcnn.experiment import CONCEPTS, ImageResult, evaluate_results
 
-        results = self.results(scored, chosen, folder)
-        rep = evaluate_results(results, CONCEPTS, n_boot=1000, seed=self.cfg.seed)
+        # the figures are computed from the rounded scores that are published beside them
+        self.oof = [r.to_dict() for r in self.results(scored, chosen, folder)]
+        results = [ImageResult.from_dict(r) for r in self.oof]
+        rep = evaluate_results(results, CONCEPTS, n_boot=N_BOOT, seed=self.cfg.seed)
         rep["protocol"] = {
             "kind": "cross-validation",
             "folds": self.cfg.folds,
@@ -1022,14 +1103,11 @@ class Ablations:
                 cand, train, static=static, hard_negatives=name != "no-hard-negatives"
             )
             graded = crops.y > 0
-            c1 = fit_logistic(
-                crops.x, (crops.y != 0).astype(int), self.cfg.logistic_c, self.cfg.seed
-            )
-            c2 = fit_logistic(
-                crops.x[graded],
-                (crops.y[graded] == 2).astype(int),
-                self.cfg.logistic_c,
-                self.cfg.seed,
+            groups = np.array([cv.items[int(i)].patient for i in crops.image])
+            seed, fixed_c = self.cfg.seed, self.cfg.logistic_c
+            c1, _ = fit_logistic(crops.x, (crops.y != 0).astype(int), seed, groups, fixed_c)
+            c2, _ = fit_logistic(
+                crops.x[graded], (crops.y[graded] == 2).astype(int), seed, groups[graded], fixed_c
             )
 
             def prob(p: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
@@ -1108,12 +1186,14 @@ def run(
     scored = ev.out_of_fold()
     chosen = ev.thresholds(scored, out / "fold0")
     report = ev.report(scored, chosen, out / "fold0")
-    report["config"] = cfg.to_dict()
+    report["config"] = {k: v for k, v in cfg.to_dict().items() if k not in ("root", "out")}
     if ablations:
         report["ablations"] = Ablations(cv).run()
-    report["seconds"] = round(time.perf_counter() - t0, 1)
+    report["seconds_this_run"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     atomic_write_text(out / "cv_report.json", text)
+    oof = json.dumps({"protocol": report["protocol"], "images": ev.oof}, allow_nan=False) + "\n"
+    atomic_write_text(out / OOF_FILE, oof)
     if ship is not None:
         dest = ev.ship(chosen, Path(ship), report)
         from hdcnn.cascade import load_cascade
@@ -1124,7 +1204,8 @@ def run(
             "model": {"name": CascadeConfig.load(dest).name, "sha256": load_cascade(dest).sha256},
             **report,
         }
-        doc.pop("seconds", None)
+        doc.pop("seconds_this_run", None)
+        atomic_write_text(dest / OOF_FILE, oof)
         atomic_write_text(
             dest / "experiments.json", json.dumps(doc, indent=2, allow_nan=False) + "\n"
         )
