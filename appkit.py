@@ -251,8 +251,116 @@ def finding_cams_cached(cascade: Any, analysis: Analysis, prediction: Any, stage
     return cams
 
 
+def keep_uploads_in_memory() -> None:
+    """Keep uploaded files in memory: never spooled to a temporary file on disk.
+
+    Streamlit 1.67 serves uploads with Starlette; its upload route parses the multipart body
+    with ``request.form()``, whose ``MultiPartParser`` puts each file in a
+    ``tempfile.SpooledTemporaryFile(max_size=1 MB)``: anything larger rolls over to a file
+    in the temp directory (``/tmp``) until the request ends. ``spool_max_size = 0`` means
+    "never roll over", so the bytes stay in memory (at most ``server.maxUploadSize``), then
+    go to Streamlit's in-memory upload manager as before. Called when this module is
+    imported, i.e. before any page shows an uploader.
+    """
+    try:
+        from starlette.formparsers import MultiPartParser
+    except ImportError:  # a Streamlit without the Starlette server: nothing to change
+        return
+    MultiPartParser.spool_max_size = 0
+
+
+#: glibc's mallopt parameter M_ARENA_MAX.
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` glibc malloc arenas for the threads that analyse uploads.
+
+    Streamlit runs every script run in a new thread; glibc gives threads their own arenas
+    (up to 8 per core) and keeps their freed pages resident, so memory freed after a session
+    ended stayed with the process (+100-400 MB after 8-32 sessions, measured by
+    ``tests/e2e/test_load.py``). Two arenas return it (within ~10 MB) at no measurable cost.
+    Same as starting the server with ``MALLOC_ARENA_MAX=2``; nothing happens elsewhere.
+    """
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to limit
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, int(arenas))
+
+
+keep_uploads_in_memory()
+limit_malloc_arenas()
+
+class _SessionRelease:
+    """Frees one browser session's analyses and uploads when it disconnects.
+
+    Streamlit keeps a disconnected session for ``server.disconnectedSessionTTL`` seconds so
+    that it can reconnect, and removes expired ones only on a later disconnect. Its session
+    state holds the analyses (full-size image, trace, display images) and the pages'
+    widget callbacks keep each page's globals, so every finished session left ~100 MB
+    behind. This object is a session-scoped resource: Streamlit releases it on disconnect,
+    and the release clears the session state and drops the session's uploaded files and
+    media (images, deferred downloads). A browser that reconnects re-sends its widget
+    values; its files must be chosen again.
+    """
+
+    def __init__(self, state: Any, session_id: str | None) -> None:
+        self.state = state
+        self.session_id = session_id
+
+    def release(self) -> None:
+        inner = getattr(self.state, "_state", self.state)  # SafeSessionState -> SessionState
+        lock = getattr(self.state, "_lock", None)
+        try:
+            if lock is not None:
+                with lock:
+                    inner.clear()
+            elif inner is not None:
+                inner.clear()
+        except Exception as exc:  # the session is already gone: nothing to free
+            log.debug("session state not cleared (%s)", type(exc).__name__)
+        self.state = None
+        if self.session_id is not None:
+            try:
+                from streamlit.runtime import Runtime
+
+                runtime = Runtime.instance()
+                runtime.uploaded_file_mgr.remove_session_files(self.session_id)
+                # download buttons with deferred data (the PDF report) keep a callable that
+                # holds the page's globals, the analysis included, until dropped here
+                runtime.media_file_mgr.clear_session_refs(self.session_id)
+                runtime.media_file_mgr.remove_orphaned_files()
+            except Exception as exc:  # no runtime (AppTest) or already removed
+                log.debug("session files not removed (%s)", type(exc).__name__)
+        _return_free_memory()
+
+
+def _return_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system (glibc ``malloc_trim``):
+    the arenas of the threads that analysed images otherwise keep them resident."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@st.cache_resource(show_spinner=False, scope="session", on_release=_SessionRelease.release)
+def _session_release() -> _SessionRelease:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return _SessionRelease(getattr(ctx, "session_state", None), getattr(ctx, "session_id", None))
+
+
 def analysis_for_upload(upload: Any, cascade: Any, *, slot: str) -> Analysis | None:
     """Analyse an ``st.file_uploader`` result once per session; errors become a message.
+
+    The upload is analysed from memory (:func:`keep_uploads_in_memory`); the analysis is
+    released when the session disconnects (:class:`_SessionRelease`).
 
     Args:
         upload: the ``UploadedFile`` (or None).
@@ -280,6 +388,12 @@ def _cached_analysis(data: bytes, name: str, cascade: Any, *, slot: str) -> Anal
         st.session_state.pop(slot, None)
         show_error(exc)
         return None
+    except Exception as exc:  # never a traceback on screen: one line in the log, one message
+        log.error("%s: analysis failed (%s)", name, type(exc).__name__)
+        st.session_state.pop(slot, None)
+        st.error(f"Cannot use this image. {name}: it could not be analysed ({type(exc).__name__}).")
+        return None
+    _session_release()  # registers the release of this session's state on disconnect
     st.session_state[slot] = analysis
     st.session_state["last_analysis"] = analysis
     return analysis
