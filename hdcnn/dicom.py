@@ -20,6 +20,7 @@ Reading (used by :func:`hdcnn.reader.read_mammogram`):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -590,9 +591,13 @@ def decode_stored(ds: Dataset, source: str) -> np.ndarray:
     Raises:
         MammogramError: the pixel data is truncated or cannot be decoded.
     """
+    from hdcnn.reader import decoder_stderr
+
     tsyntax = transfer_syntax(ds)
+    quiet = decoder_stderr() if tsyntax.is_compressed else contextlib.nullcontext()
     try:
-        arr = ds.pixel_array
+        with quiet:
+            arr = ds.pixel_array
     except MemoryError:
         raise
     except Exception as exc:  # decoders raise anything from ValueError to RuntimeError

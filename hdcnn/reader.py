@@ -21,9 +21,8 @@ What is refused as not plausibly a mammogram: a DICOM whose Modality is not ``MG
 not an X-ray / secondary-capture image), an image whose decoder reported damage ("premature
 end of data", CRC errors, missing bytes ...), images smaller than :data:`MIN_SIDE`, and images
 without spatial structure (neighbouring pixels uncorrelated: random noise). Decoder messages
-(libpng, libjpeg, OpenCV, pydicom warnings and log records) are captured while a file is read:
-damage is refused, anything else is logged as one line naming the file; nothing else reaches
-stderr.
+(libpng, libjpeg, OpenCV, OpenJPEG on stderr; pydicom warnings and log records) are captured
+while a file is read: damage is refused, anything else is logged as one line naming the file.
 """
 
 from __future__ import annotations
@@ -297,12 +296,25 @@ def _install_log_filters() -> None:
             lg.addFilter(_FILTER)
 
 
-@contextlib.contextmanager
-def _captured_stderr(sink: list[str]) -> Iterator[None]:
-    """Redirect file descriptor 2 (where libpng, libjpeg and OpenCV write) into ``sink``.
+#: What C decoders write on stderr (libjpeg, libpng, libtiff, OpenJPEG, OpenCV's log); any
+#: other line written meanwhile (another thread's log record) is passed through unchanged.
+_DECODER_LINE = re.compile(
+    r"^(libpng|libtiff|TIFF|[A-Za-z]*TIFF[A-Za-z]*:|Corrupt JPEG|Premature end|Invalid |"
+    r"Bogus |Unsupported |Huffman |Quantization table|Not a JPEG|Wrong JPEG|Empty (JPEG|input)|"
+    r"Didn't expect|Inconsistent progression|Backing store|Maximum supported|Image too |"
+    r"Application transferred|JPEG|OpenJPEG|openjpeg|\[ ?(WARN|ERROR|INFO|DEBUG|FATAL)\b|"
+    r"\[(WARNING|ERROR|INFO)\]|libjpeg|charls|CharLS)"
+)
 
-    Serialised by a lock; anything written to fd 2 by other threads meanwhile is kept in
-    ``sink`` too (a window of milliseconds to seconds while one image decodes).
+
+@contextlib.contextmanager
+def decoder_stderr() -> Iterator[None]:
+    """Capture what a C decoder writes to file descriptor 2 during the block.
+
+    Decoder lines (:data:`_DECODER_LINE`) become notes of the file being read (see
+    :func:`_decoder_messages`; logged as one warning when no file is being read); any other
+    line (another thread's output in a server) is written back to stderr. Serialised by a
+    lock, held only while a decoder runs.
     """
     with _STDERR_LOCK:
         try:
@@ -329,19 +341,32 @@ def _captured_stderr(sink: list[str]) -> Iterator[None]:
             yield
         finally:
             os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees EOF
-            os.close(saved)
             reader.join(5.0)
             os.close(read_end)
             text = b"".join(chunks).decode("utf-8", "replace")
-            sink.extend(line.strip() for line in text.splitlines() if line.strip())
+            passed: list[str] = []
+            notes: list[str] = []
+            for line in text.splitlines(keepends=True):
+                (notes if _DECODER_LINE.match(line.strip()) else passed).append(line)
+            if passed:
+                with contextlib.suppress(OSError):
+                    os.write(saved, "".join(passed).encode("utf-8", "replace"))
+            os.close(saved)
+            sink = getattr(_CAPTURE, "sink", None)
+            cleaned = [n.strip() for n in notes if n.strip()]
+            if sink is not None:
+                sink.extend(cleaned)
+            elif cleaned:
+                logger.warning("decoder message: %s", _clip(cleaned[0]))
 
 
 @contextlib.contextmanager
 def _decoder_messages() -> Iterator[list[str]]:
     """Collect, and keep off the console, what decoders say while one file is read.
 
-    Yields a list that holds, once the block has ended, the warnings, decoder-library log
-    records and stderr lines emitted in the block (first line of each).
+    Yields a list that holds, once the block has ended, the warnings and decoder-library
+    log records emitted in the block and the decoder lines written to stderr by
+    :func:`decoder_stderr` blocks inside it (first line of each).
     """
     notes: list[str] = []
     _install_log_filters()
@@ -350,8 +375,7 @@ def _decoder_messages() -> Iterator[list[str]]:
         warnings.simplefilter("always")
         _CAPTURE.sink = notes
         try:
-            with _captured_stderr(notes):
-                yield notes
+            yield notes
         finally:
             _CAPTURE.sink = previous
             for w in caught:
@@ -740,7 +764,8 @@ def _decode_cv2(data: bytes, fmt: str, label: str) -> np.ndarray:
 
     flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
     try:
-        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+        with decoder_stderr():
+            arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as exc:
         raise MammogramError(
             label, f"could not decode {fmt.upper()} data: {short_reason(exc)}"

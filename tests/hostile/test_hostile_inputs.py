@@ -186,3 +186,19 @@ def test_app_upload_path_refuses_with_its_own_error(weights: Path) -> None:
             analyse_bytes(case.data, case.name, cascade)
         assert type(info.value) is MammogramError
         assert str(info.value).startswith(f"{case.name}: ")
+
+
+def test_stderr_capture_keeps_other_threads_output_and_only_takes_decoder_lines(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A server writes log lines from other threads while one image decodes: those lines
+    pass through unchanged and never count as damage of the image being read."""
+    import os
+
+    from hdcnn import reader
+
+    with reader._decoder_messages() as notes, reader.decoder_stderr():
+        os.write(2, b"2026-01-01 12:00:00.000 another session: upload truncated\n")
+        os.write(2, b"Corrupt JPEG data: premature end of data segment\n")
+    assert notes == ["Corrupt JPEG data: premature end of data segment"]
+    assert capfd.readouterr().err == "2026-01-01 12:00:00.000 another session: upload truncated\n"

@@ -97,8 +97,9 @@ def _watch_temp_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[s
 def test_streamlit_upload_route_keeps_a_3_mb_upload_in_memory(
     upload_app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import appkit  # noqa: F401  (the app's import turns spooling off)
     from starlette.formparsers import MultiPartParser
+
+    import appkit  # noqa: F401  (the app's import turns spooling off)
 
     assert MultiPartParser.spool_max_size == 0
     app, manager = upload_app
