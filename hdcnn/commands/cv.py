@@ -11,7 +11,6 @@ the same command continues from the run folder. See docs/TRAINING.md.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -52,6 +51,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _f(value: object, digits: int = 3) -> str:
+    return "—" if value is None else f"{float(value):.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    """The report's tables as Markdown (the README and the model card quote them)."""
+    lines = [
+        f"{report['n_images']} images, {report['n_patients']} patients, "
+        f"{report['n_lesions']} lesion boxes; {report['protocol']['folds']}-fold, "
+        "patient-grouped, out of fold",
+        "",
+        "| concept | AUC abnormal [95% CI] | AUC malignant [95% CI] | sens. abnormal @ spec 0.9 "
+        "| sens. malignant @ spec 0.9 | macro-F1 | specificity | FROC @0.5 / 1 / 2 FP |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in report["concepts"].items():
+
+        def auc(task: str, m: dict = m) -> str:
+            ci = m.get(f"auc_{task}_ci") or [None, None]
+            return f"{_f(m.get(f'auc_{task}'))} [{_f(ci[0], 2)}–{_f(ci[1], 2)}]"
+
+        sas = m.get("sensitivity_at_specificity", {})
+        fr = m.get("froc")
+        froc = " / ".join(_f(fr[k], 2) for k in ("0.5", "1", "2")) if fr else "—"
+        lines.append(
+            f"| {name} | {auc('abnormal')} | {auc('malignant')} | {_f(sas.get('abnormal'))} "
+            f"| {_f(sas.get('malignant'))} | {_f(m.get('macro_f1'))} "
+            f"| {_f(m.get('specificity'))} | {froc} |"
+        )
+    lines += [
+        "",
+        "| lesion type | lesions | candidate recall @ top 20 | det-hier FROC @0.5 / 1 / 2 FP |",
+        "| --- | --- | --- | --- |",
+    ]
+    for kind, t in report.get("lesion_types", {}).items():
+        fr = t["froc"]
+        lines.append(
+            f"| {kind} | {t['n_lesions']} | {_f(t['candidate_recall'], 2)} "
+            f"| {' / '.join(_f(fr[k], 2) for k in ('0.5', '1', '2'))} |"
+        )
+    ab = report.get("ablations")
+    if ab:
+        lines += [
+            "",
+            "| ablation | what changes | AUC abnormal | AUC malignant | FROC @1 FP |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, row in ab["rows"].items():
+            lines.append(
+                f"| {name} | {row['what']} | {_f(row['auc_abnormal'])} "
+                f"| {_f(row['auc_malignant'])} | {_f(row['froc_1'], 2)} |"
+            )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from hdcnn.train.cv import CVConfig, configure_logging
     from hdcnn.train.cv import run as run_cv
@@ -67,13 +121,7 @@ def run(args: argparse.Namespace) -> int:
     )
     configure_logging(Path(cfg.out))
     report = run_cv(cfg, ship=args.ship, ablations=args.ablations)
-    for name, m in report["concepts"].items():
-        ci = m.get("auc_abnormal_ci") or [None, None]
-        print(
-            f"{name:11s} AUC abnormal {m.get('auc_abnormal')} {ci}  "
-            f"AUC malignant {m.get('auc_malignant')}  FROC {m.get('froc', {}).get('1')}"
-        )
-    print(json.dumps(report.get("lesion_types", {}), indent=1))
+    print(markdown(report))
     print(f"wrote {Path(cfg.out) / 'cv_report.json'}")
     if args.ship:
         print(f"wrote the shipped models to {args.ship}")
