@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -409,17 +410,27 @@ def analysis_for_sample(sample: Any, cascade: Any, *, slot: str) -> Analysis | N
     return _cached_analysis(data, sample.title, cascade, slot=slot)
 
 
-def _exam_view(data: bytes, name: str, cascade: Any) -> Analysis:
-    """One exam view, analysed once per session and content (errors propagate).
+@st.cache_resource(show_spinner=False)
+def _view_pool() -> ThreadPoolExecutor:
+    """Worker threads that analyse exam views (shared by all sessions).
 
-    Stored in session state right after the analysis, before any other Streamlit call: when a
-    user drops the next view while this one is being analysed, Streamlit interrupts the run at
-    its next Streamlit call, and the finished work is kept rather than thrown away.
+    As many workers as the CPU can run torch in parallel (cores / torch threads, at least
+    one). A view's analysis starts as soon as its bytes arrive and goes on when Streamlit
+    interrupts the run because the next view was dropped, so uploads and analyses overlap.
+    :class:`hdcnn.cascade.Cascade` keeps no per-call state: threads may share it.
     """
+    import torch
+
+    workers = max(1, min(4, (os.cpu_count() or 1) // max(1, torch.get_num_threads())))
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hdcnn-view")
+
+
+def _exam_view(data: bytes, name: str, cascade: Any) -> Future:
+    """The analysis of one exam view, started once per session and content (a future)."""
     key = (hashlib.sha256(data).hexdigest(), id(cascade))
     held: dict = st.session_state.setdefault("exam_views", {})
     if key not in held:
-        held[key] = analyse_bytes(data, name, cascade)
+        held[key] = _view_pool().submit(lib.analyse_bytes, data, name, cascade, domain=domain())
         for old in list(held)[:-8]:  # keep the last eight views of this session
             del held[old]
     return held[key]
@@ -428,9 +439,10 @@ def _exam_view(data: bytes, name: str, cascade: Any) -> Analysis:
 def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnalysis | None:
     """The exam of up to four views, with per-view progress.
 
-    Each view is analysed once per session (adding a fourth view analyses only that one);
-    the exam is then assembled by :func:`hdcnn.analysis.assemble_exam` (header laterality
-    and view win over the slot, mismatches become warnings).
+    Every view's analysis is started first, in worker threads (:func:`_view_pool`), before
+    anything is drawn; a view is analysed once per session (adding a fourth view analyses
+    only that one). The exam is then assembled by :func:`hdcnn.analysis.assemble_exam`
+    (header laterality and view win over the slot, mismatches become warnings).
 
     Args:
         inputs: ``{slot: (file bytes or a callable returning them, display name)}``.
@@ -440,16 +452,20 @@ def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnaly
     """
     order = [k for k in lib.VIEW_KEYS if k in inputs]
     start = time.perf_counter()
+    futures = {}
+    for slot in order:
+        payload, name = inputs[slot]
+        futures[slot] = _exam_view(payload() if callable(payload) else payload, name, cascade)
     views: list[tuple[str, Analysis]] = []
     total = len(order)
     plural = "s" if total != 1 else ""
     with st.status(f"Analysing {total} view{plural} …", expanded=True) as box:
         bar = st.progress(0.0)
         for done, slot in enumerate(order):
-            payload, name = inputs[slot]
+            name = inputs[slot][1]
             bar.progress(done / total, text=f"View {done + 1} of {total}: {name}")
             try:
-                analysis = _exam_view(payload() if callable(payload) else payload, name, cascade)
+                analysis = futures[slot].result()
             except HDCNNError as exc:
                 show_error(exc)
                 continue
