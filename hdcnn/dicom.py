@@ -761,21 +761,32 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
                 warnings.simplefilter("ignore")
                 return apply_voi_lut(a, ds, index=0, prefer_lut=True)
 
+        own = False
         try:
             low, high = _displayed_range(ds, voi)
-            shown = np.empty(values.shape, np.float32)
-            flat_in, flat_out = values.reshape(-1), shown.reshape(-1)
-            for i in range(0, flat_in.size, _BLOCK):
-                block = flat_in[i : i + _BLOCK]
-                if use_lut and (with_lut_integral or block.dtype.kind != "f"):
-                    block = block.astype(np.int64)  # LUTs index by integer input values
-                flat_out[i : i + _BLOCK] = voi(block)
+            usable = bool(np.isfinite(low) and np.isfinite(high) and high > low)
+            if usable:
+                # a float32 modality result is ours: the VOI output overwrites it in blocks
+                own = (
+                    values is not stored
+                    and values.dtype == np.float32
+                    and values.flags.c_contiguous
+                )
+                shown = values if own else np.empty(values.shape, np.float32)
+                flat_in, flat_out = values.reshape(-1), shown.reshape(-1)
+                for i in range(0, flat_in.size, _BLOCK):
+                    block = flat_in[i : i + _BLOCK]
+                    if use_lut and (with_lut_integral or block.dtype.kind != "f"):
+                        block = block.astype(np.int64)  # LUTs index by integer input values
+                    flat_out[i : i + _BLOCK] = voi(block)
         except Exception as exc:  # invalid VOI attributes: fall back to min-max
             logger.warning(
                 "%s: ignoring invalid VOI LUT / window (%s)", source, type(exc).__name__
             )
+            if own:  # partly overwritten: compute the modality values again
+                values = modality_values(ds, stored, source)
         else:
-            if np.isfinite(low) and np.isfinite(high) and high > low:
+            if usable:
                 image = scale_to_unit(shown, source, low=low, high=high, inplace=True)
             else:
                 logger.warning("%s: VOI LUT / window has an empty output range; ignored", source)

@@ -884,12 +884,14 @@ def scale_to_unit(
             constant image when the range is the array's own.
     """
     arr = np.asarray(values)
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise MammogramError(source, "image contains non-finite values")
     if arr.dtype.kind not in "uifb":
         raise MammogramError(source, f"pixel values of type {arr.dtype} are not numbers")
+    # min and max propagate NaN and show infinities: no full-size boolean temporary
+    lowest, highest = float(arr.min()), float(arr.max())
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
+        raise MammogramError(source, "image contains non-finite values")
     if low is None or high is None:
-        low, high = float(arr.min()), float(arr.max())
+        low, high = lowest, highest
         if high <= low:
             raise MammogramError(source, "image is constant (every pixel has the same value)")
     low, high = float(low), float(high)
@@ -908,6 +910,6 @@ def scale_to_unit(
     out -= np.float32(low)
     out *= np.float32(scale)
     np.clip(out, 0.0, 1.0, out=out)
-    if not np.all(np.isfinite(out)):
+    if not (np.isfinite(out.min()) and np.isfinite(out.max())):
         raise MammogramError(source, f"pixel value range {low:g}..{high:g} gives non-finite values")
     return out
