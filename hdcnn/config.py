@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hdcnn.domain import MIAS_DOMAIN
 from hdcnn.errors import CheckpointError
 from hdcnn.utils import atomic_write_text
 
@@ -34,32 +35,6 @@ SCRATCH_CROP_SIZE = 64
 MAX_CANDIDATES = 20
 #: Input ``(h, w)`` of the whole-image models.
 WHOLE_SIZE = (512, 320)
-
-
-@dataclass(frozen=True)
-class TrainingDomain:
-    """What the shipped models were trained on (for the out-of-domain notice).
-
-    Attributes:
-        dataset: name of the training database.
-        formats: file formats of the training images.
-        acquisition: ``"digitised film"`` or ``"digital"``.
-        views: views present in training.
-        size: typical ``(height, width)`` of a training image in pixels.
-        bit_depth: stored bits of the training images.
-        pixel_spacing_mm: pixel size of the training images.
-    """
-
-    dataset: str = "mini-MIAS"
-    formats: tuple[str, ...] = ("pgm",)
-    acquisition: str = "digitised film"
-    views: tuple[str, ...] = ("MLO",)
-    size: tuple[int, int] = (1024, 1024)
-    bit_depth: int = 8
-    pixel_spacing_mm: float = 0.2
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
 
 
 def _sha256(path: Path) -> str:
@@ -83,7 +58,8 @@ class CascadeConfig:
         thresholds: the det-hier operating thresholds (``hdcnn.cascade.Thresholds`` fields).
         concept_thresholds: per concept, thresholds of the other three concepts.
         operating_points: how the thresholds were chosen.
-        training_domain: :class:`TrainingDomain` as a dict.
+        training_domain: :class:`hdcnn.domain.TrainingDomain` as a dict (the out-of-domain
+            notice compares every image with it).
         split: the patients each part was trained on, or the cross-validation folds.
         training: training summary (plain JSON).
         files: weights file name -> SHA-256 (checked on load).
@@ -101,7 +77,7 @@ class CascadeConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     concept_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     operating_points: dict[str, Any] = field(default_factory=dict)
-    training_domain: dict[str, Any] = field(default_factory=lambda: TrainingDomain().to_dict())
+    training_domain: dict[str, Any] = field(default_factory=lambda: MIAS_DOMAIN.to_dict())
     split: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)

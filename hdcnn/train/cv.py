@@ -107,6 +107,10 @@ class CVConfig:
         d["cascade"] = self.cascade.settings_dict()
         return d
 
+    def recipe(self) -> dict[str, Any]:
+        """:meth:`to_dict` without machine-specific paths and threads (for shipped files)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("root", "out", "threads")}
+
 
 # ----------------------------------------------------------------------------- data
 
@@ -129,6 +133,7 @@ class Item:
     gt: np.ndarray
     gt_labels: list[Label]
     gt_kinds: list[str]
+    meta: Any = None
 
     @property
     def patient(self) -> str:
@@ -164,7 +169,7 @@ def load_items(manifest: Any, long_side: int, *, progress: bool) -> list[Item]:
                     labels.append(Label(les.label))
                     kinds.append(str(les.kind))
         gt = np.array(boxes, dtype=np.float32).reshape(-1, 4)
-        items.append(Item(i, record, mammo.pixels, prep, gt, labels, kinds))
+        items.append(Item(i, record, mammo.pixels, prep, gt, labels, kinds, mammo.meta))
     return items
 
 
@@ -744,7 +749,7 @@ class CrossValidation:
                 extra={"part": part, "C": c},
             )
         patients = sorted({self.items[i].patient for i in train_idx})
-        cfg = replace(cascade_cfg, training={"patients": patients, "cv": self.cfg.to_dict()})
+        cfg = replace(cascade_cfg, training={"patients": patients, "cv": self.cfg.recipe()})
         cfg.save(folder, hash_files=True)
         return folder
 
@@ -976,6 +981,26 @@ class Evaluation:
         rep["thresholds"] = {k: v.to_dict() for k, v in chosen.items()}
         return rep
 
+    def training_domain(self) -> Any:
+        """What the training images looked like (for the app's out-of-domain notice)."""
+        from hdcnn.domain import MIAS_DOMAIN, TrainingDomain
+
+        if self.cfg.dataset == "mias":
+            return MIAS_DOMAIN
+        metas = [it.meta for it in self.cv.items if it.meta is not None]
+        sizes = {tuple(m.original_size) for m in metas}
+        spacings = {m.pixel_spacing for m in metas}
+        spacing = next(iter(spacings)) if len(spacings) == 1 else None
+        return TrainingDomain(
+            name=self.cfg.dataset,
+            description=f"the {len(metas)} images of the {self.cfg.dataset} dataset "
+            "these models were trained on",
+            formats=tuple(sorted({m.format for m in metas})),
+            size=next(iter(sizes)) if len(sizes) == 1 else None,
+            bit_depths=tuple(sorted({int(m.bit_depth) for m in metas})),
+            pixel_spacing_mm=None if spacing is None else float(spacing[0]),
+        )
+
     def ship(self, chosen: dict[str, Any], dest: Path, cv_report: dict[str, Any]) -> Path:
         """Train the final models on all patients, write them with the OOF thresholds."""
         every = np.arange(len(self.cv.items))
@@ -996,6 +1021,7 @@ class Evaluation:
                 "c1_lesion_sensitivity": 0.9,
                 "chosen_on": "pooled out-of-fold scores",
             },
+            training_domain=self.training_domain().to_dict(),
             split={
                 "dataset": self.cfg.dataset,
                 "kind": "k-fold",
@@ -1004,7 +1030,7 @@ class Evaluation:
                 "shipped_models": "trained on every patient",
             },
             training={
-                "cv": self.cfg.to_dict(),
+                "cv": self.cfg.recipe(),
                 "detector": json.loads((final / "detector.json").read_text())
                 if (final / "detector.json").is_file()
                 else {},
@@ -1186,7 +1212,7 @@ def run(
     scored = ev.out_of_fold()
     chosen = ev.thresholds(scored, out / "fold0")
     report = ev.report(scored, chosen, out / "fold0")
-    report["config"] = {k: v for k, v in cfg.to_dict().items() if k not in ("root", "out")}
+    report["config"] = cfg.recipe()
     if ablations:
         report["ablations"] = Ablations(cv).run()
     report["seconds_this_run"] = round(time.perf_counter() - t0, 1)
@@ -1217,7 +1243,7 @@ def check_run_config(cfg: CVConfig) -> None:
     from hdcnn.errors import DatasetError
 
     path = Path(cfg.out) / "run_config.json"
-    mine = {k: v for k, v in cfg.to_dict().items() if k not in ("out", "root", "threads")}
+    mine = cfg.recipe()
     mine = json.loads(json.dumps(mine))
     if path.is_file():
         stored = json.loads(path.read_text(encoding="utf-8"))

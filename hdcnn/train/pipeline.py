@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hdcnn.checkpoint import load_model
+from hdcnn.config import CascadeConfig
 from hdcnn.errors import CheckpointError
 from hdcnn.nets.classifier import ClassifierConfig, build_classifier
 from hdcnn.nets.detector import DetectorConfig, build_detector
@@ -39,7 +40,6 @@ from hdcnn.train.datasets import (
     dataset_labels,
 )
 from hdcnn.train.engine import FitResult, Job, fit, hits, threshold_at_sensitivity
-from hdcnn.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -509,8 +509,9 @@ class Trainer:
         data["files"] = {
             f: sha256_file(out / f) for f, _, _ in PARTS.values() if (out / f).is_file()
         }
-        text = json.dumps(_finite(data), indent=2, default=_plain, allow_nan=False)
-        atomic_write_text(path, text + "\n")
+        # CascadeConfig is the one writer: it checks the types and writes atomically
+        plain = json.loads(json.dumps(_finite(data), default=_plain, allow_nan=False))
+        CascadeConfig.from_json(plain, str(path)).save(out, hash_files=False)
         log.info("wrote %s", path)
         return path
 
