@@ -92,7 +92,9 @@ class MammogramMeta:
         photometric: DICOM PhotometricInterpretation; for raster files the decoded mode
             (``"L"``, ``"I;16"``, ``"LA"``, ``"RGB"``, ``"RGBA"``).
         pixel_spacing: ``(row, col)`` mm per pixel (PixelSpacing, else ImagerPixelSpacing).
-        study_key: first 16 hex digits of sha256(StudyInstanceUID), or None.
+        study_key: 16 hex digits grouping the views of one study within this process
+            (HMAC-SHA256 of StudyInstanceUID under a per-process random key: not linkable
+            back to the UID or across runs; :func:`hdcnn.dicom.study_key`), or None.
         presentation_intent: ``"FOR PRESENTATION"`` | ``"FOR PROCESSING"`` | None.
     """
 
