@@ -10,9 +10,10 @@ process's peak resident memory while reading (``VmHWM``, reset through
 one input cost. Families: the malformed-input corpus of ``tests/hostile`` (all cases,
 the largest cost reported), the small memory bombs (PNG with an IDAT length of 0xFFFFFFFF,
 Deflated DICOM claiming 60000 x 60000 / inflating 256 MB into a 256 x 192 image), and valid
-images just under the pixel limit (``--pixels``, default 79 Mpx) as native 16-bit DICOM,
-16-bit PNG and 8-bit JPEG. ``--predict`` also runs the shipped cascade on the large ones
-(preprocessing included). A benchmark, not a test: it prints figures and asserts nothing.
+images just under the pixel limit (``--pixels``, default 79 Mpx) as DICOM (native 16-bit;
+with rescale and window), PNG (RGB; 16-bit), 16-bit TIFF and 8-bit JPEG. ``--predict``
+also runs the shipped cascade on the large ones (preprocessing included). A benchmark, not a
+test: it prints figures and asserts nothing.
 """
 
 from __future__ import annotations
@@ -111,6 +112,9 @@ def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     png = folder / "large16.png"
     png.write_bytes(cv2.imencode(".png", img16, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes())
     files[f"valid PNG {height}x{width} 16-bit"] = png
+    tif = folder / "large16.tif"
+    tif.write_bytes(cv2.imencode(".tif", img16)[1].tobytes())
+    files[f"valid TIFF {height}x{width} 16-bit"] = tif
     jpg = folder / "large8.jpg"
     jpg.write_bytes(cv2.imencode(".jpg", (img16 >> 8).astype(np.uint8))[1].tobytes())
     files[f"valid JPEG {height}x{width} 8-bit"] = jpg
