@@ -202,3 +202,27 @@ def test_stderr_capture_keeps_other_threads_output_and_only_takes_decoder_lines(
         os.write(2, b"Corrupt JPEG data: premature end of data segment\n")
     assert notes == ["Corrupt JPEG data: premature end of data segment"]
     assert capfd.readouterr().err == "2026-01-01 12:00:00.000 another session: upload truncated\n"
+
+
+def test_app_diagnose_page_shows_one_readable_error_per_hostile_upload(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real page (Streamlit AppTest): a message naming the file, no traceback."""
+    from streamlit.testing.v1 import AppTest
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("HDCNN_WEIGHTS", str(weights))
+    monkeypatch.setenv("HDCNN_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.chdir(repo)
+    at = AppTest.from_file(str(repo / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/diagnose.py").run()
+    by_name = {c.name: c for c in CASES}
+    for name in ("lut_short.dcm", "idat_ffffffff.png", "modality_CT.dcm", "noise32.pgm"):
+        case = by_name[name]
+        at.file_uploader(key="diagnose_upload").upload(
+            case.name, case.data, "application/octet-stream"
+        ).run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert len(at.error) == 1 and case.name in at.error[0].value, [e.value for e in at.error]
+        assert not [h for h in at.subheader if "Verdict" in h.value]
