@@ -226,3 +226,26 @@ def test_app_diagnose_page_shows_one_readable_error_per_hostile_upload(
         assert not at.exception, [e.message for e in at.exception]
         assert len(at.error) == 1 and case.name in at.error[0].value, [e.value for e in at.error]
         assert not [h for h in at.subheader if "Verdict" in h.value]
+
+
+def test_pydicoms_own_test_files_never_raise_raw_and_non_mammograms_are_refused() -> None:
+    """pydicom's bundled test files (CT, MR, US, NM, SEG, RT ... and broken ones)."""
+    import os
+
+    import pydicom
+
+    folder = Path(pydicom.__file__).parent / "data" / "test_files"
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix not in {".py", ".json"}]
+    if len(files) < 50:
+        pytest.skip("pydicom's test files are not installed")
+    read = []
+    for path in files:
+        try:
+            read_mammogram(path)
+        except HDCNNError as exc:
+            assert type(exc) is MammogramError and exc.source == str(path)
+        else:
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            read.append((os.path.basename(path), header.get("Modality")))
+    # only files without a Modality (secondary captures made by codec tests) are read
+    assert all(modality in (None, "", "MG") for _, modality in read), read
