@@ -137,7 +137,7 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=REPO / "models")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--app-dir", type=Path, default=REPO, help="checkout whose app.py runs")
-    parser.add_argument("--settle", type=float, default=SETTLE_S, help="seconds between runs")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds between runs")
     args = parser.parse_args()
     global SETTLE_S
     SETTLE_S = args.settle
