@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import secrets
-import warnings
 import zlib
 from collections.abc import Callable
 
@@ -47,7 +46,7 @@ from pydicom.uid import (
 )
 
 from hdcnn.errors import MammogramError
-from hdcnn.reader import scale_to_unit
+from hdcnn.reader import quiet_warnings, scale_to_unit
 from hdcnn.utils import atomic_path, check_image_size
 
 logger = logging.getLogger(__name__)
@@ -656,8 +655,7 @@ def modality_values(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
         raise MammogramError(source, "malformed DICOM ModalityLUTSequence") from exc
     if has_lut:
         try:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"), quiet_warnings():
                 values = np.asarray(apply_modality_lut(stored, ds))
         except Exception as exc:  # IndexError, TypeError, struct.error, UFuncTypeError ...
             raise MammogramError(
@@ -757,8 +755,7 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
             use_lut = False
 
         def voi(a: np.ndarray) -> np.ndarray:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"), quiet_warnings():
                 return apply_voi_lut(a, ds, index=0, prefer_lut=True)
 
         own = False

@@ -362,27 +362,82 @@ def decoder_stderr() -> Iterator[None]:
                 logger.warning("decoder message: %s", _clip(cleaned[0]))
 
 
+_WARN_LOCK = threading.Lock()
+_WARN_STATE: dict = {"depth": 0, "saved": None}
+
+
+def _route_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    """``warnings.showwarning`` while any thread reads a file: a warning raised by a reading
+    thread becomes a note of that read (or is dropped inside :func:`quiet_warnings`); any
+    other thread's warning is shown as usual."""
+    if getattr(_CAPTURE, "mute", 0):
+        return
+    sink = getattr(_CAPTURE, "sink", None)
+    if sink is not None:
+        text = str(message).strip()
+        sink.append(text.splitlines()[0] if text else category.__name__)
+        return
+    saved = _WARN_STATE["saved"]
+    show = saved[1] if saved is not None else warnings._showwarning_orig  # type: ignore[attr-defined]
+    show(message, category, filename, lineno, file, line)
+
+
+@contextlib.contextmanager
+def _warnings_routed() -> Iterator[None]:
+    """Route warnings through :func:`_route_warning` (every occurrence) during the block.
+
+    Thread-safe, unlike ``warnings.catch_warnings``: the first reading thread installs the
+    routing, the last one to leave restores the previous filters and ``showwarning``.
+    """
+    with _WARN_LOCK:
+        if _WARN_STATE["depth"] == 0:
+            _WARN_STATE["saved"] = (warnings.filters, warnings.showwarning)
+            warnings.filters = [("always", None, Warning, None, 0), *warnings.filters]
+            getattr(warnings, "_filters_mutated", lambda: None)()
+            warnings.showwarning = _route_warning
+        _WARN_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _WARN_LOCK:
+            _WARN_STATE["depth"] -= 1
+            if _WARN_STATE["depth"] == 0:
+                filters, show = _WARN_STATE["saved"]
+                _WARN_STATE["saved"] = None
+                warnings.filters = filters
+                getattr(warnings, "_filters_mutated", lambda: None)()
+                if warnings.showwarning is _route_warning:
+                    warnings.showwarning = show
+
+
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Drop the warnings this thread raises during the block (expected, harmless ones)."""
+    _CAPTURE.mute = getattr(_CAPTURE, "mute", 0) + 1
+    try:
+        with _warnings_routed():
+            yield
+    finally:
+        _CAPTURE.mute -= 1
+
+
 @contextlib.contextmanager
 def _decoder_messages() -> Iterator[list[str]]:
     """Collect, and keep off the console, what decoders say while one file is read.
 
     Yields a list that holds, once the block has ended, the warnings and decoder-library
-    log records emitted in the block and the decoder lines written to stderr by
-    :func:`decoder_stderr` blocks inside it (first line of each).
+    log records emitted by this thread in the block and the decoder lines written to
+    stderr by :func:`decoder_stderr` blocks inside it (first line of each).
     """
     notes: list[str] = []
     _install_log_filters()
     previous = getattr(_CAPTURE, "sink", None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _CAPTURE.sink = notes
-        try:
+    _CAPTURE.sink = notes
+    try:
+        with _warnings_routed():
             yield notes
-        finally:
-            _CAPTURE.sink = previous
-            for w in caught:
-                text = str(w.message).strip()
-                notes.append(text.splitlines()[0] if text else w.category.__name__)
+    finally:
+        _CAPTURE.sink = previous
 
 
 def _judge_decoder_messages(notes: list[str], label: str) -> None:
@@ -737,17 +792,15 @@ def _tiff_header(data: bytes, label: str) -> tuple[int, int, int, str]:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                mode = str(img.mode)
-                frames = int(getattr(img, "n_frames", 1))
-                img.seek(0)
-                tags = img.tag_v2
-                # strips (273/279) or tiles (324/325): every data block must lie in the file
-                offsets = tags.get(273) or tags.get(324) or ()
-                counts = tags.get(279) or tags.get(325) or ()
+        with quiet_warnings(), Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            mode = str(img.mode)
+            frames = int(getattr(img, "n_frames", 1))
+            img.seek(0)
+            tags = img.tag_v2
+            # strips (273/279) or tiles (324/325): every data block must lie in the file
+            offsets = tags.get(273) or tags.get(324) or ()
+            counts = tags.get(279) or tags.get(325) or ()
     except Image.DecompressionBombError as exc:
         raise MammogramError(
             label, f"TIFF header claims an implausibly large image: {exc}"

@@ -249,3 +249,44 @@ def test_pydicoms_own_test_files_never_raise_raw_and_non_mammograms_are_refused(
             read.append((os.path.basename(path), header.get("Modality")))
     # only files without a Modality (secondary captures made by codec tests) are read
     assert all(modality in (None, "", "MG") for _, modality in read), read
+
+
+def test_concurrent_reads_keep_their_own_messages_and_restore_warnings() -> None:
+    """Exam views are read in worker threads: each read judges only its own decoder
+    messages, and the process's warning settings are restored afterwards."""
+    import threading
+    import warnings
+
+    from hdcnn.dicom import build_dicom
+
+    good = _dicom_bytes_of(build_dicom(base_pixels(), laterality="L", view="CC"))
+    damaged = {c.name: c for c in CASES}["premature.jpg"]
+    filters, show = list(warnings.filters), warnings.showwarning
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(6):
+            try:
+                if i % 2:
+                    read_mammogram(good, name=f"good{i}.dcm")
+                else:
+                    with pytest.raises(MammogramError, match="damaged"):
+                        read_mammogram(damaged.data, name=damaged.name)
+            except BaseException as exc:  # collected: asserted below
+                errors.append(f"{i}: {exc!r}")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert warnings.showwarning is show and list(warnings.filters) == filters
+
+
+def _dicom_bytes_of(ds) -> bytes:  # type: ignore[no-untyped-def]
+    import io
+
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
