@@ -31,6 +31,7 @@ from hdcnn import analysis as lib
 from hdcnn.analysis import VIEW_TITLES, Analysis, ExamAnalysis, model_info  # noqa: F401
 from hdcnn.domain import TrainingDomain, training_domain
 from hdcnn.errors import HDCNNError
+from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
@@ -49,8 +50,8 @@ TRAIN_HINT = (
     "python -m hdcnn train --dataset synth --root data/synth --out models"
 )
 
-#: Divider colour of a verdict heading.
-VERDICT_COLOURS = {"normal": "green", "benign": "orange", "malignant": "red"}
+#: Divider colour of a verdict heading (Streamlit colour names, :mod:`hdcnn.palette`).
+VERDICT_COLOURS = {str(k): v for k, v in LABEL_NAMED.items()}
 
 
 def verdict_heading(prefix: str, label: object) -> None:

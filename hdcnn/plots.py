@@ -5,7 +5,7 @@ PNG files via matplotlib (Agg backend, no display needed) for the CLI, and plotl
 drawn from the same curve points for the app. Every chart, on every page and in every PNG,
 uses one order and one colour per label (:data:`LABEL_ORDER`, :data:`LABEL_COLOURS`, the same
 colours as the boxes on the images) and per concept (:data:`CONCEPT_ORDER`,
-:data:`CONCEPT_COLOURS`).
+:data:`CONCEPT_COLOURS`); the colours come from :mod:`hdcnn.palette`.
 """
 
 from __future__ import annotations
@@ -14,33 +14,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+# The one palette (hdcnn.palette), re-exported for the pages' charts.
+from hdcnn.palette import CONCEPT_COLOURS, LABEL_COLOURS, concept_colour  # noqa: F401 (re-export)
+from hdcnn.terms import Concept, Label
 from hdcnn.utils import atomic_path
 
 TASK_TITLES = {"abnormal": "abnormal vs normal", "malignant": "malignant vs rest"}
 
 
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-#: Order of labels in every chart legend and axis.
-LABEL_ORDER: tuple[str, ...] = ("normal", "benign", "malignant", "unknown")
-#: One colour per label in every chart (benign/malignant as the boxes on the images).
-LABEL_COLOURS: dict[str, str] = {
-    "normal": "#3a8f3a",
-    "benign": _hex((245, 160, 20)),
-    "malignant": _hex((220, 40, 40)),
-    "unknown": "#9a9a9a",
-}
-#: Order of the four concepts in every table and chart.
-CONCEPT_ORDER: tuple[str, ...] = ("flat-whole", "hier-whole", "det-flat", "det-hier")
-#: One colour per concept (ROC, FROC, every page; colour-blind safe, unlike the label colours).
-CONCEPT_COLOURS: dict[str, str] = {
-    "flat-whole": "#88ccee",
-    "hier-whole": "#332288",
-    "det-flat": "#44aa99",
-    "det-hier": "#aa4499",
-}
+#: Order of labels in every chart legend and axis (``tuple(Label)``).
+LABEL_ORDER: tuple[str, ...] = tuple(str(label) for label in Label)
+#: Order of the four concepts in every table and chart (``tuple(Concept)``).
+CONCEPT_ORDER: tuple[str, ...] = tuple(str(concept) for concept in Concept)
 #: What each concept is, in a few words.
 CONCEPT_NOTES: dict[str, str] = {
     "flat-whole": "whole image, one 3-class CNN",
@@ -75,11 +60,6 @@ BIRADS_DENSITY = (
 def density_scale(dataset: str) -> tuple[str, dict[str, str]]:
     """``(chart title, {code: display name in scale order})`` of a dataset's density field."""
     return DENSITY_SCALES.get(str(dataset), BIRADS_DENSITY)
-
-
-def concept_colour(concept: str) -> str:
-    """The concept's colour (grey for an unknown name)."""
-    return CONCEPT_COLOURS.get(str(concept), "#777777")
 
 
 def ordered_concepts(doc: dict[str, Any]) -> list[str]:

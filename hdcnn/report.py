@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hdcnn import __version__
+from hdcnn.palette import FINDING_COLOURS, rgb
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,8 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "presentation_intent",
 )
 
-#: Overlay colours (RGB) by finding label.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "malignant": (220, 40, 40),
-    "benign": (245, 160, 20),
-    "rejected": (150, 150, 150),
-    "lesion": (40, 120, 220),
-}
+#: Overlay colours (RGB) by finding label (:data:`hdcnn.palette.FINDING_COLOURS`).
+COLOURS: dict[str, tuple[int, int, int]] = {k: rgb(v) for k, v in FINDING_COLOURS.items()}
 
 
 def _plain(value: Any) -> Any:
