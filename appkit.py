@@ -429,6 +429,7 @@ def _view_pool() -> ThreadPoolExecutor:
 def _exam_view(data: bytes, name: str, cascade: Any) -> Future:
     """The analysis of one exam view, started once per session and content (a future)."""
     key = (hashlib.sha256(data).hexdigest(), id(cascade))
+    _session_release()  # exam-only sessions are released on disconnect too
     held: dict = st.session_state.setdefault("exam_views", {})
     if key not in held:
         held[key] = _view_pool().submit(lib.analyse_bytes, data, name, cascade, domain=domain())
