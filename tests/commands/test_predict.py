@@ -129,3 +129,12 @@ def test_exam_groups_merges_one_image_studies_with_distinct_views() -> None:
     assert predict.exam_groups(two) == two
     shared = {"a": [lcc, rcc], "b": [rmlo]}
     assert predict.exam_groups(shared) == shared
+
+
+def test_max_candidates_limits_the_classified_boxes(weights_dir: Path, tmp_path: Path) -> None:
+    image = write_png(tmp_path / "a.png", breast_image(120, 90, left=False))
+    out = tmp_path / "p.json"
+    argv = [str(image), "--weights", str(weights_dir), "--json", str(out)]
+    assert run_cli([*argv, "--max-candidates", "2"]) == 0
+    assert 0 < len(json.loads(out.read_text())["results"][0]["findings"]) <= 2
+    assert run_cli([*argv, "--max-candidates", "0"]) == 2
