@@ -143,12 +143,12 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def roc_figure(doc: dict[str, Any], task: str = "abnormal") -> Any:
-    """plotly Figure of the ROC curves of every concept for ``task`` (abnormal|malignant)."""
+def _step_curves(series: Any) -> Any:
+    """A plotly Figure with one step curve per ``(label, x, y, concept)``, concept colours."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for label, x, y, concept in _roc_series(doc, task):
+    for label, x, y, concept in series:
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -159,6 +159,14 @@ def roc_figure(doc: dict[str, Any], task: str = "abnormal") -> Any:
                 line={"color": concept_colour(concept), "width": 2},
             )
         )
+    return fig
+
+
+def roc_figure(doc: dict[str, Any], task: str = "abnormal") -> Any:
+    """plotly Figure of the ROC curves of every concept for ``task`` (abnormal|malignant)."""
+    import plotly.graph_objects as go
+
+    fig = _step_curves(_roc_series(doc, task))
     fig.add_trace(
         go.Scatter(
             x=[0, 1],
@@ -187,20 +195,8 @@ _LEGEND_BELOW: dict[str, Any] = {
 
 def froc_figure(doc: dict[str, Any]) -> Any:
     """plotly Figure of the FROC curves of the detector concepts."""
-    import plotly.graph_objects as go
 
-    fig = go.Figure()
-    for label, x, y, concept in _froc_series(doc):
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines",
-                line_shape="hv",
-                name=label,
-                line={"color": concept_colour(concept), "width": 2},
-            )
-        )
+    fig = _step_curves(_froc_series(doc))
     fig.update_layout(
         title=f"FROC ({doc.get('froc_hit', '')})",
         xaxis_title="false positives per image",
