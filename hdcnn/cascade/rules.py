@@ -1,0 +1,154 @@
+"""Operating thresholds, the three-way verdict rule and threshold choice.
+
+Part of :mod:`hdcnn.cascade` (see its docstring for the rules).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hdcnn.metrics import threshold_at_sensitivity, threshold_youden
+from hdcnn.terms import Label
+
+if TYPE_CHECKING:
+    pass
+
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- thresholds
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Operating thresholds of the cascade (all probabilities in ``[0, 1]``).
+
+    Attributes:
+        detector_score: a detector box is a candidate when its score is at least this.
+        c1_lesion: a candidate is a kept finding when classifier 1's P(lesion) is at least this.
+        abnormal: the image is abnormal when ``p_abnormal >= max(abnormal, c1_lesion)``.
+        malignant: an abnormal image is malignant when ``p_malignant >= malignant``.
+    """
+
+    detector_score: float = 0.05
+    c1_lesion: float = 0.5
+    abnormal: float = 0.5
+    malignant: float = 0.5
+
+    @property
+    def effective_abnormal(self) -> float:
+        """The image-level abnormal threshold actually applied: ``max(abnormal, c1_lesion)``."""
+        return max(self.abnormal, self.c1_lesion)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base: Thresholds | None = None) -> Thresholds:
+        """Thresholds from a JSON mapping; keys that are absent keep ``base`` (or defaults).
+
+        Raises:
+            ValueError: a value is not a number in ``[0, 1]``.
+        """
+        base = base or cls()
+        values = asdict(base)
+        for key in values:
+            if key in data and data[key] is not None:
+                value = float(data[key])
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"threshold {key} must be in [0, 1], got {value}")
+                values[key] = value
+        return cls(**values)
+
+
+def verdict(
+    p_abnormal: float, p_malignant: float, *, t_abnormal: float, t_malignant: float
+) -> Label:
+    """The three-way verdict: normal below ``t_abnormal``, then malignant or benign.
+
+    Args:
+        p_abnormal: image/breast/exam P(abnormal) in ``[0, 1]``.
+        p_malignant: P(malignant) in ``[0, 1]``.
+        t_abnormal: abnormal threshold (for the cascade: :attr:`Thresholds.effective_abnormal`).
+        t_malignant: malignant threshold.
+
+    Returns:
+        ``Label.NORMAL``, ``Label.BENIGN`` or ``Label.MALIGNANT``.
+    """
+    if p_abnormal < t_abnormal:
+        return Label.NORMAL
+    return Label.MALIGNANT if p_malignant >= t_malignant else Label.BENIGN
+
+
+#: Operating-point rules of :func:`choose_thresholds`.
+OPERATING_RULES = ("sensitivity", "youden")
+
+
+def choose_thresholds(
+    p_abnormal: Sequence[float] | np.ndarray,
+    p_malignant: Sequence[float] | np.ndarray,
+    labels: Sequence[Label | str],
+    *,
+    sens_abnormal: float = 0.9,
+    sens_malignant: float = 0.9,
+    rule: str = "sensitivity",
+    base: Thresholds | None = None,
+) -> Thresholds:
+    """Thresholds for a stated operating point, chosen on validation images.
+
+    Two rules: ``"sensitivity"`` reaches the stated sensitivities (below); ``"youden"`` takes,
+    for each task, the threshold that maximises Youden's J (sensitivity + specificity - 1):
+    abnormal (benign or malignant) vs normal images on ``p_abnormal``, malignant vs the rest on
+    ``p_malignant`` (the sensitivity rule is used where a task has no negative image).
+
+    Args:
+        p_abnormal: ``(N,)`` image P(abnormal) from :meth:`Cascade.predict` (or a concept).
+        p_malignant: ``(N,)`` image P(malignant).
+        labels: ``N`` image labels (normal/benign/malignant; ``unknown`` is ignored).
+        sens_abnormal: wanted fraction of abnormal (benign or malignant) images called abnormal.
+        sens_malignant: wanted fraction of malignant images with ``p_malignant >= malignant``.
+        rule: ``"sensitivity"`` or ``"youden"``.
+        base: thresholds to start from (``detector_score`` is kept from it).
+
+    Returns:
+        :class:`Thresholds` with ``abnormal`` and ``malignant`` the largest thresholds that
+        reach the stated sensitivities, and ``c1_lesion = min(base.c1_lesion, abnormal)`` (C1's
+        own crop-level operating point, lowered if needed so that
+        ``effective_abnormal == abnormal``). A threshold with no
+        positive image to calibrate on keeps its ``base`` value (a warning is logged).
+    """
+    pa = np.asarray(p_abnormal, dtype=np.float64)
+    pm = np.asarray(p_malignant, dtype=np.float64)
+    lab = np.array([str(Label(x)) for x in labels])
+    if not (len(pa) == len(pm) == len(lab)):
+        raise ValueError("p_abnormal, p_malignant and labels must have the same length")
+    for name, value in (("sens_abnormal", sens_abnormal), ("sens_malignant", sens_malignant)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{name} must be in (0, 1], got {value}")
+    if rule not in OPERATING_RULES:
+        raise ValueError(f"rule must be one of {OPERATING_RULES}, got {rule!r}")
+    base = base or Thresholds()
+    abnormal_mask = (lab == Label.BENIGN) | (lab == Label.MALIGNANT)
+    malignant_mask = lab == Label.MALIGNANT
+    t_abn, t_mal = base.abnormal, base.malignant
+    normal_mask = lab == Label.NORMAL
+    if abnormal_mask.any() and rule == "youden" and normal_mask.any():
+        t_abn = threshold_youden(pa[abnormal_mask], pa[normal_mask])
+    elif abnormal_mask.any():
+        t_abn = threshold_at_sensitivity(pa[abnormal_mask], sens_abnormal)
+    else:
+        log.warning("no abnormal images to calibrate the abnormal threshold; keeping %.3f", t_abn)
+    rest_mask = (lab != Label.MALIGNANT) & (lab != Label.UNKNOWN)
+    if malignant_mask.any() and rule == "youden" and rest_mask.any():
+        t_mal = threshold_youden(pm[malignant_mask], pm[rest_mask])
+    elif malignant_mask.any():
+        t_mal = threshold_at_sensitivity(pm[malignant_mask], sens_malignant)
+    else:
+        log.warning("no malignant images to calibrate the malignant threshold; keeping %.3f", t_mal)
+    return replace(base, abnormal=t_abn, c1_lesion=min(base.c1_lesion, t_abn), malignant=t_mal)
