@@ -4,7 +4,8 @@ session state. Nothing else.
 Kept outside ``pages/`` so Streamlit never mistakes it for a page. Every computation lives in
 the library: image and exam analysis, re-decision and the exam rule in :mod:`hdcnn.analysis`,
 the reasons behind verdicts in :mod:`hdcnn.reasons`, the out-of-domain check in
-:mod:`hdcnn.domain`, figures and tables of the experiments in :mod:`hdcnn.plots`. This module
+:mod:`hdcnn.domain`, figures and tables of the experiments in
+:mod:`hdcnn.evaluation.plots`. This module
 caches their results (``st.cache_resource`` / ``st.session_state``) and turns errors into
 messages.
 

@@ -6,9 +6,9 @@ import plotly.express as px
 import streamlit as st
 
 import appkit
-from hdcnn import plots
 from hdcnn.data import stats as ds
 from hdcnn.data.adapters import ADAPTERS
+from hdcnn.evaluation import plots
 
 appkit.sidebar()
 st.title("Dataset explorer")
@@ -49,7 +49,7 @@ m[1].metric("Patients", summary["patients"])
 m[2].metric("Studies", summary["studies"])
 m[3].metric("Lesions", summary["lesions"]["total"])
 
-# One order and one colour per label on every chart of every page (hdcnn.plots).
+# One order and one colour per label on every chart of every page (hdcnn.evaluation.plots).
 COLOURS = plots.LABEL_COLOURS
 ORDER = {"label": list(plots.LABEL_ORDER)}
 LEGEND = {"legend_title_text": "label", "legend_traceorder": "normal"}

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import appkit
-from hdcnn import plots
+from hdcnn.evaluation import plots
 from hdcnn.terms import CLASSES
 
 appkit.sidebar()

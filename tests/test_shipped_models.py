@@ -57,7 +57,7 @@ def test_folds_are_patient_disjoint_and_cover_every_patient(config: CascadeConfi
 
 
 def test_reported_figures_derive_from_the_published_out_of_fold_scores() -> None:
-    from hdcnn.experiment import CONCEPTS, ImageResult, evaluate_results
+    from hdcnn.evaluation.experiment import CONCEPTS, ImageResult, evaluate_results
     from hdcnn.train.cv import N_BOOT
 
     doc = json.loads((MODELS / "experiments.json").read_text())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hdcnn.metrics import threshold_at_sensitivity, threshold_youden
+from hdcnn.evaluation.metrics import threshold_at_sensitivity, threshold_youden
 from hdcnn.terms import Label
 
 if TYPE_CHECKING:

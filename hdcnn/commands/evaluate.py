@@ -1,25 +1,16 @@
-"""``python -m hdcnn evaluate``: the four concepts on one dataset split, metrics and plots.
-
-The split is the training split: ``cascade.json["split"]["patients"][NAME]`` when the weights
-were trained on this dataset, otherwise recomputed with ``patient_split`` from the stored seed
-and fractions. ``--calibrate`` first chooses every concept's thresholds on the validation split
-(docs/CASCADE.md) and writes them into ``cascade.json``. Output is deterministic: the same
-weights, data and ``--seed`` give the same JSON byte for byte.
-"""
+"""``python -m hdcnn evaluate``: argument parsing and printing around
+:func:`hdcnn.evaluation.engine.evaluate` (the four concepts on one dataset split, metrics and
+plots; split rules and calibration are documented there)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
+from hdcnn.evaluation.engine import SPLITS
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
-
-log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test", "all")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,113 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
     parser.set_defaults(func=run)
-
-
-def select_split(manifest: Any, config: dict[str, Any], dataset: str, split: str) -> Any:
-    """The images of ``split`` (see module docstring).
-
-    Args:
-        manifest: the whole dataset's :class:`~hdcnn.data.manifest.Manifest`.
-        config: ``cascade.json`` as a dict.
-        dataset: adapter name given on the command line.
-        split: ``train`` | ``val`` | ``test`` | ``all``.
-
-    Returns:
-        A :class:`~hdcnn.data.manifest.Manifest`.
-    """
-    from hdcnn.data.splits import patient_split
-    from hdcnn.errors import DatasetError
-
-    info = config.get("split") or {}
-    same_dataset = str(info.get("dataset", "")).replace("_", "-") == dataset.replace("_", "-")
-    if same_dataset and info.get("kind") == "k-fold":
-        # shipped after cross-validation: trained on every patient of this dataset
-        if split != "all":
-            raise DatasetError(
-                dataset,
-                f"these weights were trained on every patient of {dataset} after k-fold "
-                "cross-validation, so it has no held-out split; the out-of-fold figures are "
-                "in experiments.json (python -m hdcnn cv). --split all scores the training "
-                "images themselves (in-sample).",
-            )
-        log.warning("scoring the images these weights were trained on: figures are in-sample")
-    if split == "all":
-        return manifest
-    patients = (info.get("patients") or {}).get(split)
-    if patients is not None and same_dataset:
-        subset = manifest.subset(patients)
-        if len(subset):
-            return subset
-        log.warning("stored %s patients not found in this dataset; recomputing the split", split)
-    fractions = tuple(float(f) for f in info.get("fractions", (0.6, 0.2, 0.2)))
-    seed = int(info.get("seed", 0))
-    return patient_split(manifest, fractions=fractions, seed=seed)[split]
-
-
-def evaluate(
-    dataset: str,
-    root: Path,
-    weights: Path,
-    *,
-    split: str = "test",
-    calibrate: bool = False,
-    operating_point: str | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Run the experiment and return the evaluation document (JSON-ready).
-
-    Raises:
-        DatasetError: the dataset cannot be loaded or the split is empty.
-        CheckpointError: the weights directory cannot be loaded.
-    """
-    from hdcnn.data.adapters import load_dataset
-    from hdcnn.errors import DatasetError
-    from hdcnn.experiment import Experiment, evaluate_results, updated_config
-    from hdcnn.experiment import calibrate as choose
-
-    manifest = load_dataset(dataset, root)
-    experiment = Experiment(weights)
-    calibration: dict[str, Any] | None = None
-    if calibrate:
-        if operating_point is not None:
-            ops = dict(experiment.config.get("operating_points") or {})
-            experiment.config["operating_points"] = {**ops, "rule": operating_point}
-        val = select_split(manifest, experiment.config, dataset, "val")
-        if not len(val):
-            raise DatasetError(str(root), "the validation split is empty: cannot calibrate")
-        chosen = choose(experiment.run(val, progress=_progress_bar(len(val))), experiment)
-        from hdcnn.config import CascadeConfig
-
-        new = CascadeConfig.from_json(updated_config(experiment.config, chosen))
-        path = new.save(weights, hash_files=False)
-        log.info("wrote calibrated thresholds to %s", path)
-        calibration = {
-            "split": "val",
-            "n_images": len(val),
-            "thresholds": {c: t.to_dict() for c, t in chosen.items()},
-        }
-        experiment = Experiment(weights)
-    images = select_split(manifest, experiment.config, dataset, split)
-    if not len(images):
-        raise DatasetError(str(root), f"the {split} split has no images")
-    results = experiment.run(images, progress=_progress_bar(len(images)))
-    body = evaluate_results(results, experiment.concepts, n_boot=n_boot, seed=seed)
-    cascade = experiment.cascade
-    doc: dict[str, Any] = {
-        "dataset": dataset,
-        "split": split,
-        "model": {
-            "name": str(experiment.config.get("name") or Path(weights).resolve().name),
-            "sha256": cascade.sha256 if cascade is not None else None,
-        },
-        **body,
-    }
-    if experiment.notes:
-        doc["concept_notes"] = dict(experiment.notes)
-    if calibration is not None:
-        doc["calibration"] = calibration
-    return doc
 
 
 def _progress_bar(total: int) -> Any:
@@ -234,7 +118,8 @@ def format_table(doc: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write JSON and plots; returns the exit code."""
-    from hdcnn.plots import save_plots
+    from hdcnn.evaluation.engine import evaluate
+    from hdcnn.evaluation.plots import save_plots
     from hdcnn.utils import atomic_write_text
 
     doc = evaluate(
@@ -246,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         operating_point=args.operating_point,
         n_boot=args.n_boot,
         seed=args.seed,
+        progress=_progress_bar,
     )
     print(format_table(doc))
     if args.plots is not None:

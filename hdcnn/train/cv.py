@@ -9,7 +9,7 @@
    regressions on frozen Lite0 features, see :mod:`hdcnn.nets.features`) on the other folds'
    crops, and writes a complete weights folder ``<out>/fold<k>/``;
 3. scores each held-out image with the REAL inference code (:class:`hdcnn.cascade.Cascade`
-   and :class:`hdcnn.experiment.Experiment` loaded from that folder), so every image is
+   and :class:`hdcnn.evaluation.experiment.Experiment` loaded from that folder), so every image is
    scored by models that never saw its patient;
 4. chooses the thresholds on the pooled out-of-fold scores, trains the shipped models on all
    patients with the same settings (``<out>/final/``), and writes the report (four concepts,
@@ -174,8 +174,8 @@ def load_items(manifest: Any, long_side: int, *, progress: bool) -> list[Item]:
 
 
 def hit_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``(P, G)`` bool: the one FROC hit rule (:func:`hdcnn.metrics.lesion_hits`)."""
-    from hdcnn.metrics import lesion_hits
+    """``(P, G)`` bool: the one FROC hit rule (:func:`hdcnn.evaluation.metrics.lesion_hits`)."""
+    from hdcnn.evaluation.metrics import lesion_hits
 
     return lesion_hits(pred, gt)
 
@@ -820,7 +820,7 @@ def _lesion_level_threshold(
     top ``k``); lesions without any such candidate cannot be kept by any threshold and are
     left out (they are reported as missed by the candidate recall).
     """
-    from hdcnn.metrics import threshold_at_sensitivity
+    from hdcnn.evaluation.metrics import threshold_at_sensitivity
 
     best: list[float] = []
     for s in scored:
@@ -845,7 +845,7 @@ class Evaluation:
         self.cfg = cv.cfg
 
     def score_fold(self, k: int, folder: Path) -> list[Scored]:
-        from hdcnn.experiment import Experiment
+        from hdcnn.evaluation.experiment import Experiment
 
         exp = Experiment(folder)
         out = []
@@ -872,7 +872,7 @@ class Evaluation:
         ``folder`` is any weights folder of the run: only its (pure) decide rules are used.
         """
         from hdcnn.cascade import Thresholds, choose_thresholds
-        from hdcnn.experiment import Experiment
+        from hdcnn.evaluation.experiment import Experiment
 
         exp = Experiment(folder)
         c = self.cfg.cascade
@@ -902,9 +902,9 @@ class Evaluation:
         return chosen
 
     def results(self, scored: Sequence[Scored], chosen: dict[str, Any], folder: Path):
-        """:class:`hdcnn.experiment.ImageResult` per image with the chosen thresholds."""
+        """:class:`hdcnn.evaluation.experiment.ImageResult` per image with the chosen thresholds."""
         from hdcnn.cascade import verdict
-        from hdcnn.experiment import ConceptOutput, Experiment, ImageResult
+        from hdcnn.evaluation.experiment import ConceptOutput, Experiment, ImageResult
 
         exp = Experiment(folder)  # only its decide rules are used (no network runs)
         results = []
@@ -928,7 +928,7 @@ class Evaluation:
 
     def lesion_types(self, results, scored: Sequence[Scored], chosen) -> dict[str, Any]:
         """FROC of det-hier and candidate recall at ``max_candidates``, per lesion kind."""
-        from hdcnn import metrics
+        from hdcnn.evaluation import metrics
 
         c = self.cfg.cascade
         kinds = sorted({k for it in self.cv.items for k in it.gt_kinds})
@@ -961,7 +961,7 @@ class Evaluation:
         return out
 
     def report(self, scored, chosen, folder: Path) -> dict[str, Any]:
-        from hdcnn.experiment import CONCEPTS, ImageResult, evaluate_results
+        from hdcnn.evaluation.experiment import CONCEPTS, ImageResult, evaluate_results
 
         # the figures are computed from the rounded scores that are published beside them
         self.oof = [r.to_dict() for r in self.results(scored, chosen, folder)]
@@ -1113,8 +1113,8 @@ class Ablations:
         return s, out
 
     def run_variant(self, name: str) -> dict[str, Any]:
-        from hdcnn import metrics
         from hdcnn.cascade import Thresholds
+        from hdcnn.evaluation import metrics
 
         cv = self.cv
         t_det = Thresholds().detector_score

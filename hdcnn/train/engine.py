@@ -11,7 +11,7 @@ the files of the weights directory:
 
 Validation metrics: classifiers use the ROC AUC (macro one-vs-rest for three classes); the
 detector uses the mean lesion sensitivity at 0.25, 0.5, 1 and 2 false positives per image
-(a FROC summary), computed by :func:`hdcnn.metrics.froc` with the one hit rule that the
+(a FROC summary), computed by :func:`hdcnn.evaluation.metrics.froc` with the one hit rule that the
 reported FROC uses (a predicted box's centre inside the lesion's box). A metric that cannot
 be computed (e.g. one class absent from validation) is NaN; then the latest epoch counts as
 best.
@@ -37,14 +37,14 @@ from tqdm import tqdm
 
 from hdcnn.checkpoint import load_checkpoint, save_checkpoint
 from hdcnn.errors import CheckpointError
-from hdcnn.metrics import froc, threshold_at_sensitivity  # noqa: F401  (see below)
-from hdcnn.metrics import lesion_hits as hits  # noqa: F401  (see below)
+from hdcnn.evaluation.metrics import froc, threshold_at_sensitivity  # noqa: F401  (see below)
+from hdcnn.evaluation.metrics import lesion_hits as hits  # noqa: F401  (see below)
 from hdcnn.train.distributed import DistContext, barrier, unwrap, wrap
 
 log = logging.getLogger(__name__)
 
 # ``hits`` and ``threshold_at_sensitivity`` are re-exported for hdcnn.train.pipeline; their one
-# definition is in hdcnn.metrics.
+# definition is in hdcnn.evaluation.metrics.
 
 #: false positives per image at which the detector's sensitivity is averaged
 FROC_FPI: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
@@ -152,7 +152,7 @@ def detector_metrics(
     results: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     fpi: Sequence[float] = FROC_FPI,
 ) -> dict[str, float]:
-    """FROC summary of detections, by :func:`hdcnn.metrics.froc` (the reported FROC's rule).
+    """FROC summary of detections, by :func:`hdcnn.evaluation.metrics.froc` (the report's rule).
 
     Args:
         results: per image ``(pred_boxes (P, 4), scores (P,), gt_boxes (G, 4))``, model pixels.

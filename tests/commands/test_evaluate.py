@@ -13,7 +13,7 @@ from hdcnn.commands import evaluate
 from hdcnn.data.adapters import load_dataset
 from hdcnn.data.splits import patient_split
 from hdcnn.data.synth import write_cohort
-from hdcnn.experiment import CONCEPTS
+from hdcnn.evaluation.experiment import CONCEPTS
 from tests.cascade_weights import make_weights_dir
 
 torch.set_num_threads(1)

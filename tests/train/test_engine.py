@@ -9,7 +9,7 @@ import torch
 
 from hdcnn.checkpoint import load_checkpoint, load_model
 from hdcnn.errors import CheckpointError
-from hdcnn.metrics import froc
+from hdcnn.evaluation.metrics import froc
 from hdcnn.train.distributed import DistContext
 from hdcnn.train.engine import (
     classifier_metrics,
@@ -43,7 +43,7 @@ def test_detector_metrics_by_hand() -> None:
 
 
 def test_model_selection_uses_the_reported_froc_rule() -> None:
-    """Training's FROC is hdcnn.metrics.froc: same hit rule (centre in box), same curve."""
+    """Training's FROC is hdcnn.evaluation.metrics.froc: same hit rule (centre in box)."""
     gt = np.array([[0.0, 0.0, 10.0, 10.0]])
     # centre (11, 5) lies outside the lesion although IoU = 0.4: a false positive, not a hit
     offset = (np.array([[2.0, 0.0, 20.0, 10.0]]), np.array([0.9]), gt)

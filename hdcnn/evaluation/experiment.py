@@ -368,7 +368,7 @@ class Experiment:
 
 # ----------------------------------------------------------------------------- evaluation
 
-#: Lesion hit rule of the FROC (see :func:`hdcnn.metrics.froc_curve`).
+#: Lesion hit rule of the FROC (see :func:`hdcnn.evaluation.metrics.froc_curve`).
 FROC_HIT = "centre-in-box"
 #: Specificity at which the sensitivity to abnormal / malignant images is reported.
 REPORT_SPECIFICITY = 0.9
@@ -389,7 +389,7 @@ def _curve(points: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str
 def _binary_task(
     y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, n_boot: int, seed: int
 ) -> dict[str, Any]:
-    from hdcnn import metrics
+    from hdcnn.evaluation import metrics
 
     ci = metrics.bootstrap_auc_ci(y, scores, groups, n_boot=n_boot, seed=seed)
     return {
@@ -420,7 +420,7 @@ def evaluate_concept(
         curve points, and for detector concepts ``froc`` {"0.5","1","2","mean"} with
         ``froc_curve`` points (or ``froc_note``).
     """
-    from hdcnn import metrics
+    from hdcnn.evaluation import metrics
     from hdcnn.terms import CLASSES
 
     rows = [r for r in results if concept in r.outputs and r.truth in CLASSES]

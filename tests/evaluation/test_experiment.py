@@ -1,4 +1,4 @@
-"""Tests of hdcnn.experiment: the four concepts, metrics, notes, calibration."""
+"""Tests of hdcnn.evaluation.experiment: the four concepts, metrics, notes, calibration."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from hdcnn.cascade import FlatCropHead, HierarchicalCropHead
 from hdcnn.data.adapters import load_dataset
 from hdcnn.data.synth import write_cohort
-from hdcnn.experiment import (
+from hdcnn.evaluation.experiment import (
     CONCEPTS,
     ConceptOutput,
     Experiment,

@@ -1,4 +1,4 @@
-"""Tests for hdcnn.metrics on hand-counted cases."""
+"""Tests for hdcnn.evaluation.metrics on hand-counted cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hdcnn.metrics import (
+from hdcnn.evaluation.metrics import (
     FROC_HIT,
     accuracy,
     bootstrap_auc_ci,
