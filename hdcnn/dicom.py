@@ -45,8 +45,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from hdcnn.decoding import quiet_warnings, scale_to_unit
 from hdcnn.errors import MammogramError
-from hdcnn.reader import quiet_warnings, scale_to_unit
 from hdcnn.utils import atomic_path, check_image_size
 
 logger = logging.getLogger(__name__)
@@ -590,7 +590,7 @@ def decode_stored(ds: Dataset, source: str) -> np.ndarray:
     Raises:
         MammogramError: the pixel data is truncated or cannot be decoded.
     """
-    from hdcnn.reader import decoder_stderr
+    from hdcnn.decoding import decoder_stderr
 
     tsyntax = transfer_syntax(ds)
     quiet = decoder_stderr() if tsyntax.is_compressed else contextlib.nullcontext()
