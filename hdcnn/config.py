@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -176,8 +176,3 @@ class CascadeConfig:
         path = Path(folder) / self.FILE
         atomic_write_text(path, json.dumps(cfg.to_json(), indent=2, allow_nan=False) + "\n")
         return path
-
-
-def field_names() -> list[str]:
-    """Names of the :class:`CascadeConfig` fields (for documentation and tests)."""
-    return [f.name for f in fields(CascadeConfig)]

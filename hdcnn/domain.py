@@ -15,11 +15,9 @@ Library code: no streamlit import.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 CONFIG_KEY = "training_domain"
@@ -97,19 +95,15 @@ def training_domain(weights_dir: str | os.PathLike[str] | None) -> TrainingDomai
     """The training domain stored with a weights folder (``cascade.json``
     ``"training_domain"``), else :data:`MIAS_DOMAIN`. A missing or unreadable file, or a bad
     entry, also gives :data:`MIAS_DOMAIN`."""
+    from hdcnn.config import CascadeConfig  # the one reader of cascade.json
+    from hdcnn.errors import CheckpointError
+
     if weights_dir is None:
         return MIAS_DOMAIN
-    path = Path(weights_dir) / "cascade.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return MIAS_DOMAIN
-    entry = data.get(CONFIG_KEY) if isinstance(data, dict) else None
-    if not isinstance(entry, Mapping):
-        return MIAS_DOMAIN
-    try:
-        return TrainingDomain.from_dict(entry)
-    except ValueError:
+        entry = CascadeConfig.load(weights_dir).training_domain
+        return TrainingDomain.from_dict(entry) if isinstance(entry, Mapping) else MIAS_DOMAIN
+    except (CheckpointError, ValueError):
         return MIAS_DOMAIN
 
 

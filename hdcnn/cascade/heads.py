@@ -52,7 +52,8 @@ class CropHead(Protocol):
     crop_source: str  # one of CROP_SOURCES
 
     def probabilities(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """``crops`` float32 ``(N, 1, s, s)`` -> two float32 ``(N,)`` arrays."""
+        """``crops`` float32 ``(N, 1, s, s)``, ``N >= 1`` -> two float32 ``(N,)`` arrays
+        (:meth:`Cascade.classify` answers ``N = 0`` itself)."""
         ...
 
     def cam_models(self) -> dict[str, tuple[nn.Module, int]]:
@@ -87,9 +88,6 @@ class HierarchicalCropHead:
     crop_source: str = "model"
 
     def probabilities(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        if len(crops) == 0:
-            empty = np.zeros(0, dtype=np.float32)
-            return empty, empty
         if _shares_trunk(self.c1, self.c2):  # one trunk pass, two linear heads
             feats = self.c1.features(crops)
             logits1, logits2 = self.c1.head(feats), self.c2.head(feats)
@@ -115,9 +113,6 @@ class FlatCropHead:
     crop_source: str = "model"
 
     def probabilities(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        if len(crops) == 0:
-            empty = np.zeros(0, dtype=np.float32)
-            return empty, empty
         p = torch.softmax(self.model(crops).detach().float(), dim=1).numpy()
         _, ib, im = self.indices
         lesion = p[:, ib] + p[:, im]

@@ -192,6 +192,9 @@ class Cascade:
             ``(p_lesion (N,), p_malignant_given_lesion (N,), crops (N, s, s))``, float32.
         """
         crops = self.crops(prep, boxes, pixels)
+        if len(crops) == 0:  # no candidate: no classifier runs
+            empty = np.zeros(0, dtype=np.float32)
+            return empty, empty, crops
         with torch.inference_mode():
             p_lesion, p_mal = self.head.probabilities(torch.from_numpy(crops)[:, None])
         return p_lesion, p_mal, crops

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from hdcnn.checkpoint import load_model, save_checkpoint
 from hdcnn.config import CascadeConfig
+from hdcnn.evaluation.metrics import lesion_hits
 from hdcnn.nets.classifier import prepare_input
 from hdcnn.nets.detector import DetectorConfig, build_detector
 from hdcnn.nets.efficientnet import Lite0Trunk, pooled_features
@@ -173,13 +174,6 @@ def load_items(manifest: Any, long_side: int, *, progress: bool) -> list[Item]:
     return items
 
 
-def hit_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``(P, G)`` bool: the one FROC hit rule (:func:`hdcnn.evaluation.metrics.lesion_hits`)."""
-    from hdcnn.evaluation.metrics import lesion_hits
-
-    return lesion_hits(pred, gt)
-
-
 # ----------------------------------------------------------------------------- detector
 
 
@@ -302,7 +296,8 @@ class FeatureExtractor:
         else:
             torch.manual_seed(cfg.seed)
             self.trunk = Lite0Trunk(pretrained=False).eval()
-        self.stages = FeatureConfig(num_classes=2).stages
+        features = FeatureConfig(num_classes=2)  # the shipped heads' feature layout
+        self.stages, self.n_features = features.stages, features.n_features
 
     def crops(self, item: Item, boxes: np.ndarray) -> np.ndarray:
         c = self.cfg.cascade
@@ -319,7 +314,7 @@ class FeatureExtractor:
             x = torch.from_numpy(np.ascontiguousarray(crops[s : s + batch]))[:, None]
             out.append(pooled_features(self.trunk(x), self.stages).numpy())
         if not out:
-            return np.zeros((0, FeatureConfig(num_classes=2).n_features), np.float32)
+            return np.zeros((0, self.n_features), np.float32)
         return np.concatenate(out).astype(np.float32)
 
     @torch.inference_mode()
@@ -351,7 +346,7 @@ def _normal_boxes(item: Item, rng: np.random.Generator, n: int) -> np.ndarray:
         side = float(np.exp(rng.uniform(np.log(12), np.log(80))))
         cx, cy = float(xs[j]), float(ys[j])
         box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
-        if len(item.gt) and hit_matrix(box[None], item.gt).any():
+        if len(item.gt) and lesion_hits(box[None], item.gt).any():
             continue
         boxes.append(box)
     return np.array(boxes, dtype=np.float32).reshape(-1, 4)
@@ -397,9 +392,7 @@ def crop_features(
     progress: bool,
 ) -> np.ndarray:
     """Features of the crops ``boxes[i]`` on ``items[image[i]]``, grouped per image."""
-    feats = np.zeros(
-        (len(image), ext.features(np.zeros((1, 8, 8), np.float32)).shape[1]), np.float32
-    )
+    feats = np.zeros((len(image), ext.n_features), np.float32)
     for idx in tqdm(np.unique(image), desc=desc, disable=not progress, leave=False):
         rows = np.flatnonzero(image == idx)
         crops = ext.crops(items[int(idx)], boxes[rows])
@@ -496,9 +489,6 @@ class CropSet:
     x: np.ndarray
     y: np.ndarray
     image: np.ndarray
-
-    def subset(self, mask: np.ndarray) -> CropSet:
-        return CropSet(self.x[mask], self.y[mask], self.image[mask])
 
     @staticmethod
     def join(*sets: CropSet) -> CropSet:
@@ -597,12 +587,6 @@ class CrossValidation:
             held.append(np.array(sorted(i for p in test.patients() for i in by_patient[p])))
         return held
 
-    def fold_of(self) -> np.ndarray:
-        fold = np.full(len(self.items), -1)
-        for k, idx in enumerate(self.folds):
-            fold[idx] = k
-        return fold
-
     def _cached(self, name: str, build) -> dict[str, np.ndarray]:
         path = self.out / name
         if path.is_file():
@@ -676,7 +660,7 @@ class CrossValidation:
             )
             image, boxes, scores, label = [], [], [], []
             for item, (b, s) in zip(self.items, props, strict=True):
-                hits = hit_matrix(b, item.gt)
+                hits = lesion_hits(b, item.gt)
                 for j in range(len(b)):
                     matched = np.flatnonzero(hits[j])
                     lab = 0
@@ -830,7 +814,7 @@ def _lesion_level_threshold(
         tr = s.traces[concept]
         n = min(len(tr.p_lesion), k)
         keep = np.flatnonzero(tr.candidates.scores[:n] >= t_det)
-        hits = hit_matrix(tr.candidates.boxes[keep], item.gt)
+        hits = lesion_hits(tr.candidates.boxes[keep], item.gt)
         for g in range(len(item.gt)):
             if hits[:, g].any():
                 best.append(float(tr.p_lesion[keep][hits[:, g]].max()))
@@ -866,15 +850,14 @@ class Evaluation:
             log.info("fold %d scored out of fold in %.0f s", k, time.perf_counter() - t0)
         return sorted(scored, key=lambda s: s.index)
 
-    def thresholds(self, scored: Sequence[Scored], folder: Path) -> dict[str, Any]:
+    def thresholds(self, scored: Sequence[Scored], rules: Any) -> dict[str, Any]:
         """Every concept's thresholds, chosen on the pooled out-of-fold scores.
 
-        ``folder`` is any weights folder of the run: only its (pure) decide rules are used.
+        ``rules`` is an :class:`~hdcnn.evaluation.experiment.Experiment` of any weights folder of
+        the run: only its (pure) decide rules are used.
         """
         from hdcnn.cascade import Thresholds, choose_thresholds
-        from hdcnn.evaluation.experiment import Experiment
 
-        exp = Experiment(folder)
         c = self.cfg.cascade
         labels = [self.cv.items[s.index].label for s in scored]
         t_det = float(Thresholds().detector_score)
@@ -884,7 +867,7 @@ class Evaluation:
                 scored, self.cv.items, concept, t_det, c.max_candidates, 0.9
             )
             base = Thresholds(detector_score=t_det, c1_lesion=t_c1, abnormal=0.0, malignant=0.0)
-            rule = exp.detectors[concept]
+            rule = rules.detectors[concept]
             preds = [rule.decide(s.traces[concept], base, keep_trace=False) for s in scored]
             chosen[concept] = choose_thresholds(
                 [p.p_abnormal for p in preds],
@@ -901,12 +884,12 @@ class Evaluation:
             )
         return chosen
 
-    def results(self, scored: Sequence[Scored], chosen: dict[str, Any], folder: Path):
-        """:class:`hdcnn.evaluation.experiment.ImageResult` per image with the chosen thresholds."""
+    def results(self, scored: Sequence[Scored], chosen: dict[str, Any], rules: Any):
+        """:class:`hdcnn.evaluation.experiment.ImageResult` per image with the chosen thresholds
+        (``rules`` as in :meth:`thresholds`)."""
         from hdcnn.cascade import verdict
-        from hdcnn.evaluation.experiment import ConceptOutput, Experiment, ImageResult
+        from hdcnn.evaluation.experiment import ConceptOutput, ImageResult
 
-        exp = Experiment(folder)  # only its decide rules are used (no network runs)
         results = []
         for s in scored:
             item = self.cv.items[s.index]
@@ -922,7 +905,7 @@ class Evaluation:
                     pa, pm, verdict(pa, pm, t_abnormal=t.abnormal, t_malignant=t.malignant)
                 )
             for concept, trace in s.traces.items():
-                r.outputs[concept] = exp.decide(concept, trace, chosen[concept])
+                r.outputs[concept] = rules.decide(concept, trace, chosen[concept])
             results.append(r)
         return results
 
@@ -946,7 +929,7 @@ class Evaluation:
                 tr = s.traces["det-hier"]
                 n = min(len(tr.candidates), c.max_candidates)
                 keep = tr.candidates.scores[:n] >= chosen["det-hier"].detector_score
-                hits = hit_matrix(tr.candidates.boxes[:n][keep], item.gt[sel])
+                hits = lesion_hits(tr.candidates.boxes[:n][keep], item.gt[sel])
                 found += int(hits.any(axis=0).sum())
                 total += len(sel)
             fr = metrics.froc(preds, truths)
@@ -960,11 +943,11 @@ class Evaluation:
             }
         return out
 
-    def report(self, scored, chosen, folder: Path) -> dict[str, Any]:
+    def report(self, scored, chosen, rules: Any) -> dict[str, Any]:
         from hdcnn.evaluation.experiment import CONCEPTS, ImageResult, evaluate_results
 
         # the figures are computed from the rounded scores that are published beside them
-        self.oof = [r.to_dict() for r in self.results(scored, chosen, folder)]
+        self.oof = [r.to_dict() for r in self.results(scored, chosen, rules)]
         results = [ImageResult.from_dict(r) for r in self.oof]
         rep = evaluate_results(results, CONCEPTS, n_boot=N_BOOT, seed=self.cfg.seed)
         rep["protocol"] = {
@@ -1210,8 +1193,11 @@ def run(
     ev = Evaluation(cv)
     t0 = time.perf_counter()
     scored = ev.out_of_fold()
-    chosen = ev.thresholds(scored, out / "fold0")
-    report = ev.report(scored, chosen, out / "fold0")
+    from hdcnn.evaluation.experiment import Experiment
+
+    rules = Experiment(out / "fold0")  # the decide rules (every fold's are the same code)
+    chosen = ev.thresholds(scored, rules)
+    report = ev.report(scored, chosen, rules)
     report["config"] = cfg.recipe()
     if ablations:
         report["ablations"] = Ablations(cv).run()
