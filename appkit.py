@@ -34,6 +34,7 @@ from hdcnn.domain import TrainingDomain, training_domain
 from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
+from hdcnn.runtime import limit_malloc_arenas, return_free_memory, reuse_freed_memory
 from hdcnn.report import DISCLAIMER
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
@@ -272,28 +273,10 @@ def keep_uploads_in_memory() -> None:
     MultiPartParser.spool_max_size = 0
 
 
-#: glibc's mallopt parameter M_ARENA_MAX.
-_M_ARENA_MAX = -8
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """At most ``arenas`` glibc malloc arenas for the threads that analyse uploads.
-
-    Streamlit runs every script run in a new thread; glibc gives threads their own arenas
-    (up to 8 per core) and keeps their freed pages resident, so memory freed after a session
-    ended stayed with the process (+100-400 MB after 8-32 sessions, measured by
-    ``tests/e2e/test_load.py``). Two arenas return it (within ~10 MB) at no measurable cost.
-    Same as starting the server with ``MALLOC_ARENA_MAX=2``; nothing happens elsewhere.
-    """
-    import contextlib
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to limit
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, int(arenas))
-
-
 keep_uploads_in_memory()
 limit_malloc_arenas()
+reuse_freed_memory()
+
 
 class _SessionRelease:
     """Frees one browser session's analyses and uploads when it disconnects.
@@ -336,19 +319,7 @@ class _SessionRelease:
                 runtime.media_file_mgr.remove_orphaned_files()
             except Exception as exc:  # no runtime (AppTest) or already removed
                 log.debug("session files not removed (%s)", type(exc).__name__)
-        _return_free_memory()
-
-
-def _return_free_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the system (glibc ``malloc_trim``):
-    the arenas of the threads that analysed images otherwise keep them resident."""
-    import contextlib
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return_free_memory()
 
 
 @st.cache_resource(show_spinner=False, scope="session", on_release=_SessionRelease.release)

@@ -333,3 +333,20 @@ def test_preprocessing_size_disagreeing_with_the_detector_is_refused(tmp_path) -
     message = str(info.value)
     assert "cascade.json" in message and "detector.pt" in message
     assert str(2 * LONG_SIDE) in message and str(LONG_SIDE) in message
+
+
+def test_classify_in_batches_equals_one_pass(cascade: Cascade) -> None:
+    """Crops go through the head CLASSIFY_BATCH at a time (faster on the CPU): same numbers."""
+    from hdcnn.cascade.orchestrator import CLASSIFY_BATCH
+
+    prep = cascade.preprocess(breast_image(seed=3))
+    rng = np.random.default_rng(0)
+    n = 2 * CLASSIFY_BATCH + 3
+    xy = rng.uniform(0, 40, size=(n, 2))
+    boxes = np.hstack([xy, xy + rng.uniform(4, 20, size=(n, 2))]).astype(np.float32)
+    p_lesion, p_mal, crops = cascade.classify(prep, boxes)
+    with torch.inference_mode():
+        whole_lesion, whole_mal = cascade.head.probabilities(torch.from_numpy(crops)[:, None])
+    assert p_lesion.shape == p_mal.shape == (n,)
+    np.testing.assert_allclose(p_lesion, whole_lesion, atol=1e-5)
+    np.testing.assert_allclose(p_mal, whole_mal, atol=1e-5)

@@ -76,7 +76,8 @@ def load_model_file(
     """Load one weights file of a weights directory, checking its sha256 against cascade.json.
 
     Returns:
-        ``(model in eval mode, checkpoint dict, sha256 hex)``.
+        ``(model in eval mode, checkpoint dict, sha256 hex)``; EfficientNet-Lite0 trunks inside
+        it are fused for inference (BatchNorm folded into the convolutions; it cannot be trained).
 
     A file that ``cascade.json`` lists no sha256 for is loaded with a warning naming it (its
     integrity is not checked); weights holding NaN or infinite values are refused.
@@ -86,6 +87,7 @@ def load_model_file(
             sha256 differs from ``cascade.json["files"]``.
     """
     from hdcnn.checkpoint import build_from_checkpoint, load_checkpoint
+    from hdcnn.nets.efficientnet import fuse_trunks_for_inference
 
     path = Path(weights_dir) / file_name
     if not path.is_file():
@@ -103,7 +105,7 @@ def load_model_file(
     for key, value in (ckpt.get("model") or {}).items():
         if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(str(path), f"weights hold NaN or infinite values ({key})")
-    model = build_from_checkpoint(ckpt).eval()
+    model = fuse_trunks_for_inference(build_from_checkpoint(ckpt).eval())
     return model, ckpt, digest
 
 
@@ -128,11 +130,15 @@ def load_cascade(
         crop_head: ``"hier"`` (C1 + C2: det-hier, the product) or ``"flat"`` (det-flat concept).
 
     Returns:
-        A ready :class:`Cascade` (eval mode, thresholds from ``cascade.json``).
+        A ready :class:`Cascade` (eval mode, thresholds from ``cascade.json``). Also sets the
+        process's allocator to reuse freed network buffers (:func:`hdcnn.runtime.reuse_freed_memory`).
 
     Raises:
         CheckpointError: a file is missing, corrupt, or does not fit.
     """
+    from hdcnn.runtime import reuse_freed_memory
+
+    reuse_freed_memory()
     root = Path(weights_dir)
     config = read_cascade_config(root)
     detector, det_ckpt, det_sha = load_model_file(root, DETECTOR_FILE, config)

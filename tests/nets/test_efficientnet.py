@@ -58,3 +58,36 @@ def test_stage_shapes_and_pooled_features() -> None:
 def test_rejects_colour_input() -> None:
     with pytest.raises(ValueError, match="expected input of shape"):
         Lite0Trunk(pretrained=False)(torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("size", [(96, 80), (77, 53)])  # even and odd: stride-2 "same" padding
+def test_fused_trunk_computes_the_same_maps(size: tuple[int, int]) -> None:
+    """BatchNorm folded into the convolutions, padding moved into them: same function."""
+    import copy
+
+    trunk = Lite0Trunk().eval()
+    fused = copy.deepcopy(trunk).fuse_for_inference()
+    assert fused.fused and not any(
+        isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()
+    ), "every BatchNorm is folded away"
+    x = torch.rand(3, 1, *size)
+    with torch.no_grad():
+        for a, b in zip(trunk(x), fused(x), strict=True):
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, atol=1e-3, rtol=1e-4)
+    assert fused.fuse_for_inference() is fused  # idempotent
+
+
+def test_fused_trunk_cannot_be_trained() -> None:
+    fused = Lite0Trunk(pretrained=False).fuse_for_inference()
+    fused.eval()  # evaluation stays allowed
+    with pytest.raises(RuntimeError, match="cannot be trained"):
+        fused.train()
+
+
+def test_fuse_trunks_for_inference_finds_nested_trunks() -> None:
+    from hdcnn.nets.efficientnet import fuse_trunks_for_inference
+
+    holder = torch.nn.Sequential(torch.nn.Identity(), Lite0Trunk(pretrained=False)).eval()
+    fuse_trunks_for_inference(holder)
+    assert holder[1].fused

@@ -1,0 +1,25 @@
+"""Allocator settings of the process (glibc ``mallopt``)."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from hdcnn import runtime
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="glibc only")
+def test_allocator_settings_are_taken_by_glibc() -> None:
+    assert runtime.reuse_freed_memory()
+    assert runtime.limit_malloc_arenas(2)
+    runtime.return_free_memory()  # no error
+
+
+def test_a_missing_libc_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_libc(name: str) -> object:
+        raise OSError(f"{name}: not found")
+
+    monkeypatch.setattr(runtime.ctypes, "CDLL", no_libc)
+    assert runtime.reuse_freed_memory() is False
+    runtime.return_free_memory()
