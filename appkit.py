@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ from hdcnn.domain import TrainingDomain, training_domain
 from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
-from hdcnn.runtime import limit_malloc_arenas, return_free_memory, reuse_freed_memory
 from hdcnn.report import DISCLAIMER
+from hdcnn.runtime import limit_malloc_arenas, return_free_memory, reuse_freed_memory
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -330,7 +331,9 @@ def _session_release() -> _SessionRelease:
     return _SessionRelease(getattr(ctx, "session_state", None), getattr(ctx, "session_id", None))
 
 
-def analysis_for_upload(upload: Any, cascade: Any, *, slot: str) -> Analysis | None:
+def analysis_for_upload(
+    upload: Any, cascade: Any, *, slot: str, skeleton: Callable[[], None] | None = None
+) -> Analysis | None:
     """Analyse an ``st.file_uploader`` result once per session; errors become a message.
 
     The upload is analysed from memory (:func:`keep_uploads_in_memory`); the analysis is
@@ -340,6 +343,10 @@ def analysis_for_upload(upload: Any, cascade: Any, *, slot: str) -> Analysis | N
         upload: the ``UploadedFile`` (or None).
         cascade: the loaded cascade.
         slot: session-state slot name (one per page).
+        skeleton: draws the result's layout, empty, while the networks run (removed after).
+            The browser meanwhile loads the code of each element type the result shows, which
+            it otherwise fetched only after the analysis (0.2-0.3 s of a Diagnose run,
+            ``benchmarks/bench_app.py``).
 
     Returns:
         The analysis, or None (nothing uploaded, or an error already shown).
@@ -347,17 +354,31 @@ def analysis_for_upload(upload: Any, cascade: Any, *, slot: str) -> Analysis | N
     if upload is None:
         return None
     data = upload.getvalue()
-    return _cached_analysis(data, upload.name, cascade, slot=slot)
+    return _cached_analysis(data, upload.name, cascade, slot=slot, skeleton=skeleton)
 
 
-def _cached_analysis(data: bytes, name: str, cascade: Any, *, slot: str) -> Analysis | None:
+def _cached_analysis(
+    data: bytes,
+    name: str,
+    cascade: Any,
+    *,
+    slot: str,
+    skeleton: Callable[[], None] | None = None,
+) -> Analysis | None:
     key = hashlib.sha256(data).hexdigest()
     held = st.session_state.get(slot)
     if isinstance(held, Analysis) and held.key == key:
         return held
     try:
         with st.spinner(f"Analysing {name} …"):
-            analysis = analyse_bytes(data, name, cascade)
+            holder = st.empty()
+            if skeleton is not None:
+                with holder.container():
+                    skeleton()
+            try:
+                analysis = analyse_bytes(data, name, cascade)
+            finally:
+                holder.empty()
     except HDCNNError as exc:
         st.session_state.pop(slot, None)
         show_error(exc)
@@ -373,14 +394,17 @@ def _cached_analysis(data: bytes, name: str, cascade: Any, *, slot: str) -> Anal
     return analysis
 
 
-def analysis_for_sample(sample: Any, cascade: Any, *, slot: str) -> Analysis | None:
-    """Analyse a :class:`hdcnn.samples.Sample` once per session."""
+def analysis_for_sample(
+    sample: Any, cascade: Any, *, slot: str, skeleton: Callable[[], None] | None = None
+) -> Analysis | None:
+    """Analyse a :class:`hdcnn.samples.Sample` once per session (``skeleton``: as
+    :func:`analysis_for_upload`)."""
     try:
         data = sample.read_bytes()
     except OSError as exc:
         st.error(f"Sample {sample.title} cannot be read: {exc}")
         return None
-    return _cached_analysis(data, sample.title, cascade, slot=slot)
+    return _cached_analysis(data, sample.title, cascade, slot=slot, skeleton=skeleton)
 
 
 @st.cache_resource(show_spinner=False)

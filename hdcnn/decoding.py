@@ -79,6 +79,9 @@ _DECODER_LINE = re.compile(
     r"\[(WARNING|ERROR|INFO)\]|libjpeg|charls|CharLS)"
 )
 
+#: First line of a Rust panic report (``pylibjpeg-rle`` on damaged RLE data).
+_RUST_PANIC = re.compile(r"^thread '.*' panicked at ")
+
 
 @contextlib.contextmanager
 def decoder_stderr() -> Iterator[None]:
@@ -119,7 +122,15 @@ def decoder_stderr() -> Iterator[None]:
             text = b"".join(chunks).decode("utf-8", "replace")
             passed: list[str] = []
             notes: list[str] = []
-            for line in text.splitlines(keepends=True):
+            lines = text.splitlines(keepends=True)
+            for i, line in enumerate(lines):
+                if _RUST_PANIC.match(line.strip()):
+                    # a Rust decoder's panic report (message, then maybe a backtrace): one
+                    # note; the decoder raised, so nothing of it follows the report
+                    notes.append("decoder panic: " + (lines[i + 1] if i + 1 < len(lines) else ""))
+                    if passed and not passed[-1].strip():
+                        passed.pop()  # the blank line Rust prints before the report
+                    break
                 (notes if _DECODER_LINE.match(line.strip()) else passed).append(line)
             if passed:
                 with contextlib.suppress(OSError):

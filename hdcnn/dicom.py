@@ -599,12 +599,20 @@ def decode_stored(ds: Dataset, source: str) -> np.ndarray:
             arr = ds.pixel_array
     except MemoryError:
         raise
-    except Exception as exc:  # decoders raise anything from ValueError to RuntimeError
+    except BaseException as exc:  # decoders raise anything from ValueError to RuntimeError
+        if not isinstance(exc, Exception) and not _is_decoder_panic(exc):
+            raise  # KeyboardInterrupt, SystemExit
         text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise MammogramError(
             source, f"could not decode DICOM pixel data ({tsyntax.name}): {text}"
         ) from exc
     return np.asarray(arr)
+
+
+def _is_decoder_panic(exc: BaseException) -> bool:
+    """A Rust decoder's panic (``pylibjpeg-rle`` on damaged RLE data): pyo3 raises it as
+    ``pyo3_runtime.PanicException``, a ``BaseException`` from a module that cannot be imported."""
+    return type(exc).__name__ == "PanicException"
 
 
 def _displayed_range(ds: Dataset, voi: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
@@ -673,8 +681,7 @@ def modality_values(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     if not (np.isfinite(slope) and low <= abs(slope) <= high):
         raise MammogramError(
             source,
-            f"implausible DICOM RescaleSlope {slope:g} (expected {low:g} to {high:g} in "
-            "magnitude)",
+            f"implausible DICOM RescaleSlope {slope:g} (expected {low:g} to {high:g} in magnitude)",
         )
     if not (np.isfinite(intercept) and abs(intercept) <= RESCALE_INTERCEPT_MAX):
         raise MammogramError(
@@ -777,9 +784,7 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
                         block = block.astype(np.int64)  # LUTs index by integer input values
                     flat_out[i : i + _BLOCK] = voi(block)
         except Exception as exc:  # invalid VOI attributes: fall back to min-max
-            logger.warning(
-                "%s: ignoring invalid VOI LUT / window (%s)", source, type(exc).__name__
-            )
+            logger.warning("%s: ignoring invalid VOI LUT / window (%s)", source, type(exc).__name__)
             if own:  # partly overwritten: compute the modality values again
                 values = modality_values(ds, stored, source)
         else:

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 import appkit
 from hdcnn.reasons import STATUS_TEXT
 from hdcnn.report import report_json
+
+METRICS = ("P(abnormal)", "P(malignant)", "Verdict rests on", "Time")
+FINDING_COLUMNS = ("#", "status", "P(lesion)", "P(malignant)", "why", "det. score", "box (px)")
+TOGGLE = "Show weaker and refused candidates"
+
+
+def result_skeleton() -> None:
+    """The result's layout, empty, while the networks run."""
+    st.caption("The verdict, its findings and the reports appear here.")
+    for col, name in zip(st.columns(4), METRICS, strict=True):
+        col.metric(name, "…")
+    img_col, table_col = st.columns([2, 3])
+    img_col.toggle(TOGGLE, disabled=True, key="diagnose_skeleton_toggle")
+    img_col.image(np.full((48, 32), 235, np.uint8), width="stretch")
+    table_col.dataframe(
+        pd.DataFrame(columns=list(FINDING_COLUMNS)),
+        hide_index=True,
+        column_config=appkit.findings_columns(),
+    )
+    table_col.download_button("Download PDF report", b"", disabled=True, key="diagnose_skel_pdf")
+
 
 appkit.sidebar()
 st.title("Diagnose one image")
@@ -28,9 +50,13 @@ with right:
 analysis = None
 if cascade is not None:
     if upload is not None:
-        analysis = appkit.analysis_for_upload(upload, cascade, slot="diagnose_analysis")
+        analysis = appkit.analysis_for_upload(
+            upload, cascade, slot="diagnose_analysis", skeleton=result_skeleton
+        )
     elif sample is not None:
-        analysis = appkit.analysis_for_sample(sample, cascade, slot="diagnose_analysis")
+        analysis = appkit.analysis_for_sample(
+            sample, cascade, slot="diagnose_analysis", skeleton=result_skeleton
+        )
 
 if analysis is None:
     if cascade is not None and upload is None and sample is None:
@@ -46,14 +72,14 @@ appkit.domain_notice(analysis)
 
 cols = st.columns(4)
 cols[0].metric(
-    "P(abnormal)",
+    METRICS[0],
     f"{pred.p_abnormal:.3f}",
     f"threshold {t.effective_abnormal:.3f}",
     delta_color="off",
     delta_arrow="off",
 )
 cols[1].metric(
-    "P(malignant)",
+    METRICS[1],
     f"{pred.p_malignant:.3f}",
     f"threshold {t.malignant:.3f}",
     delta_color="off",
@@ -61,18 +87,18 @@ cols[1].metric(
 )
 basis = [f for f in analysis.findings if f["prominent"]]
 cols[2].metric(
-    "Verdict rests on",
+    METRICS[2],
     f"{len(basis)} finding{'s' if len(basis) != 1 else ''}",
     f"of {len(analysis.findings)} candidates",
     delta_color="off",
     delta_arrow="off",
 )
-cols[3].metric("Time", f"{pred.timing_ms.get('total', 0.0) / 1000:.2f} s")
+cols[3].metric(METRICS[3], f"{pred.timing_ms.get('total', 0.0) / 1000:.2f} s")
 
 img_col, table_col = st.columns([2, 3])
 with img_col:
     refused = st.toggle(
-        "Show weaker and refused candidates",
+        TOGGLE,
         key="diagnose_show_refused",
         help="Thin boxes: candidates the verdict does not rest on.",
     )
@@ -91,18 +117,18 @@ with table_col:
     if analysis.findings:
         table = pd.DataFrame(
             [
-                {
-                    "#": f["number"],
-                    "status": STATUS_TEXT.get(f["status"], f["status"])
-                    + (" ✓" if f["prominent"] else ""),
-                    "P(lesion)": f["p_lesion"],
-                    "P(malignant)": f["p_malignant"],
-                    "why": f["reason"],
-                    "det. score": f["detector_score"],
-                    "box (px)": ", ".join(f"{v:.0f}" for v in f["box"]),
-                }
+                (
+                    f["number"],
+                    STATUS_TEXT.get(f["status"], f["status"]) + (" ✓" if f["prominent"] else ""),
+                    f["p_lesion"],
+                    f["p_malignant"],
+                    f["reason"],
+                    f["detector_score"],
+                    ", ".join(f"{v:.0f}" for v in f["box"]),
+                )
                 for f in analysis.findings
-            ]
+            ],
+            columns=list(FINDING_COLUMNS),
         )
         st.dataframe(
             table,

@@ -131,7 +131,8 @@ def load_cascade(
 
     Returns:
         A ready :class:`Cascade` (eval mode, thresholds from ``cascade.json``). Also sets the
-        process's allocator to reuse freed network buffers (:func:`hdcnn.runtime.reuse_freed_memory`).
+        process's allocator to reuse freed network buffers
+        (:func:`hdcnn.runtime.reuse_freed_memory`).
 
     Raises:
         CheckpointError: a file is missing, corrupt, or does not fit.

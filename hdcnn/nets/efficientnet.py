@@ -218,7 +218,7 @@ def pooled_features(maps: list[torch.Tensor], stages: tuple[int, ...] = (1, 2, 3
 
 
 def fuse_trunks_for_inference(model: nn.Module) -> nn.Module:
-    """Fuse every :class:`Lite0Trunk` inside ``model`` (see :meth:`Lite0Trunk.fuse_for_inference`)."""
+    """Fuse every :class:`Lite0Trunk` inside ``model`` for inference; returns ``model``."""
     for module in model.modules():
         if isinstance(module, Lite0Trunk):
             module.fuse_for_inference()

@@ -264,6 +264,20 @@ def _dicom_truncated_fragment(tsyntax: str) -> bytes:
     return raw[:start] + b"\xfe\xff\x00\xe0" + struct.pack("<I", len(keep)) + keep + raw[end:]
 
 
+def _dicom_rle_overrun() -> bytes:
+    """RLE segments whose runs write past the end of the frame (a Rust decoder panicked)."""
+    ds = good_dicom()
+    segments = ds.BitsAllocated // 8 * ds.SamplesPerPixel
+    runs = (ds.Rows * ds.Columns) // 128 + 4  # replicate runs of 128: more than the frame holds
+    segment = b"\x81\x07" * runs
+    offsets = [64 + i * len(segment) for i in range(segments)]
+    header = struct.pack("<16I", segments, *offsets, *([0] * (15 - segments)))
+    ds.PixelData = encapsulate([header + segment * segments])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    return dicom_bytes(ds, compressed=True)
+
+
 def damage_cases() -> list[Case]:
     damaged = r"damaged|truncated|corrupt|could not decode|incomplete|decode"
     return [
@@ -272,6 +286,7 @@ def damage_cases() -> list[Case]:
         Case("bad_zlib.png", _png_bad_zlib(), "damage", damaged),
         Case("short_native.dcm", _dicom_short_native(), "damage", damaged),
         Case("rle_half.dcm", _dicom_truncated_fragment(RLELossless), "damage", damaged),
+        Case("rle_overrun.dcm", _dicom_rle_overrun(), "damage", damaged),
     ]
 
 

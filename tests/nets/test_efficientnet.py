@@ -67,9 +67,9 @@ def test_fused_trunk_computes_the_same_maps(size: tuple[int, int]) -> None:
 
     trunk = Lite0Trunk().eval()
     fused = copy.deepcopy(trunk).fuse_for_inference()
-    assert fused.fused and not any(
-        isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()
-    ), "every BatchNorm is folded away"
+    assert fused.fused and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()), (
+        "every BatchNorm is folded away"
+    )
     x = torch.rand(3, 1, *size)
     with torch.no_grad():
         for a, b in zip(trunk(x), fused(x), strict=True):
