@@ -109,7 +109,7 @@ def _fused_conv(conv: nn.Conv2d, bn: nn.Module) -> nn.Module:
         conv.out_channels,
         conv.kernel_size,
         stride=conv.stride,
-        padding=k // 2 if stride == 1 else 0,  # stride 1, odd k: "same" is symmetric
+        padding=k // 2 if stride == 1 else 0,  # stride 1, odd k (3, 5): "same" is symmetric
         groups=conv.groups,
         bias=conv.bias is not None,
     ).eval()
@@ -152,6 +152,7 @@ class Lite0Trunk(nn.Module):
         with torch.no_grad():
             grey.weight.copy_(stem.weight.sum(dim=1, keepdim=True))
         self.stem = grey
+        self.stem_pad = SamePad(3, 2)  # the stride-2 stem's TF "same" padding, as upstream
         self.bn0 = net._bn0
         self.act = nn.ReLU6()
         self.blocks = nn.ModuleList(net._blocks[: STAGE_BLOCKS[-1] + 1])
@@ -167,8 +168,8 @@ class Lite0Trunk(nn.Module):
     def fuse_for_inference(self) -> Lite0Trunk:
         """Fold every BatchNorm into its convolution, in place (eval mode only); returns self.
 
-        The stem keeps its explicit padding in :meth:`forward`; the stride-2 depthwise
-        convolutions get a :class:`SamePad`. Idempotent.
+        The stem keeps its :class:`SamePad`; the stride-2 depthwise convolutions get one.
+        Idempotent.
         """
         if self.fused:
             return self
@@ -193,12 +194,7 @@ class Lite0Trunk(nn.Module):
         x = (x * 255.0 - 127.0) / 128.0
         if self.fused:
             x = x.contiguous(memory_format=torch.channels_last)
-        # TF "same" padding of the stride-2 stem: pad right/bottom as the upstream conv does
-        ih, iw = x.shape[-2:]
-        ph = max((-(-ih // 2) - 1) * 2 + 3 - ih, 0)
-        pw = max((-(-iw // 2) - 1) * 2 + 3 - iw, 0)
-        x = nn.functional.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        x = self.act(self.bn0(self.stem(x)))
+        x = self.act(self.bn0(self.stem(self.stem_pad(x))))
         outs: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             x = block(x)

@@ -1032,6 +1032,7 @@ ABLATIONS: dict[str, str] = {
     "crops-512": "crops cut from the 512-px model image instead of the original pixels",
     "no-hard-negatives": "C1 negatives: random normal tissue only, no detector false positives",
     "other-breast": "image scores minus the same patient's other breast (mini-MIAS L/R pairs)",
+    "fine-tuned": "the Lite0 trunk fine-tuned end to end on the same crops (hdcnn.train.finetune)",
 }
 
 
@@ -1123,10 +1124,16 @@ class Ablations:
                 z = ((x - p[0]) / p[1]) @ p[2][0] + p[3][0]
                 return 1.0 / (1.0 + np.exp(-z))
 
+            tuned = self._finetuned(k, train, held, cand, static) if name == "fine-tuned" else None
             for i in held:
                 rows = np.flatnonzero(cand["image"] == i)[: self.cfg.cascade.max_candidates]
                 rows = rows[cand["scores"][rows] >= t_det]
-                if len(rows):
+                if len(rows) and tuned is not None:
+                    pl = tuned["p_lesion"][rows]
+                    pml = pl * tuned["p_malignant"][rows]
+                    pa[i], pm[i] = pl.max(), pml.max()
+                    preds[i] = {"boxes": cand["boxes"][rows], "scores": pl}
+                elif len(rows):
                     pl = prob(c1, cand["x"][rows])
                     pml = pl * prob(c2, cand["x"][rows])
                     pa[i], pm[i] = pl.max(), pml.max()
@@ -1146,6 +1153,59 @@ class Ablations:
             "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
             "froc_1": None if fr["1"] is None else round(fr["1"], 4),
         }
+
+    def _finetuned(
+        self,
+        k: int,
+        train: np.ndarray,
+        held: np.ndarray,
+        cand: dict[str, np.ndarray],
+        static: dict[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """Fold ``k``'s fine-tuned crop network: probabilities of every candidate row of the
+        held-out images (other rows 0), cached in ``fold<k>/ablation_fine-tuned.npz``."""
+        from hdcnn.train.finetune import FineTuneConfig, finetune, probabilities
+
+        cv = self.cv
+
+        def cut(image: np.ndarray, boxes: np.ndarray, mirror: np.ndarray | None) -> np.ndarray:
+            out = np.zeros((len(image), cv.cfg.cascade.crop_size, cv.cfg.cascade.crop_size))
+            out = out.astype(np.float32)
+            for idx in np.unique(image):
+                rows = np.flatnonzero(image == idx)
+                crops = cv.extractor.crops(cv.items[int(idx)], boxes[rows])
+                if mirror is not None:
+                    crops[mirror[rows]] = crops[mirror[rows]][:, ::-1, :]
+                out[rows] = crops
+            return out
+
+        def build() -> dict[str, np.ndarray]:
+            st = np.isin(static["image"], train)
+            ct = np.isin(cand["image"], train)
+            crops = np.concatenate(
+                [
+                    cut(static["image"][st], static["boxes"][st], static["mirror"][st]),
+                    cut(cand["image"][ct], cand["boxes"][ct], None),
+                ]
+            )
+            labels = np.concatenate([static["label"][st], cand["label"][ct]])
+            net = finetune(
+                crops,
+                labels,
+                FineTuneConfig(seed=self.cfg.seed),
+                desc=f"fold{k} fine-tune",
+                progress=cv.progress,
+            )
+            del crops
+            rows = np.flatnonzero(np.isin(cand["image"], held))
+            p_lesion = np.zeros(len(cand["image"]), np.float32)
+            p_mal = np.zeros(len(cand["image"]), np.float32)
+            p_lesion[rows], p_mal[rows] = probabilities(
+                net, cut(cand["image"][rows], cand["boxes"][rows], None)
+            )
+            return {"p_lesion": p_lesion, "p_malignant": p_mal}
+
+        return cv._cached(f"fold{k}/ablation_fine-tuned.npz", build)
 
     def _minus_other(self, score: np.ndarray) -> np.ndarray:
         by_patient: dict[str, list[int]] = {}

@@ -74,6 +74,19 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     for key in ("concepts", "thresholds", "lesion_types"):
         assert again[key] == report[key]
 
+    # ablations reuse the run's folds and candidates; the fine-tuned network is cached per fold
+    from hdcnn.train.cv import ABLATIONS, Ablations, CrossValidation
+
+    ablations = Ablations(CrossValidation(cfg, progress=False))
+    for name in ("reference", "fine-tuned"):
+        row = ablations.run_variant(name)
+        assert row["what"] == ABLATIONS[name]
+        assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
+    for k in (0, 1):
+        with np.load(tmp_path / f"run/fold{k}/ablation_fine-tuned.npz") as tuned:
+            assert set(tuned.files) == {"p_lesion", "p_malignant"}
+            assert np.all((tuned["p_lesion"] >= 0) & (tuned["p_lesion"] <= 1))
+
 
 def test_resume_with_other_settings_is_refused(cohort: Path, tmp_path: Path) -> None:
     cfg = tiny(cohort, tmp_path / "run")
