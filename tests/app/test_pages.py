@@ -81,6 +81,8 @@ def test_diagnose_sample_pick_shows_the_cascades_verdict(app_env: Path) -> None:
     assert metrics["P(abnormal)"] == f"{expected.p_abnormal:.3f}"
     assert metrics["P(malignant)"] == f"{expected.p_malignant:.3f}"
     assert len(at.get("download_button")) == 2
+    # the empty layout shown while the networks ran was removed: one of each element remains
+    assert len(at.metric) == 4 and len(at.dataframe) == 1 and "appear here" not in _texts(at)
 
 
 def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:

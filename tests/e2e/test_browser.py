@@ -219,6 +219,10 @@ def test_upload_real_dicom_shows_verdict_and_every_page(browser, server: str, cb
     # (2) box tags are finding numbers, and the caption says so
     assert "Box tag = finding number" in text
     assert "P_00820" not in page.content()  # the DICOM's patient id is never shown
+    # (7) the empty layout drawn while the networks ran is gone: one table, one image
+    assert "appear here" not in text
+    assert page.get_by_test_id("stDataFrame").count() == 1
+    assert page.get_by_role("button", name="Download PDF report").count() == 1
     _shot(page, "diagnose")
 
     _go(page, "Cascade")  # shows the image just analysed on Diagnose (same session)
