@@ -13,6 +13,7 @@ from hdcnn.report import report_json
 METRICS = ("P(abnormal)", "P(malignant)", "Verdict rests on", "Time")
 FINDING_COLUMNS = ("#", "status", "P(lesion)", "P(malignant)", "why", "det. score", "box (px)")
 TOGGLE = "Show weaker and refused candidates"
+PDF_BUTTON = "Download PDF report"
 
 
 def result_skeleton() -> None:
@@ -28,7 +29,7 @@ def result_skeleton() -> None:
         hide_index=True,
         column_config=appkit.findings_columns(),
     )
-    table_col.download_button("Download PDF report", b"", disabled=True, key="diagnose_skel_pdf")
+    table_col.download_button(PDF_BUTTON, b"", disabled=True, key="diagnose_skeleton_pdf")
 
 
 appkit.sidebar()
@@ -157,7 +158,7 @@ with table_col:
 st.markdown("**Report** (de-identified: no names, ids or file names)")
 d1, d2 = st.columns(2)
 d1.download_button(
-    "Download PDF report",
+    PDF_BUTTON,
     data=lambda: analysis.pdf,  # built on the first click, not on every rerun
     file_name="hdcnn-report.pdf",
     mime="application/pdf",

@@ -203,10 +203,10 @@ class _Lite0FPN(nn.Module):
         self.out_channels = fpn_channels
 
     def train(self, mode: bool = True) -> _Lite0FPN:
+        from hdcnn.nets.efficientnet import keep_batchnorm_statistics
+
         super().train(mode)
-        for m in self.trunk.modules():  # frozen BatchNorm statistics
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
+        keep_batchnorm_statistics(self.trunk)
         return self
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:

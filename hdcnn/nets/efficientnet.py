@@ -213,6 +213,14 @@ def pooled_features(maps: list[torch.Tensor], stages: tuple[int, ...] = (1, 2, 3
     return torch.cat(parts, dim=1)
 
 
+def keep_batchnorm_statistics(module: nn.Module) -> None:
+    """Put every BatchNorm inside ``module`` in eval mode: a module being trained keeps the
+    ImageNet running statistics (small, unbalanced batches would re-estimate them badly)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+
+
 def fuse_trunks_for_inference(model: nn.Module) -> nn.Module:
     """Fuse every :class:`Lite0Trunk` inside ``model`` for inference; returns ``model``."""
     for module in model.modules():

@@ -28,7 +28,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -393,13 +393,28 @@ def crop_features(
 ) -> np.ndarray:
     """Features of the crops ``boxes[i]`` on ``items[image[i]]``, grouped per image."""
     feats = np.zeros((len(image), ext.n_features), np.float32)
-    for idx in tqdm(np.unique(image), desc=desc, disable=not progress, leave=False):
+    groups = crops_by_image(ext, items, image, boxes, mirror)
+    total = len(np.unique(image))
+    for rows, crops in tqdm(groups, total=total, desc=desc, disable=not progress, leave=False):
+        feats[rows] = ext.features(crops)
+    return feats
+
+
+def crops_by_image(
+    ext: FeatureExtractor,
+    items: Sequence[Item],
+    image: np.ndarray,
+    boxes: np.ndarray,
+    mirror: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, crops)`` per image: the crops of ``boxes[rows]`` on that image, cut as the
+    cascade cuts them; rows with ``mirror`` set are mirrored vertically."""
+    for idx in np.unique(image):
         rows = np.flatnonzero(image == idx)
         crops = ext.crops(items[int(idx)], boxes[rows])
         if mirror is not None:
             crops[mirror[rows]] = crops[mirror[rows]][:, ::-1, :]
-        feats[rows] = ext.features(crops)
-    return feats
+        yield rows, crops
 
 
 # ----------------------------------------------------------------------------- heads
@@ -1109,33 +1124,17 @@ class Ablations:
         for k, held in enumerate(cv.folds):
             train = np.setdiff1d(self.every, held)
             cand = cands[k]
-            crops = cv.training_crops(
-                cand, train, static=static, hard_negatives=name != "no-hard-negatives"
+            score = (
+                self._finetuned_scorer(k, train, held, cand, static)
+                if name == "fine-tuned"
+                else self._logistic_scorer(name, train, cand, static)
             )
-            graded = crops.y > 0
-            groups = np.array([cv.items[int(i)].patient for i in crops.image])
-            seed, fixed_c = self.cfg.seed, self.cfg.logistic_c
-            c1, _ = fit_logistic(crops.x, (crops.y != 0).astype(int), seed, groups, fixed_c)
-            c2, _ = fit_logistic(
-                crops.x[graded], (crops.y[graded] == 2).astype(int), seed, groups[graded], fixed_c
-            )
-
-            def prob(p: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
-                z = ((x - p[0]) / p[1]) @ p[2][0] + p[3][0]
-                return 1.0 / (1.0 + np.exp(-z))
-
-            tuned = self._finetuned(k, train, held, cand, static) if name == "fine-tuned" else None
             for i in held:
                 rows = np.flatnonzero(cand["image"] == i)[: self.cfg.cascade.max_candidates]
                 rows = rows[cand["scores"][rows] >= t_det]
-                if len(rows) and tuned is not None:
-                    pl = tuned["p_lesion"][rows]
-                    pml = pl * tuned["p_malignant"][rows]
-                    pa[i], pm[i] = pl.max(), pml.max()
-                    preds[i] = {"boxes": cand["boxes"][rows], "scores": pl}
-                elif len(rows):
-                    pl = prob(c1, cand["x"][rows])
-                    pml = pl * prob(c2, cand["x"][rows])
+                if len(rows):
+                    pl, pml_given = score(rows)
+                    pml = pl * pml_given
                     pa[i], pm[i] = pl.max(), pml.max()
                     preds[i] = {"boxes": cand["boxes"][rows], "scores": pl}
                 else:
@@ -1154,28 +1153,52 @@ class Ablations:
             "froc_1": None if fr["1"] is None else round(fr["1"], 4),
         }
 
-    def _finetuned(
+    def _logistic_scorer(
+        self,
+        name: str,
+        train: np.ndarray,
+        cand: dict[str, np.ndarray],
+        static: dict[str, np.ndarray],
+    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """C1 and C2 logistic heads fitted on the fold's training crops: candidate rows ->
+        ``(P(lesion), P(malignant | lesion))``."""
+        cv = self.cv
+        crops = cv.training_crops(
+            cand, train, static=static, hard_negatives=name != "no-hard-negatives"
+        )
+        graded = crops.y > 0
+        groups = np.array([cv.items[int(i)].patient for i in crops.image])
+        seed, fixed_c = self.cfg.seed, self.cfg.logistic_c
+        c1, _ = fit_logistic(crops.x, (crops.y != 0).astype(int), seed, groups, fixed_c)
+        c2, _ = fit_logistic(
+            crops.x[graded], (crops.y[graded] == 2).astype(int), seed, groups[graded], fixed_c
+        )
+
+        def prob(p: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+            z = ((x - p[0]) / p[1]) @ p[2][0] + p[3][0]
+            return 1.0 / (1.0 + np.exp(-z))
+
+        return lambda rows: (prob(c1, cand["x"][rows]), prob(c2, cand["x"][rows]))
+
+    def _finetuned_scorer(
         self,
         k: int,
         train: np.ndarray,
         held: np.ndarray,
         cand: dict[str, np.ndarray],
         static: dict[str, np.ndarray],
-    ) -> dict[str, np.ndarray]:
-        """Fold ``k``'s fine-tuned crop network: probabilities of every candidate row of the
-        held-out images (other rows 0), cached in ``fold<k>/ablation_fine-tuned.npz``."""
+    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Fold ``k``'s fine-tuned crop network, trained on the crops the logistic heads use:
+        candidate rows of held-out images -> ``(P(lesion), P(malignant | lesion))``. The
+        probabilities are cached in ``fold<k>/ablation_fine-tuned.npz``."""
         from hdcnn.train.finetune import FineTuneConfig, finetune, probabilities
 
         cv = self.cv
 
         def cut(image: np.ndarray, boxes: np.ndarray, mirror: np.ndarray | None) -> np.ndarray:
-            out = np.zeros((len(image), cv.cfg.cascade.crop_size, cv.cfg.cascade.crop_size))
-            out = out.astype(np.float32)
-            for idx in np.unique(image):
-                rows = np.flatnonzero(image == idx)
-                crops = cv.extractor.crops(cv.items[int(idx)], boxes[rows])
-                if mirror is not None:
-                    crops[mirror[rows]] = crops[mirror[rows]][:, ::-1, :]
+            size = cv.cfg.cascade.crop_size
+            out = np.zeros((len(image), size, size), np.float32)
+            for rows, crops in crops_by_image(cv.extractor, cv.items, image, boxes, mirror):
                 out[rows] = crops
             return out
 
@@ -1205,7 +1228,8 @@ class Ablations:
             )
             return {"p_lesion": p_lesion, "p_malignant": p_mal}
 
-        return cv._cached(f"fold{k}/ablation_fine-tuned.npz", build)
+        tuned = cv._cached(f"fold{k}/ablation_fine-tuned.npz", build)
+        return lambda rows: (tuned["p_lesion"][rows], tuned["p_malignant"][rows])
 
     def _minus_other(self, score: np.ndarray) -> np.ndarray:
         by_patient: dict[str, list[int]] = {}

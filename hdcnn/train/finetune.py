@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hdcnn.nets.efficientnet import Lite0Trunk, pooled_features
+from hdcnn.nets.efficientnet import Lite0Trunk, keep_batchnorm_statistics, pooled_features
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ class CropNet(nn.Module):
 
     def train(self, mode: bool = True) -> CropNet:
         super().train(mode)
-        for m in self.trunk.modules():  # ImageNet BatchNorm statistics are kept
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
+        keep_batchnorm_statistics(self.trunk)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
