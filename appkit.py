@@ -36,7 +36,7 @@ from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
-from hdcnn.runtime import limit_malloc_arenas, return_free_memory, reuse_freed_memory
+from hdcnn.runtime import limit_malloc_arenas, return_free_memory
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -224,9 +224,9 @@ def domain() -> TrainingDomain:
 # ----------------------------------------------------------------------------- analysis
 
 
-def analyse_bytes(data: bytes, name: str, cascade: Any) -> Analysis:
+def analyse_bytes(data: bytes, name: str, cascade: Any, *, key: str | None = None) -> Analysis:
     """:func:`hdcnn.analysis.analyse_bytes` against the weights' training domain."""
-    return lib.analyse_bytes(data, name, cascade, domain=domain())
+    return lib.analyse_bytes(data, name, cascade, domain=domain(), key=key)
 
 
 def redecide(analysis: Analysis, cascade: Any, **thresholds: float) -> Analysis:
@@ -275,8 +275,7 @@ def keep_uploads_in_memory() -> None:
 
 
 keep_uploads_in_memory()
-limit_malloc_arenas()
-reuse_freed_memory()
+limit_malloc_arenas()  # reuse_freed_memory(): load_cascade sets it
 
 
 class _SessionRelease:
@@ -345,8 +344,7 @@ def analysis_for_upload(
         slot: session-state slot name (one per page).
         skeleton: draws the result's layout, empty, while the networks run (removed after).
             The browser meanwhile loads the code of each element type the result shows, which
-            it otherwise fetched only after the analysis (0.2-0.3 s of a Diagnose run,
-            ``benchmarks/bench_app.py``).
+            it otherwise fetched only after the analysis (Diagnose in ``benchmarks/bench_app.py``).
 
     Returns:
         The analysis, or None (nothing uploaded, or an error already shown).
@@ -376,7 +374,7 @@ def _cached_analysis(
                 with holder.container():
                     skeleton()
             try:
-                analysis = analyse_bytes(data, name, cascade)
+                analysis = analyse_bytes(data, name, cascade, key=key)
             finally:
                 holder.empty()
     except HDCNNError as exc:
@@ -424,11 +422,14 @@ def _view_pool() -> ThreadPoolExecutor:
 
 def _exam_view(data: bytes, name: str, cascade: Any) -> Future:
     """The analysis of one exam view, started once per session and content (a future)."""
-    key = (hashlib.sha256(data).hexdigest(), id(cascade))
+    digest = hashlib.sha256(data).hexdigest()
+    key = (digest, id(cascade))
     _session_release()  # exam-only sessions are released on disconnect too
     held: dict = st.session_state.setdefault("exam_views", {})
     if key not in held:
-        held[key] = _view_pool().submit(lib.analyse_bytes, data, name, cascade, domain=domain())
+        held[key] = _view_pool().submit(
+            lib.analyse_bytes, data, name, cascade, domain=domain(), key=digest
+        )
         for old in list(held)[:-8]:  # keep the last eight views of this session
             del held[old]
     return held[key]

@@ -27,62 +27,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.server import start_streamlit  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 SLOTS = ("rcc", "lcc", "rmlo", "lmlo")  # the order of the Exam page's uploaders
 SETTLE_S = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(env: dict[str, str], app_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=app_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("streamlit did not start")
 
 
 def open_page(browser, url: str, title: str):
@@ -150,7 +109,10 @@ def main() -> int:
     env = dict(os.environ, HDCNN_WEIGHTS=str(args.weights.resolve()))
     env["OMP_NUM_THREADS"] = str(args.threads)
     env["HDCNN_SAMPLES_DIR"] = tempfile.mkdtemp(prefix="hdcnn-bench-samples-")
-    proc, url = start_server(env, args.app_dir.resolve())
+    try:
+        proc, url = start_streamlit(env, app_dir=args.app_dir.resolve(), timeout_s=60)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from exc
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -175,7 +175,12 @@ def _wrap(
 
 
 def analyse_bytes(
-    data: bytes, name: str, cascade: Cascade, *, domain: TrainingDomain = MIAS_DOMAIN
+    data: bytes,
+    name: str,
+    cascade: Cascade,
+    *,
+    domain: TrainingDomain = MIAS_DOMAIN,
+    key: str | None = None,
 ) -> Analysis:
     """Read and analyse one uploaded file entirely in memory.
 
@@ -184,6 +189,8 @@ def analyse_bytes(
         name: its file name (used only in messages and on screen, never in the report).
         cascade: a loaded :class:`hdcnn.cascade.Cascade`.
         domain: the training domain to compare with (:func:`hdcnn.domain.training_domain`).
+        key: ``sha256(data)`` hex when the caller has it already (an app's session cache);
+            computed here otherwise.
 
     Raises:
         MammogramError: the bytes are not a usable mammogram.
@@ -196,7 +203,7 @@ def analyse_bytes(
     return analyse_mammogram(
         mammogram,
         cascade,
-        key=hashlib.sha256(data).hexdigest(),
+        key=key or hashlib.sha256(data).hexdigest(),
         name=name,
         domain=domain,
         read_ms=read_ms,

@@ -5,9 +5,8 @@ One owner for the ``mallopt`` calls of the project:
 - :func:`reuse_freed_memory`: glibc hands every allocation above its mmap threshold (128 KB,
   growing up to 32 MB as big blocks are freed) straight to the kernel and back, so each
   network pass page-faults its activations into fresh memory. Keeping freed blocks of up to
-  32 MB in the heap made the classifier stage of a mini-MIAS film 30-35 % faster (82 -> 55 ms
-  median for 20 crops with 2 threads, ``benchmarks/bench_predict.py``). :func:`load_cascade
-  <hdcnn.cascade.load_cascade>` calls it.
+  32 MB in the heap avoids that (the classify column of ``benchmarks/bench_predict.py``).
+  :func:`load_cascade <hdcnn.cascade.load_cascade>` calls it.
 - :func:`limit_malloc_arenas`: at most a few arenas for the app's many script threads.
 - :func:`return_free_memory`: hand freed heap pages back to the system on demand.
 """

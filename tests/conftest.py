@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to real data that live outside the repository."""
+"""Shared test fixtures: paths to real data that live outside the repository, tiny weights."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def mias_root() -> Path:
     if not (MIAS_ROOT / "Info.txt").is_file():
         pytest.skip(f"mini-MIAS not found at {MIAS_ROOT} (set HDCNN_MIAS_ROOT)")
     return MIAS_ROOT
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SYNTHETIC weights folder (random networks, valid cascade.json), one per module."""
+    from tests.cascade_weights import make_weights_dir
+
+    return make_weights_dir(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="session")

@@ -32,11 +32,6 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_weights_dir(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture(scope="module")
 def cascade(weights_dir: Path) -> Cascade:
     return load_cascade(weights_dir)
 

@@ -19,14 +19,9 @@ from hdcnn.explain import (
 )
 from hdcnn.preprocess import Geometry
 from hdcnn.roi import roi_square
-from tests.cascade_weights import WHOLE, breast_image, make_weights_dir
+from tests.cascade_weights import WHOLE, breast_image
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_weights_dir(tmp_path_factory.mktemp("weights"))
 
 
 def test_gradcam_shapes_range_and_model_untouched(weights_dir: Path) -> None:

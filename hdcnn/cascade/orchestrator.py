@@ -40,7 +40,7 @@ ImageInput = Union["Mammogram", str, os.PathLike, bytes, np.ndarray]
 DEFAULT_LONG_SIDE = LONG_SIDE
 DEFAULT_MAX_CANDIDATES = MAX_CANDIDATES
 #: Crops per classifier forward pass. Batches of 5-10 crops of 128 px run faster on the CPU than
-#: one batch of 20 (activations stay in cache): 52 vs 76 ms for 20 crops with 2 threads.
+#: one batch of 20 (the activations stay in the CPU cache).
 CLASSIFY_BATCH = 8
 
 # ----------------------------------------------------------------------------- cascade

@@ -19,8 +19,8 @@ Channels per stride: 24 @4, 40 @8, 112 @16, 320 @32 (after blocks 2, 4, 10, 15).
 For inference, :meth:`Lite0Trunk.fuse_for_inference` folds every BatchNorm into its convolution
 (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and gives the stride-1 convolutions their "same"
 padding inside the convolution, and runs channels-last: the same function (outputs agree to about
-1e-4), 30-40 % faster on the CPU (``benchmarks/bench_predict.py``). A fused trunk cannot be
-trained.
+1e-4), faster on the CPU (the detect and classify columns of ``benchmarks/bench_predict.py``).
+A fused trunk cannot be trained.
 """
 
 from __future__ import annotations

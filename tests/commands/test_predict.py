@@ -13,7 +13,7 @@ import torch
 
 from hdcnn.commands import predict
 from hdcnn.dicom import build_dicom, write_dicom
-from tests.cascade_weights import breast_image, make_weights_dir
+from tests.cascade_weights import breast_image
 
 torch.set_num_threads(1)
 
@@ -23,11 +23,6 @@ def run_cli(argv: list[str]) -> int:
     predict.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["predict", *argv])
     return args.func(args)
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_weights_dir(tmp_path_factory.mktemp("weights"))
 
 
 def write_png(path: Path, image: np.ndarray) -> Path:

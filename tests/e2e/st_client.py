@@ -5,9 +5,7 @@ shows. Used by the load test (no browser needed)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,39 +18,27 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.sync.client import connect
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.server import REPO, free_port, start_streamlit
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["Session", "free_port", "rss_bytes", "start_server"]
 
 
 def start_server(
     port: int, env: dict[str, str], log_path: Path, *, repo: Path = REPO
 ) -> subprocess.Popen:
     """``streamlit run app.py`` on ``port`` (XSRF off: this client has no cookie jar)."""
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(repo / "app.py"),
-        "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.headless", "true", "--server.enableXsrfProtection", "false",
-        "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
     log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, cwd=repo, env={**os.environ, **env}, stdout=log, stderr=log)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).ok:
-                return proc
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
+    try:
+        proc, _ = start_streamlit(
+            {**os.environ, **env},
+            log,
+            app_dir=repo,
+            port=port,
+            args=("--server.enableXsrfProtection", "false"),
+        )
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}: {log_path.read_text(errors='replace')[-2000:]}") from exc
+    return proc
 
 
 def rss_bytes(pid: int) -> int:
@@ -97,9 +83,7 @@ class Session:
         msg.ParseFromString(self.ws.recv(timeout=timeout))
         return msg
 
-    def run(
-        self, page: str = "", widgets: list | None = None, timeout: float = 180
-    ) -> Page:
+    def run(self, page: str = "", widgets: list | None = None, timeout: float = 180) -> Page:
         """Rerun the script on ``page`` (url path, "" = default) and collect what it shows."""
         back = BackMsg()
         back.rerun_script.query_string = ""

@@ -20,22 +20,18 @@ hold for any trained weights.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import MIAS_ROOT
+from tests.e2e.server import REPO, start_streamlit
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(os.environ.get("HDCNN_SCREENSHOTS") or tempfile.mkdtemp(prefix="hdcnn-shots-"))
 CHROMIUM_ARGS = [
@@ -58,12 +54,6 @@ RULES = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running ``streamlit run app.py`` on a free local port; stopped afterwards."""
@@ -76,42 +66,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         env["HDCNN_WEIGHTS"] = str(make_weights_dir(tmp_path_factory.mktemp("weights")))
     env["HDCNN_SAMPLES_DIR"] = str(tmp_path_factory.mktemp("samples"))
-    port = _free_port()
     log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start (exit {proc.poll()}), see {log.name}")
-            time.sleep(0.5)
+        proc, url = start_streamlit(env, log, timeout_s=60)
+    except RuntimeError as exc:
+        log.close()
+        pytest.fail(f"{exc}, see {log.name}")
+    try:
         yield url
     finally:
         proc.terminate()

@@ -28,11 +28,6 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_weights_dir(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     write_cohort(root, patients=5, seed=1, size=128)
