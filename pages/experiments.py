@@ -46,6 +46,16 @@ st.caption(
 with st.expander("Design of each concept, accuracy and sensitivity to malignant"):
     st.dataframe(plots.experiments_details(concepts), hide_index=True, key="exp_details")
 
+ablations = plots.ablations_table(results)
+if ablations is not None:
+    with st.expander("Ablations: what each part of the det-hier recipe contributes"):
+        st.caption(
+            f"{results['ablations'].get('protocol', '')}. Δ: the row's AUC minus the "
+            "reference row's, on the same images; a difference whose interval holds 0 "
+            "is within the noise of this data set."
+        )
+        st.dataframe(ablations, hide_index=True, key="exp_ablations")
+
 roc_col, froc_col = st.columns(2)
 with roc_col:
     target = st.radio(

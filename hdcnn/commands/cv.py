@@ -95,15 +95,24 @@ def markdown(report: dict) -> str:
     if ab:
         lines += [
             "",
-            "| ablation | what changes | AUC abnormal | AUC malignant | FROC @1 FP |",
+            "| ablation | what changes | AUC abnormal (Δ to reference [95% CI]) "
+            "| AUC malignant (Δ [95% CI]) | FROC @1 FP |",
             "| --- | --- | --- | --- | --- |",
         ]
         for name, row in ab["rows"].items():
+            diff = row.get("minus_reference", {})
             lines.append(
-                f"| {name} | {row['what']} | {_f(row['auc_abnormal'])} "
-                f"| {_f(row['auc_malignant'])} | {_f(row['froc_1'], 2)} |"
+                f"| {name} | {row['what']} "
+                f"| {_f(row['auc_abnormal'])}{_difference(diff.get('auc_abnormal'))} "
+                f"| {_f(row['auc_malignant'])}{_difference(diff.get('auc_malignant'))} "
+                f"| {_f(row['froc_1'], 2)} |"
             )
     return "\n".join(lines)
+
+
+def _difference(d: list[float] | None) -> str:
+    """`` (+0.027 [-0.004, 0.058])``: an ablation row's AUC minus the reference's, paired CI."""
+    return "" if d is None else f" ({d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}])"
 
 
 def run(args: argparse.Namespace) -> int:

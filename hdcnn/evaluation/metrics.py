@@ -6,7 +6,8 @@ selection, ``python -m hdcnn evaluate``, the app and the tests.
 - Operating points: :func:`threshold_at_sensitivity` (the largest threshold that reaches a
   stated sensitivity) and :func:`threshold_youden` (Youden's J) -- the cascade's calibration and
   training's C1 threshold use these, nothing else.
-- The patient-level bootstrap (:func:`bootstrap_indices`, :func:`bootstrap_auc_ci`; the
+- The patient-level bootstrap (:func:`bootstrap_indices`, :func:`bootstrap_auc_ci`, the paired
+  :func:`bootstrap_auc_difference` of two recipes on the same images; the
   resamples' AUCs at once by :func:`weighted_aucs`, equal to scikit-learn's with sample
   weights) and the lesion-level FROC (:func:`froc_curve`, :func:`froc`), which no library in
   the requirements offers. One FROC hit rule, :func:`lesion_hits` (centre in box), for model
@@ -299,27 +300,78 @@ def bootstrap_auc_ci(
         resamples held both classes.
     """
     y, s = _binary(y_true, scores)
-    if len(groups) != y.size:
-        raise ValueError(f"groups has length {len(groups)}, expected {y.size}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    _check_bootstrap_args(groups, y.size, alpha)
     if _auc(y, s) is None:
         return None
-    # a resample = how often it draws each image; its AUC = the AUC under those weights
-    draws = [
-        np.bincount(idx, minlength=y.size)
-        for idx in bootstrap_indices(groups, n_boot=n_boot, seed=seed)
-    ]
-    aucs = weighted_aucs(y, s, np.array(draws).reshape(-1, y.size))
-    aucs = aucs[np.isfinite(aucs)]
-    skipped = n_boot - len(aucs)
-    if skipped:
-        log.info(
-            "bootstrap AUC: %d of %d resamples had one class and were skipped", skipped, n_boot
-        )
-    if len(aucs) < 10:
+    aucs = weighted_aucs(y, s, _draw_counts(groups, n_boot, seed))
+    return _percentile_ci(aucs, n_boot, alpha, "bootstrap AUC")
+
+
+def bootstrap_auc_difference(
+    y_true: Any,
+    scores_a: Any,
+    scores_b: Any,
+    groups: Any,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, tuple[float, float] | None] | None:
+    """``AUC(a) - AUC(b)`` of two scorings of the same images, with a paired interval.
+
+    Both AUCs are computed on every patient-level resample (the same draws for both), so the
+    interval reflects how much the *difference* varies, not the two AUCs' own spread: two
+    recipes whose intervals overlap can still differ beyond noise, and the reverse.
+
+    Args:
+        y_true: 1-D 0/1 truth, length N.
+        scores_a, scores_b: 1-D float scores of the two recipes, length N each.
+        groups: 1-D patient ids, length N.
+        n_boot, seed, alpha: as in :func:`bootstrap_auc_ci`.
+
+    Returns:
+        ``(difference, (low, high))``; the interval is ``None`` when fewer than 10 resamples
+        held both classes. ``None`` when the AUC is undefined on the data.
+    """
+    y, a = _binary(y_true, scores_a)
+    _, b = _binary(y_true, scores_b)
+    _check_bootstrap_args(groups, y.size, alpha)
+    auc_a, auc_b = _auc(y, a), _auc(y, b)
+    if auc_a is None or auc_b is None:
         return None
-    low, high = np.quantile(aucs, [alpha / 2.0, 1.0 - alpha / 2.0])
+    counts = _draw_counts(groups, n_boot, seed)
+    diffs = weighted_aucs(y, a, counts) - weighted_aucs(y, b, counts)
+    return auc_a - auc_b, _percentile_ci(diffs, n_boot, alpha, "bootstrap AUC difference")
+
+
+def _check_bootstrap_args(groups: Any, n: int, alpha: float) -> None:
+    if len(groups) != n:
+        raise ValueError(f"groups has length {len(groups)}, expected {n}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def _draw_counts(groups: Any, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, N)``: how often each patient-level resample draws each image (a resample's
+    AUC is the AUC under these weights, see :func:`weighted_aucs`)."""
+    n = len(groups)
+    draws = [
+        np.bincount(idx, minlength=n) for idx in bootstrap_indices(groups, n_boot=n_boot, seed=seed)
+    ]
+    return np.array(draws).reshape(-1, n)
+
+
+def _percentile_ci(
+    values: np.ndarray, n_boot: int, alpha: float, what: str
+) -> tuple[float, float] | None:
+    """Percentile interval of the finite resample values (a resample with one class is NaN)."""
+    values = values[np.isfinite(values)]
+    skipped = n_boot - len(values)
+    if skipped:
+        log.info("%s: %d of %d resamples had one class and were skipped", what, skipped, n_boot)
+    if len(values) < 10:
+        return None
+    low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)
 
 

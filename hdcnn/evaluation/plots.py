@@ -279,6 +279,39 @@ def experiments_details(concepts: dict[str, dict[str, Any]]) -> Any:
     return pd.DataFrame(rows)
 
 
+def _difference(d: Any) -> str:
+    """``[value, low, high]`` -> ``+0.027 [-0.01, +0.06]``."""
+    if not isinstance(d, (list, tuple)) or len(d) != 3 or None in d:
+        return "–"
+    return f"{float(d[0]):+.3f} [{float(d[1]):+.2f}, {float(d[2]):+.2f}]"
+
+
+def ablations_table(doc: dict[str, Any]) -> Any:
+    """One row per ablation of ``doc["ablations"]`` (written by ``python -m hdcnn cv
+    --ablations``): its AUCs, their difference to the reference row with the paired 95 %
+    interval, and FROC at 1 FP per image. ``None`` when the file holds no ablations."""
+    import pandas as pd
+
+    rows = (doc.get("ablations") or {}).get("rows")
+    if not isinstance(rows, dict) or not rows:
+        return None
+    out = []
+    for name, r in rows.items():
+        diff = r.get("minus_reference") or {}
+        out.append(
+            {
+                "ablation": name,
+                "what changes": r.get("what", ""),
+                "AUC abnormal": _num(r.get("auc_abnormal")),
+                "Δ abnormal [95% CI]": _difference(diff.get("auc_abnormal")),
+                "AUC malignant": _num(r.get("auc_malignant")),
+                "Δ malignant [95% CI]": _difference(diff.get("auc_malignant")),
+                "FROC @1 FP": "–" if r.get("froc_1") is None else f"{float(r['froc_1']):.2f}",
+            }
+        )
+    return pd.DataFrame(out)
+
+
 def experiments_summary(concepts: dict[str, dict[str, Any]]) -> str:
     """A sentence or two on what the numbers show (generated, not hard-coded)."""
     scored = {n: m for n, m in concepts.items() if isinstance(m.get("auc_malignant"), (int, float))}

@@ -1040,7 +1040,7 @@ class Evaluation:
 
 # ----------------------------------------------------------------------------- ablations
 
-#: Ablation rows: name -> (what changes, extractor settings or None for the reference features).
+#: Ablation rows: name -> what changes against the reference recipe.
 ABLATIONS: dict[str, str] = {
     "reference": "ImageNet Lite0 features, frozen; full-resolution crops; hard negatives",
     "random-init": "the same recipe with a randomly initialised (untrained) Lite0 trunk",
@@ -1048,6 +1048,15 @@ ABLATIONS: dict[str, str] = {
     "no-hard-negatives": "C1 negatives: random normal tissue only, no detector false positives",
     "other-breast": "image scores minus the same patient's other breast (mini-MIAS L/R pairs)",
     "fine-tuned": "the Lite0 trunk fine-tuned end to end on the same crops (hdcnn.train.finetune)",
+    "wide-context": "features of a second crop, 3x the box side, beside the 1.5x crop's",
+}
+
+#: Rows whose crop features are computed anew: name -> (extractor keywords, cascade settings
+#: changed, whether the new features extend the reference ones instead of replacing them).
+_FEATURE_ROWS: dict[str, tuple[dict[str, Any], dict[str, Any], bool]] = {
+    "random-init": ({"pretrained": False}, {}, False),
+    "crops-512": ({"crop_source": "model"}, {}, False),
+    "wide-context": ({}, {"context": 3.0}, True),
 }
 
 
@@ -1063,6 +1072,8 @@ class Ablations:
         self.cv = cv
         self.cfg = cv.cfg
         self.every = np.arange(len(cv.items))
+        #: name -> ``(p_abnormal, p_malignant)`` per image, kept for the paired differences
+        self.scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _features(self, name: str) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
         """Static crops and per-fold candidates, with ``x`` recomputed for a feature variant."""
@@ -1070,44 +1081,38 @@ class Ablations:
         cands = [
             cv.candidates(f"fold{k}", np.setdiff1d(self.every, h)) for k, h in enumerate(cv.folds)
         ]
-        if name not in ("random-init", "crops-512"):
+        if name not in _FEATURE_ROWS:
             return cv.static(), cands
+        keywords, settings, extend = _FEATURE_ROWS[name]
         ext = FeatureExtractor(
-            self.cfg,
-            pretrained=name != "random-init",
-            crop_source="model" if name == "crops-512" else None,
+            replace(self.cfg, cascade=replace(self.cfg.cascade, **settings)), **keywords
         )
+
+        def features(ref: np.ndarray, cache: str, **crops: Any) -> np.ndarray:
+            x = cv._cached(
+                cache, lambda: {"x": crop_features(ext, cv.items, progress=cv.progress, **crops)}
+            )["x"]
+            return np.concatenate([ref, x], axis=1) if extend else x
+
         s = dict(cv.static())
-        s["x"] = cv._cached(
+        s["x"] = features(
+            s["x"],
             f"ablation_{name}_static.npz",
-            lambda: {
-                "x": crop_features(
-                    ext,
-                    cv.items,
-                    s["image"],
-                    s["boxes"],
-                    s["mirror"],
-                    desc=f"{name} static",
-                    progress=cv.progress,
-                )
-            },
-        )["x"]
+            image=s["image"],
+            boxes=s["boxes"],
+            mirror=s["mirror"],
+            desc=f"{name} static",
+        )
         out = []
         for k, cand in enumerate(cands):
             c = dict(cand)
-            c["x"] = cv._cached(
+            c["x"] = features(
+                c["x"],
                 f"fold{k}/ablation_{name}.npz",
-                lambda c=c, k=k: {
-                    "x": crop_features(
-                        ext,
-                        cv.items,
-                        c["image"],
-                        c["boxes"],
-                        desc=f"{name} fold{k}",
-                        progress=cv.progress,
-                    )
-                },
-            )["x"]
+                image=c["image"],
+                boxes=c["boxes"],
+                desc=f"{name} fold{k}",
+            )
             out.append(c)
         return s, out
 
@@ -1141,10 +1146,8 @@ class Ablations:
                     preds[i] = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0)}
         if name == "other-breast":
             pa, pm = self._minus_other(pa), self._minus_other(pm)
-        truth = np.array([str(it.label) for it in cv.items])
-        known = truth != str(Label.UNKNOWN)
-        y_abn = truth[known] != str(Label.NORMAL)
-        y_mal = truth[known] == str(Label.MALIGNANT)
+        self.scores[name] = (pa, pm)
+        known, y_abn, y_mal, _ = self._truth()
         fr = metrics.froc(preds, [it.gt for it in cv.items])
         return {
             "what": ABLATIONS[name],
@@ -1152,6 +1155,41 @@ class Ablations:
             "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
             "froc_1": None if fr["1"] is None else round(fr["1"], 4),
         }
+
+    def _truth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(known, y_abnormal, y_malignant, patient)``: the images with a label and, for
+        those, their truths and patient ids."""
+        truth = np.array([str(it.label) for it in self.cv.items])
+        known = truth != str(Label.UNKNOWN)
+        patient = np.array([it.patient for it in self.cv.items])[known]
+        return (
+            known,
+            truth[known] != str(Label.NORMAL),
+            truth[known] == str(Label.MALIGNANT),
+            patient,
+        )
+
+    def difference(self, name: str, reference: str = "reference") -> dict[str, Any]:
+        """AUC differences of row ``name`` against ``reference`` (both already run), each with
+        a paired patient-bootstrap 95 % interval (``metrics.bootstrap_auc_difference``):
+        ``{"auc_abnormal": [d, low, high], "auc_malignant": [...]}``."""
+        from hdcnn.evaluation import metrics
+
+        known, y_abn, y_mal, patient = self._truth()
+        out: dict[str, Any] = {}
+        for key, y, j in (("auc_abnormal", y_abn, 0), ("auc_malignant", y_mal, 1)):
+            got = metrics.bootstrap_auc_difference(
+                y,
+                self.scores[name][j][known],
+                self.scores[reference][j][known],
+                patient,
+                n_boot=N_BOOT,
+                seed=self.cfg.seed,
+            )
+            out[key] = (
+                None if got is None or got[1] is None else [round(v, 4) for v in (got[0], *got[1])]
+            )
+        return out
 
     def _logistic_scorer(
         self,
@@ -1248,9 +1286,14 @@ class Ablations:
             t0 = time.perf_counter()
             rows[name] = self.run_variant(name)
             log.info("ablation %s: %s (%.0f s)", name, rows[name], time.perf_counter() - t0)
+        for name in ABLATIONS:
+            if name != "reference":
+                rows[name]["minus_reference"] = self.difference(name)
         return {
             "protocol": "same folds, detectors and candidates; threshold-free image scores "
-            "(max over candidates); FROC in model pixels, centre-in-box",
+            "(max over candidates); FROC in model pixels, centre-in-box; minus_reference: "
+            "AUC difference to the reference row [value, low, high], paired patient bootstrap "
+            f"({N_BOOT} resamples, 95 %)",
             "rows": rows,
         }
 

@@ -202,6 +202,44 @@ def test_experiments_page_table_curves_and_sentence(
     assert "**det-hier** separates malignant from other images best (AUC 0.910)" in text
     assert "do not overlap" in text
     assert len(at.get("plotly_chart")) == 2 + 4  # ROC, FROC, four confusion matrices
+    assert len(at.dataframe) == 2  # the key figures, the details; no ablations in this file
+
+
+def test_experiments_page_shows_ablations_with_their_paired_differences(
+    app_env: Path, monkeypatch, tmp_path: Path
+) -> None:
+    doc = _experiments()
+    doc["ablations"] = {
+        "protocol": "same folds",
+        "rows": {
+            "reference": {
+                "what": "frozen",
+                "auc_abnormal": 0.73,
+                "auc_malignant": 0.76,
+                "froc_1": 0.59,
+            },
+            "random-init": {
+                "what": "untrained trunk",
+                "auc_abnormal": 0.655,
+                "auc_malignant": 0.654,
+                "froc_1": None,
+                "minus_reference": {
+                    "auc_abnormal": [-0.074, -0.13, -0.016],
+                    "auc_malignant": None,
+                },
+            },
+        },
+    }
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
+    at = _page("pages/experiments.py")
+    table = next(d.value for d in at.dataframe if "ablation" in d.value.columns)
+    assert list(table["ablation"]) == ["reference", "random-init"]
+    row = table.iloc[1]
+    assert row["Δ abnormal [95% CI]"] == "-0.074 [-0.13, -0.02]"
+    assert row["Δ malignant [95% CI]"] == "–" and row["FROC @1 FP"] == "–"
+    assert "within the noise" in _texts(at)
 
 
 @pytest.mark.parametrize("bad", ["{not json", json.dumps({"concepts": {}})])

@@ -78,10 +78,22 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     from hdcnn.train.cv import ABLATIONS, Ablations, CrossValidation
 
     ablations = Ablations(CrossValidation(cfg, progress=False))
-    for name in ("reference", "fine-tuned"):
-        row = ablations.run_variant(name)
+    rows = {}
+    for name in ("reference", "fine-tuned", "wide-context"):
+        rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
+    # the wide-context row extends the reference features with those of a 3x crop
+    with np.load(tmp_path / "run/fold0/ablation_wide-context.npz") as wide:
+        assert wide["x"].shape[1] == ablations.cv.extractor.n_features
+    # a row against the reference: the AUC difference and its paired interval
+    diff = ablations.difference("wide-context")
+    d, low, high = diff["auc_abnormal"]
+    assert d == pytest.approx(
+        rows["wide-context"]["auc_abnormal"] - rows["reference"]["auc_abnormal"], abs=1e-3
+    )
+    assert low <= d <= high
+    assert ablations.difference("reference")["auc_abnormal"] == [0.0, 0.0, 0.0]
     for k in (0, 1):
         with np.load(tmp_path / f"run/fold{k}/ablation_fine-tuned.npz") as tuned:
             assert set(tuned.files) == {"p_lesion", "p_malignant"}

@@ -1,0 +1,42 @@
+"""The cv command's Markdown tables (hdcnn.commands.cv.markdown), quoted by the README and the
+model card."""
+
+from __future__ import annotations
+
+from hdcnn.commands.cv import markdown
+
+
+def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
+    report = {
+        "n_images": 2,
+        "n_patients": 1,
+        "n_lesions": 1,
+        "protocol": {"folds": 2},
+        "concepts": {},
+        "ablations": {
+            "rows": {
+                "reference": {
+                    "what": "frozen ImageNet features",
+                    "auc_abnormal": 0.7289,
+                    "auc_malignant": 0.7604,
+                    "froc_1": 0.593,
+                },
+                "random-init": {
+                    "what": "untrained trunk",
+                    "auc_abnormal": 0.655,
+                    "auc_malignant": 0.654,
+                    "froc_1": 0.5,
+                    "minus_reference": {
+                        "auc_abnormal": [-0.0739, -0.1302, -0.0151],
+                        "auc_malignant": None,
+                    },
+                },
+            }
+        },
+    }
+    table = markdown(report).splitlines()
+    assert "| reference | frozen ImageNet features | 0.729 | 0.760 | 0.59 |" in table
+    assert (
+        "| random-init | untrained trunk | 0.655 (-0.074 [-0.130, -0.015]) | 0.654 | 0.50 |"
+        in table
+    )
