@@ -70,7 +70,6 @@ def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:
     """
     return 4 * int(max_pixels) + (64 << 20)
 
-
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -259,6 +258,8 @@ def check_structure(pixels: np.ndarray, label: str, *, minimum: float = MIN_STRU
             f"not plausibly a mammogram: neighbouring pixels are uncorrelated "
             f"(correlation {max(rho):.2f}; random noise?)",
         )
+
+
 
 
 # ----------------------------------------------------------------------------- input

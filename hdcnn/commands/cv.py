@@ -111,8 +111,11 @@ def markdown(report: dict) -> str:
 
 
 def _difference(d: list[float] | None) -> str:
-    """`` (+0.027 [-0.004, 0.058])``: an ablation row's AUC minus the reference's, paired CI."""
-    return "" if d is None else f" ({d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}])"
+    """`` (+0.027 [-0.004, +0.058])``: an ablation row's AUC minus the reference's, paired CI."""
+    from hdcnn.evaluation.plots import difference_text
+
+    text = difference_text(d, ci_digits=3)
+    return "" if text is None else f" ({text})"
 
 
 def run(args: argparse.Namespace) -> int:

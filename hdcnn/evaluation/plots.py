@@ -279,11 +279,14 @@ def experiments_details(concepts: dict[str, dict[str, Any]]) -> Any:
     return pd.DataFrame(rows)
 
 
-def _difference(d: Any) -> str:
-    """``[value, low, high]`` -> ``+0.027 [-0.01, +0.06]``."""
+def difference_text(d: Any, ci_digits: int = 2) -> str | None:
+    """An ablation row's ``minus_reference`` entry ``[value, low, high]`` ->
+    ``+0.027 [-0.01, +0.06]``; ``None`` when there is none (the reference row, an undefined
+    AUC). The app's ablation table and ``python -m hdcnn cv``'s Markdown both use it."""
     if not isinstance(d, (list, tuple)) or len(d) != 3 or None in d:
-        return "–"
-    return f"{float(d[0]):+.3f} [{float(d[1]):+.2f}, {float(d[2]):+.2f}]"
+        return None
+    lo, hi = (f"{float(v):+.{ci_digits}f}" for v in d[1:])
+    return f"{float(d[0]):+.3f} [{lo}, {hi}]"
 
 
 def ablations_table(doc: dict[str, Any]) -> Any:
@@ -303,9 +306,9 @@ def ablations_table(doc: dict[str, Any]) -> Any:
                 "ablation": name,
                 "what changes": r.get("what", ""),
                 "AUC abnormal": _num(r.get("auc_abnormal")),
-                "Δ abnormal [95% CI]": _difference(diff.get("auc_abnormal")),
+                "Δ abnormal [95% CI]": difference_text(diff.get("auc_abnormal")) or "–",
                 "AUC malignant": _num(r.get("auc_malignant")),
-                "Δ malignant [95% CI]": _difference(diff.get("auc_malignant")),
+                "Δ malignant [95% CI]": difference_text(diff.get("auc_malignant")) or "–",
                 "FROC @1 FP": "–" if r.get("froc_1") is None else f"{float(r['froc_1']):.2f}",
             }
         )

@@ -1,5 +1,6 @@
 """Training configuration and the table of trainable parts."""
 
+
 from __future__ import annotations
 
 from dataclasses import dataclass
