@@ -93,19 +93,23 @@ def markdown(report: dict) -> str:
         )
     ab = report.get("ablations")
     if ab:
+        kinds = sorted({k for r in ab["rows"].values() for k in r.get("froc_1_by_kind") or {}})
         lines += [
             "",
             "| ablation | what changes | AUC abnormal (Δ to reference [95% CI]) "
-            "| AUC malignant (Δ [95% CI]) | FROC @1 FP |",
-            "| --- | --- | --- | --- | --- |",
+            "| AUC malignant (Δ [95% CI]) | FROC @1 FP |"
+            + "".join(f" FROC @1 FP, {kind} |" for kind in kinds),
+            "| --- | --- | --- | --- | --- |" + " --- |" * len(kinds),
         ]
         for name, row in ab["rows"].items():
             diff = row.get("minus_reference", {})
+            by_kind = row.get("froc_1_by_kind") or {}
             lines.append(
                 f"| {name} | {row['what']} "
                 f"| {_f(row['auc_abnormal'])}{_difference(diff.get('auc_abnormal'))} "
                 f"| {_f(row['auc_malignant'])}{_difference(diff.get('auc_malignant'))} "
                 f"| {_f(row['froc_1'], 2)} |"
+                + "".join(f" {_f(by_kind.get(kind), 2)} |" for kind in kinds)
             )
     return "\n".join(lines)
 

@@ -292,15 +292,18 @@ def difference_text(d: Any, ci_digits: int = 2) -> str | None:
 def ablations_table(doc: dict[str, Any]) -> Any:
     """One row per ablation of ``doc["ablations"]`` (written by ``python -m hdcnn cv
     --ablations``): its AUCs, their difference to the reference row with the paired 95 %
-    interval, and FROC at 1 FP per image. ``None`` when the file holds no ablations."""
+    interval, FROC at 1 FP per image, and that FROC per lesion type where the file has it
+    (one column per type). ``None`` when the file holds no ablations."""
     import pandas as pd
 
     rows = (doc.get("ablations") or {}).get("rows")
     if not isinstance(rows, dict) or not rows:
         return None
+    kinds = sorted({k for r in rows.values() for k in (r.get("froc_1_by_kind") or {})})
     out = []
     for name, r in rows.items():
         diff = r.get("minus_reference") or {}
+        by_kind = r.get("froc_1_by_kind") or {}
         out.append(
             {
                 "ablation": name,
@@ -309,10 +312,16 @@ def ablations_table(doc: dict[str, Any]) -> Any:
                 "Δ abnormal [95% CI]": difference_text(diff.get("auc_abnormal")) or "–",
                 "AUC malignant": _num(r.get("auc_malignant")),
                 "Δ malignant [95% CI]": difference_text(diff.get("auc_malignant")) or "–",
-                "FROC @1 FP": "–" if r.get("froc_1") is None else f"{float(r['froc_1']):.2f}",
+                "FROC @1 FP": _froc_text(r.get("froc_1")),
+                **{f"FROC @1 FP, {kind}": _froc_text(by_kind.get(kind)) for kind in kinds},
             }
         )
     return pd.DataFrame(out)
+
+
+def _froc_text(value: Any) -> str:
+    """A FROC sensitivity with two decimals, ``–`` when there is none."""
+    return "–" if value is None else f"{float(value):.2f}"
 
 
 def experiments_summary(concepts: dict[str, dict[str, Any]]) -> str:

@@ -45,6 +45,7 @@ from hdcnn.nets.detector import DetectorConfig, build_detector
 from hdcnn.nets.efficientnet import Lite0Trunk, pooled_features
 from hdcnn.nets.features import FeatureClassifier, FeatureConfig, build_feature_classifier
 from hdcnn.roi import crop_rois, crop_rois_full_resolution
+from hdcnn.spots import SpotConfig
 from hdcnn.terms import Label
 from hdcnn.utils import atomic_write_text
 
@@ -673,36 +674,41 @@ class CrossValidation:
             props = propose(
                 detector, self.items, self.cfg.cascade.max_candidates, progress=self.progress
             )
-            image, boxes, scores, label = [], [], [], []
-            for item, (b, s) in zip(self.items, props, strict=True):
-                hits = lesion_hits(b, item.gt)
-                for j in range(len(b)):
-                    matched = np.flatnonzero(hits[j])
-                    lab = 0
-                    if len(matched):
-                        labs = [LABEL_INDEX.get(item.gt_labels[g], -1) for g in matched]
-                        lab = max(labs)
-                    label.append(lab)
-                image += [item.index] * len(b)
-                boxes.append(b)
-                scores.append(s)
-            arrays = {
-                "image": np.array(image, np.int64),
-                "boxes": np.concatenate(boxes).astype(np.float32),
-                "scores": np.concatenate(scores).astype(np.float32),
-                "label": np.array(label, np.int64),
-            }
-            arrays["x"] = crop_features(
-                self.extractor,
-                self.items,
-                arrays["image"],
-                arrays["boxes"],
-                desc=f"{tag} candidate crops",
-                progress=self.progress,
-            )
-            return arrays
+            return self.labelled_candidates(props, desc=f"{tag} candidate crops")
 
         return self._cached(f"{tag}/candidates.npz", build)
+
+    def labelled_candidates(
+        self, props: Sequence[tuple[np.ndarray, np.ndarray]], *, desc: str
+    ) -> dict[str, np.ndarray]:
+        """Candidate arrays of ``(boxes, scores)`` per image (model pixels): ``image``,
+        ``boxes``, ``scores``, ``label`` (the worst label of the lesions each box hits, 0 for
+        none, by :func:`~hdcnn.evaluation.metrics.lesion_hits`) and crop features ``x``."""
+        image, boxes, scores, label = [], [], [], []
+        for item, (b, s) in zip(self.items, props, strict=True):
+            hits = lesion_hits(b, item.gt)
+            for j in range(len(b)):
+                matched = np.flatnonzero(hits[j])
+                labs = [LABEL_INDEX.get(item.gt_labels[g], -1) for g in matched]
+                label.append(max(labs) if labs else 0)
+            image += [item.index] * len(b)
+            boxes.append(np.asarray(b, np.float32).reshape(-1, 4))
+            scores.append(np.asarray(s, np.float32).reshape(-1))
+        arrays = {
+            "image": np.array(image, np.int64),
+            "boxes": np.concatenate(boxes).astype(np.float32),
+            "scores": np.concatenate(scores).astype(np.float32),
+            "label": np.array(label, np.int64),
+        }
+        arrays["x"] = crop_features(
+            self.extractor,
+            self.items,
+            arrays["image"],
+            arrays["boxes"],
+            desc=desc,
+            progress=self.progress,
+        )
+        return arrays
 
     def training_crops(
         self,
@@ -1049,6 +1055,8 @@ ABLATIONS: dict[str, str] = {
     "other-breast": "image scores minus the same patient's other breast (mini-MIAS L/R pairs)",
     "fine-tuned": "the Lite0 trunk fine-tuned end to end on the same crops (hdcnn.train.finetune)",
     "wide-context": "features of a second crop, 3x the box side, beside the 1.5x crop's",
+    "calc-spots": "plus 5 full-resolution microcalcification-cluster candidates per image "
+    "(white top-hat speck density, hdcnn.spots)",
 }
 
 #: Rows whose crop features are computed anew: name -> (extractor keywords, cascade settings
@@ -1058,6 +1066,10 @@ _FEATURE_ROWS: dict[str, tuple[dict[str, Any], dict[str, Any], bool]] = {
     "crops-512": ({"crop_source": "model"}, {}, False),
     "wide-context": ({}, {"context": 3.0}, True),
 }
+
+#: Rows that add candidates of a second, untrained source to every image's detector
+#: candidates (in training, as labelled crops, and at scoring): name -> its settings.
+_CANDIDATE_ROWS: dict[str, SpotConfig] = {"calc-spots": SpotConfig(k=5)}
 
 
 class Ablations:
@@ -1081,6 +1093,11 @@ class Ablations:
         cands = [
             cv.candidates(f"fold{k}", np.setdiff1d(self.every, h)) for k, h in enumerate(cv.folds)
         ]
+        if name in _CANDIDATE_ROWS:
+            extra = self._spot_candidates(name)
+            return cv.static(), [
+                {key: np.concatenate([c[key], extra[key]]) for key in c} for c in cands
+            ]
         if name not in _FEATURE_ROWS:
             return cv.static(), cands
         keywords, settings, extend = _FEATURE_ROWS[name]
@@ -1116,6 +1133,23 @@ class Ablations:
             out.append(c)
         return s, out
 
+    def _spot_candidates(self, name: str) -> dict[str, np.ndarray]:
+        """Row ``name``'s full-resolution spot candidates of every image (fold-independent:
+        nothing is learnt), labelled and with crop features; cached. Their ``scores`` are 1:
+        they are not detector boxes, so the detector-score floor does not apply to them."""
+        from hdcnn.spots import spot_candidates
+
+        cv, spot_cfg = self.cv, _CANDIDATE_ROWS[name]
+
+        def build() -> dict[str, np.ndarray]:
+            props = []
+            for item in cv.items:
+                boxes, _ = spot_candidates(item.pixels, item.prep, cfg=spot_cfg)
+                props.append((boxes, np.ones(len(boxes), np.float32)))
+            return cv.labelled_candidates(props, desc=f"{name} candidates")
+
+        return cv._cached(f"ablation_{name}_candidates.npz", build)
+
     def run_variant(self, name: str) -> dict[str, Any]:
         from hdcnn.cascade import Thresholds
         from hdcnn.evaluation import metrics
@@ -1135,7 +1169,8 @@ class Ablations:
                 else self._logistic_scorer(name, train, cand, static)
             )
             for i in held:
-                rows = np.flatnonzero(cand["image"] == i)[: self.cfg.cascade.max_candidates]
+                # the detector's rows are its top max_candidates boxes (candidates())
+                rows = np.flatnonzero(cand["image"] == i)
                 rows = rows[cand["scores"][rows] >= t_det]
                 if len(rows):
                     pl, pml_given = score(rows)
@@ -1149,11 +1184,17 @@ class Ablations:
         self.scores[name] = (pa, pm)
         known, y_abn, y_mal, _ = self._truth()
         fr = metrics.froc(preds, [it.gt for it in cv.items])
+        by_kind = {}
+        for kind in sorted({k for it in cv.items for k in it.gt_kinds}):
+            truths = [it.gt[np.array([g == kind for g in it.gt_kinds], bool)] for it in cv.items]
+            got = metrics.froc(preds, truths)["1"]
+            by_kind[kind] = None if got is None else round(got, 4)
         return {
             "what": ABLATIONS[name],
             "auc_abnormal": round(float(metrics.roc_auc(y_abn, pa[known])), 4),
             "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
             "froc_1": None if fr["1"] is None else round(fr["1"], 4),
+            "froc_1_by_kind": by_kind,
         }
 
     def _truth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

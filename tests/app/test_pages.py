@@ -217,6 +217,7 @@ def test_experiments_page_shows_ablations_with_their_paired_differences(
                 "auc_abnormal": 0.73,
                 "auc_malignant": 0.76,
                 "froc_1": 0.59,
+                "froc_1_by_kind": {"calcification": 0.0625, "mass": 0.66},
             },
             "random-init": {
                 "what": "untrained trunk",
@@ -239,6 +240,9 @@ def test_experiments_page_shows_ablations_with_their_paired_differences(
     row = table.iloc[1]
     assert row["Δ abnormal [95% CI]"] == "-0.074 [-0.13, -0.02]"
     assert row["Δ malignant [95% CI]"] == "–" and row["FROC @1 FP"] == "–"
+    # FROC per lesion type: one column per type, a dash where a row has none
+    assert table["FROC @1 FP, calcification"].iloc[0] == "0.06"
+    assert row["FROC @1 FP, mass"] == "–"
     assert "within the noise" in _texts(at)
 
 

@@ -79,10 +79,22 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
 
     ablations = Ablations(CrossValidation(cfg, progress=False))
     rows = {}
-    for name in ("reference", "fine-tuned", "wide-context"):
+    kinds = {k for it in ablations.cv.items for k in it.gt_kinds}
+    for name in ("reference", "fine-tuned", "wide-context", "calc-spots"):
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
+        assert set(row["froc_1_by_kind"]) == kinds
+    # the calc-spots row adds at most 5 untrained full-resolution candidates per image,
+    # labelled by the FROC hit rule, to every fold's detector candidates
+    with np.load(tmp_path / "run/ablation_calc-spots_candidates.npz") as spots:
+        assert np.bincount(spots["image"]).max() <= 5 and np.all(spots["scores"] == 1)
+        assert spots["x"].shape == (len(spots["image"]), ablations.cv.extractor.n_features)
+        assert set(np.unique(spots["label"])) <= {-1, 0, 1, 2}
+        n_spots = len(spots["image"])
+    merged = ablations._features("calc-spots")[1][0]
+    plain = ablations._features("reference")[1][0]
+    assert len(merged["image"]) == len(plain["image"]) + n_spots
     # the wide-context row extends the reference features with those of a 3x crop
     with np.load(tmp_path / "run/fold0/ablation_wide-context.npz") as wide:
         assert wide["x"].shape[1] == ablations.cv.extractor.n_features
