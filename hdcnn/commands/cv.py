@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads ({d.threads})")
     p.add_argument(
+        "--device",
+        type=_device,
+        default=d.device,
+        help="torch device of detector training, proposals and crop features: cpu (default), "
+        "cuda, cuda:1 ...; a speed-up only, held-out images are scored on the CPU",
+    )
+    p.add_argument(
         "--ship",
         type=Path,
         metavar="DIR",
@@ -49,6 +56,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also measure the ablation rows (random init, 512-px crops, ...)",
     )
     p.set_defaults(func=run)
+
+
+def _device(text: str) -> str:
+    """``--device``: a torch device that exists on this machine."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device ({exc})") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use cpu or cuda[:N]")
+    return text
 
 
 def _f(value: object, digits: int = 3) -> str:
@@ -134,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         det_epochs=args.det_epochs,
         threads=args.threads,
+        device=args.device,
     )
     configure_logging(Path(cfg.out))
     report = run_cv(cfg, ship=args.ship, ablations=args.ablations)

@@ -41,6 +41,7 @@ class FineTuneConfig:
         weight_decay: AdamW weight decay.
         stages: trunk stages whose pooled maps feed the outputs (as the frozen heads).
         seed: shuffling, flips and output initialisation.
+        device: torch device of the training (the network is returned there).
     """
 
     epochs: int = 2
@@ -50,6 +51,7 @@ class FineTuneConfig:
     weight_decay: float = 1e-4
     stages: tuple[int, ...] = (1, 2, 3)
     seed: int = 0
+    device: str = "cpu"
 
 
 class CropNet(nn.Module):
@@ -97,7 +99,8 @@ def finetune(
         raise ValueError("fine-tuning needs both lesion and normal crops")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = CropNet(cfg.stages)
+    device = torch.device(cfg.device)
+    net = CropNet(cfg.stages).to(device)
     head = list(net.out.parameters())
     trunk = [p for p in net.trunk.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(
@@ -107,9 +110,9 @@ def finetune(
     graded = labels > 0
     w_lesion = float((~lesion).sum() / max(lesion.sum(), 1))
     w_mal = float((labels == 1).sum() / max((labels == 2).sum(), 1))
-    y_lesion = torch.from_numpy(lesion.astype(np.float32))
-    y_mal = torch.from_numpy((labels == 2).astype(np.float32))
-    m_mal = torch.from_numpy(graded.astype(np.float32))
+    y_lesion = torch.from_numpy(lesion.astype(np.float32)).to(device)
+    y_mal = torch.from_numpy((labels == 2).astype(np.float32)).to(device)
+    m_mal = torch.from_numpy(graded.astype(np.float32)).to(device)
     bce = nn.BCEWithLogitsLoss(reduction="none")
     steps = int(np.ceil(len(crops) / cfg.batch))
     net.train()
@@ -123,9 +126,10 @@ def finetune(
             flips = rng.integers(0, 4, size=len(idx))  # none, left-right, up-down, both
             batch[flips % 2 == 1] = batch[flips % 2 == 1][:, :, ::-1]
             batch[flips >= 2] = batch[flips >= 2][:, ::-1, :]
-            x = torch.from_numpy(np.ascontiguousarray(batch))[:, None]
+            x = torch.from_numpy(np.ascontiguousarray(batch))[:, None].to(device)
             logits = net(x)
-            yl, ym, mm = y_lesion[idx], y_mal[idx], m_mal[idx]
+            rows = torch.from_numpy(idx).to(device)
+            yl, ym, mm = y_lesion[rows], y_mal[rows], m_mal[rows]
             loss_l = bce(logits[:, 0], yl) * (1 + (w_lesion - 1) * yl)
             loss_m = bce(logits[:, 1], ym) * mm * (1 + (w_mal - 1) * ym)
             loss = loss_l.mean() + loss_m.sum() / mm.sum().clamp(min=1)
@@ -146,9 +150,13 @@ def finetune(
 
 @torch.inference_mode()
 def probabilities(net: CropNet, crops: np.ndarray, batch: int = 64) -> tuple[np.ndarray, ...]:
-    """``(P(lesion), P(malignant | lesion))`` float32 ``(N,)`` of crops ``(N, s, s)``."""
+    """``(P(lesion), P(malignant | lesion))`` float32 ``(N,)`` of crops ``(N, s, s)``, on the
+    device the network is on."""
+    device = next(net.parameters()).device
     out = [
-        torch.sigmoid(net(torch.from_numpy(np.ascontiguousarray(crops[i : i + batch]))[:, None]))
+        torch.sigmoid(
+            net(torch.from_numpy(np.ascontiguousarray(crops[i : i + batch]))[:, None].to(device))
+        ).cpu()
         for i in range(0, len(crops), batch)
     ]
     if not out:

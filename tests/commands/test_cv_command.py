@@ -3,6 +3,10 @@ model card."""
 
 from __future__ import annotations
 
+import pytest
+import torch
+
+from hdcnn.cli import main
 from hdcnn.commands.cv import markdown
 
 
@@ -43,3 +47,15 @@ def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
         "| random-init | untrained trunk | 0.655 (-0.074 [-0.130, -0.015]) | 0.654 | 0.50 | — | — |"
         in table
     )
+
+
+def test_device_option_names_what_is_wrong(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, problem in (
+        ("cuda", "CUDA is not available on this machine"),
+        ("gpu", "is not a torch device"),
+        ("meta", "use cpu or cuda[:N]"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(["cv", "--root", "x", "--device", device])
+        assert exc.value.code == 2 and problem in capsys.readouterr().err

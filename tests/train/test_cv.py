@@ -117,3 +117,12 @@ def test_resume_with_other_settings_is_refused(cohort: Path, tmp_path: Path) -> 
     check_run_config(cfg)
     with pytest.raises(DatasetError, match="det_epochs"):
         check_run_config(CVConfig(**{**cfg.__dict__, "det_epochs": 2}))
+
+
+def test_the_device_is_a_machine_setting_a_resumed_run_may_change(
+    cohort: Path, tmp_path: Path
+) -> None:
+    cfg = tiny(cohort, tmp_path / "run")
+    check_run_config(cfg)
+    check_run_config(CVConfig(**{**cfg.__dict__, "device": "cuda", "threads": 4}))
+    assert "device" not in cfg.recipe() and cfg.to_dict()["device"] == "cpu"
