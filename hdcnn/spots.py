@@ -20,14 +20,17 @@ sizes are physical; pass the image's pixel spacing. Measured use: the ``calc-spo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from hdcnn.domain import MIAS_DOMAIN
 from hdcnn.preprocess import Preprocessed
 
-#: Pixel spacing of mini-MIAS (200 µm), the default when an image states none.
-MIAS_PIXEL_MM = 0.2
+#: Pixel spacing (mm) assumed when an image states none: mini-MIAS's, on which the sizes of
+#: :class:`SpotConfig` were set.
+DEFAULT_PIXEL_MM = cast(float, MIAS_DOMAIN.pixel_spacing_mm)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def spot_density(
     pixels: np.ndarray,
     prep: Preprocessed,
     *,
-    pixel_mm: float = MIAS_PIXEL_MM,
+    pixel_mm: float = DEFAULT_PIXEL_MM,
     cfg: SpotConfig = SpotConfig(),
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Cluster density of bright specks on the breast crop of the original image.
@@ -137,7 +140,7 @@ def spot_candidates(
     pixels: np.ndarray,
     prep: Preprocessed,
     *,
-    pixel_mm: float = MIAS_PIXEL_MM,
+    pixel_mm: float = DEFAULT_PIXEL_MM,
     cfg: SpotConfig = SpotConfig(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``cfg.k`` strongest microcalcification-cluster candidates of one image.

@@ -46,7 +46,7 @@ from hdcnn.nets.detector import DetectorConfig, build_detector
 from hdcnn.nets.efficientnet import Lite0Trunk, pooled_features
 from hdcnn.nets.features import FeatureClassifier, FeatureConfig, build_feature_classifier
 from hdcnn.roi import crop_rois, crop_rois_full_resolution
-from hdcnn.spots import SpotConfig
+from hdcnn.spots import DEFAULT_PIXEL_MM, SpotConfig, spot_candidates
 from hdcnn.terms import Label
 from hdcnn.utils import atomic_write_text
 
@@ -1162,14 +1162,14 @@ class Ablations:
         """Row ``name``'s full-resolution spot candidates of every image (fold-independent:
         nothing is learnt), labelled and with crop features; cached. Their ``scores`` are 1:
         they are not detector boxes, so the detector-score floor does not apply to them."""
-        from hdcnn.spots import spot_candidates
-
         cv, spot_cfg = self.cv, _CANDIDATE_ROWS[name]
 
         def build() -> dict[str, np.ndarray]:
             props = []
             for item in cv.items:
-                boxes, _ = spot_candidates(item.pixels, item.prep, cfg=spot_cfg)
+                spacing = getattr(item.meta, "pixel_spacing", None)
+                pixel_mm = float(spacing[0]) if spacing else DEFAULT_PIXEL_MM
+                boxes, _ = spot_candidates(item.pixels, item.prep, pixel_mm=pixel_mm, cfg=spot_cfg)
                 props.append((boxes, np.ones(len(boxes), np.float32)))
             return cv.labelled_candidates(props, desc=f"{name} candidates")
 
