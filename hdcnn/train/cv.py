@@ -1082,6 +1082,9 @@ ABLATIONS: dict[str, str] = {
     "wide-context": "features of a second crop, 3x the box side, beside the 1.5x crop's",
     "calc-spots": "plus 5 full-resolution microcalcification-cluster candidates per image "
     "(white top-hat speck density, hdcnn.spots)",
+    "detector-score": "a candidate's P(lesion) is the detector's score; Classifier 1 unused",
+    "detector-c1-mean": "a candidate's P(lesion) is the mean of the detector's score and "
+    "Classifier 1's P(lesion) (no new parameter)",
 }
 
 #: Rows whose crop features are computed anew: name -> (extractor keywords, cascade settings
@@ -1095,6 +1098,13 @@ _FEATURE_ROWS: dict[str, tuple[dict[str, Any], dict[str, Any], bool]] = {
 #: Rows that add candidates of a second, untrained source to every image's detector
 #: candidates (in training, as labelled crops, and at scoring): name -> its settings.
 _CANDIDATE_ROWS: dict[str, SpotConfig] = {"calc-spots": SpotConfig(k=5)}
+
+#: Rows that change a candidate's lesion score: name -> f(Classifier 1's P(lesion), detector
+#: score), both float arrays of the same candidates.
+_SCORE_ROWS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "detector-score": lambda c1, detector: detector,
+    "detector-c1-mean": lambda c1, detector: (c1 + detector) / 2.0,
+}
 
 
 class Ablations:
@@ -1199,6 +1209,8 @@ class Ablations:
                 rows = rows[cand["scores"][rows] >= t_det]
                 if len(rows):
                     pl, pml_given = score(rows)
+                    if name in _SCORE_ROWS:
+                        pl = _SCORE_ROWS[name](pl, cand["scores"][rows].astype(np.float64))
                     pml = pl * pml_given
                     pa[i], pm[i] = pl.max(), pml.max()
                     preds[i] = {"boxes": cand["boxes"][rows], "scores": pl}

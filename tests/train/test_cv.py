@@ -80,7 +80,8 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     ablations = Ablations(CrossValidation(cfg, progress=False))
     rows = {}
     kinds = {k for it in ablations.cv.items for k in it.gt_kinds}
-    for name in ("reference", "fine-tuned", "wide-context", "calc-spots"):
+    names = ("reference", "fine-tuned", "wide-context", "calc-spots", "detector-score")
+    for name in (*names, "detector-c1-mean"):
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
@@ -92,6 +93,20 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
         assert spots["x"].shape == (len(spots["image"]), ablations.cv.extractor.n_features)
         assert set(np.unique(spots["label"])) <= {-1, 0, 1, 2}
         n_spots = len(spots["image"])
+    # the detector-score row scores an image by its best detector score above the floor; the
+    # mean row lies between that and the reference (Classifier 1 alone), image by image
+    from hdcnn.cascade import Thresholds
+
+    floor = Thresholds().detector_score
+    best = ablations.scores["detector-score"][0]
+    for k, held in enumerate(ablations.cv.folds):
+        cand = ablations._features("reference")[1][k]
+        for i in held:
+            s = cand["scores"][(cand["image"] == i) & (cand["scores"] >= floor)]
+            assert best[i] == pytest.approx(float(s.max()) if len(s) else 0.0)
+    mean, c1 = ablations.scores["detector-c1-mean"][0], ablations.scores["reference"][0]
+    assert np.all(mean <= np.maximum(best, c1) + 1e-9)
+    assert np.all(mean >= np.minimum(best, c1) / 2 - 1e-9)
     merged = ablations._features("calc-spots")[1][0]
     plain = ablations._features("reference")[1][0]
     assert len(merged["image"]) == len(plain["image"]) + n_spots
