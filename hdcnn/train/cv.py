@@ -152,6 +152,11 @@ class Item:
     def label(self) -> Label:
         return Label(self.record.label)
 
+    def gt_of_kind(self, kind: str) -> np.ndarray:
+        """The lesion boxes (model pixels) of one lesion kind; ``"all"``: every box."""
+        keep = [kind in ("all", k) for k in self.gt_kinds]
+        return self.gt[np.array(keep, dtype=bool).reshape(-1)]
+
 
 def load_items(manifest: Any, long_side: int, *, progress: bool) -> list[Item]:
     """Read and preprocess every image of ``manifest`` (unreadable ones raise)."""
@@ -971,13 +976,13 @@ class Evaluation:
                 truths.append([les.box for les in recs])
                 o = r.outputs["det-hier"]
                 preds.append({"boxes": o.boxes, "scores": o.scores})
-                sel = [g for g, kk in enumerate(item.gt_kinds) if kind in ("all", kk)]
+                lesions = item.gt_of_kind(kind)
                 tr = s.traces["det-hier"]
                 n = min(len(tr.candidates), c.max_candidates)
                 keep = tr.candidates.scores[:n] >= chosen["det-hier"].detector_score
-                hits = lesion_hits(tr.candidates.boxes[:n][keep], item.gt[sel])
+                hits = lesion_hits(tr.candidates.boxes[:n][keep], lesions)
                 found += int(hits.any(axis=0).sum())
-                total += len(sel)
+                total += len(lesions)
             fr = metrics.froc(preds, truths)
             out[kind] = {
                 "n_lesions": total,
@@ -1071,48 +1076,98 @@ class Evaluation:
 
 # ----------------------------------------------------------------------------- ablations
 
-#: Ablation rows: name -> what changes against the reference recipe.
-ABLATIONS: dict[str, str] = {
-    "reference": "ImageNet Lite0 features, frozen; full-resolution crops; hard negatives",
-    "random-init": "the same recipe with a randomly initialised (untrained) Lite0 trunk",
-    "crops-512": "crops cut from the 512-px model image instead of the original pixels",
-    "no-hard-negatives": "C1 negatives: random normal tissue only, no detector false positives",
-    "other-breast": "image scores minus the same patient's other breast (mini-MIAS L/R pairs)",
-    "fine-tuned": "the Lite0 trunk fine-tuned end to end on the same crops (hdcnn.train.finetune)",
-    "wide-context": "features of a second crop, 3x the box side, beside the 1.5x crop's",
-    "calc-spots": "plus 5 full-resolution microcalcification-cluster candidates per image "
-    "(white top-hat speck density, hdcnn.spots)",
-    "detector-score": "a candidate's P(lesion) is the detector's score; Classifier 1 unused",
-    "detector-c1-mean": "a candidate's P(lesion) is the mean of the detector's score and "
-    "Classifier 1's P(lesion) (no new parameter)",
-}
 
-#: Rows whose crop features are computed anew: name -> (extractor keywords, cascade settings
-#: changed, whether the new features extend the reference ones instead of replacing them).
-_FEATURE_ROWS: dict[str, tuple[dict[str, Any], dict[str, Any], bool]] = {
-    "random-init": ({"pretrained": False}, {}, False),
-    "crops-512": ({"crop_source": "model"}, {}, False),
-    "wide-context": ({}, {"context": 3.0}, True),
-}
+@dataclass(frozen=True)
+class AblationRow:
+    """What one ablation row changes against the reference recipe; every default is the
+    reference's.
 
-#: Rows that add candidates of a second, untrained source to every image's detector
-#: candidates (in training, as labelled crops, and at scoring): name -> its settings.
-_CANDIDATE_ROWS: dict[str, SpotConfig] = {"calc-spots": SpotConfig(k=5)}
+    Attributes:
+        what: one line for the report.
+        extractor / cascade: :class:`FeatureExtractor` keywords and cascade settings of crop
+            features computed anew (none: the reference features).
+        extend: the new features go beside the reference ones instead of replacing them.
+        spots: untrained full-resolution candidates (:mod:`hdcnn.spots`) added to every
+            image's detector candidates, in training as labelled crops and at scoring.
+        score: a candidate's lesion score from ``(Classifier 1's P(lesion), detector score)``
+            instead of Classifier 1's alone.
+        hard_negatives: the detector's false positives are C1 negatives.
+        fine_tuned: a fine-tuned trunk (:mod:`hdcnn.train.finetune`) instead of logistic heads.
+        other_breast: image scores minus the same patient's other breast.
+    """
 
-#: Rows that change a candidate's lesion score: name -> f(Classifier 1's P(lesion), detector
-#: score), both float arrays of the same candidates.
-_SCORE_ROWS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "detector-score": lambda c1, detector: detector,
-    "detector-c1-mean": lambda c1, detector: (c1 + detector) / 2.0,
+    what: str
+    extractor: dict[str, Any] = field(default_factory=dict)
+    cascade: dict[str, Any] = field(default_factory=dict)
+    extend: bool = False
+    spots: SpotConfig | None = None
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    hard_negatives: bool = True
+    fine_tuned: bool = False
+    other_breast: bool = False
+
+
+#: The ablation rows, in report order.
+ABLATION_ROWS: dict[str, AblationRow] = {
+    "reference": AblationRow(
+        "ImageNet Lite0 features, frozen; full-resolution crops; hard negatives"
+    ),
+    "random-init": AblationRow(
+        "the same recipe with a randomly initialised (untrained) Lite0 trunk",
+        extractor={"pretrained": False},
+    ),
+    "crops-512": AblationRow(
+        "crops cut from the 512-px model image instead of the original pixels",
+        extractor={"crop_source": "model"},
+    ),
+    "no-hard-negatives": AblationRow(
+        "C1 negatives: random normal tissue only, no detector false positives",
+        hard_negatives=False,
+    ),
+    "other-breast": AblationRow(
+        "image scores minus the same patient's other breast (mini-MIAS L/R pairs)",
+        other_breast=True,
+    ),
+    "fine-tuned": AblationRow(
+        "the Lite0 trunk fine-tuned end to end on the same crops (hdcnn.train.finetune)",
+        fine_tuned=True,
+    ),
+    "wide-context": AblationRow(
+        "features of a second crop, 3x the box side, beside the 1.5x crop's",
+        cascade={"context": 3.0},
+        extend=True,
+    ),
+    "calc-spots": AblationRow(
+        "plus 5 full-resolution microcalcification-cluster candidates per image "
+        "(white top-hat speck density, hdcnn.spots)",
+        spots=SpotConfig(k=5),
+    ),
+    "detector-score": AblationRow(
+        "a candidate's P(lesion) is the detector's score; Classifier 1 unused",
+        score=lambda c1, detector: detector,
+    ),
+    "detector-c1-mean": AblationRow(
+        "a candidate's P(lesion) is the mean of the detector's score and "
+        "Classifier 1's P(lesion) (no new parameter)",
+        score=lambda c1, detector: (c1 + detector) / 2.0,
+    ),
 }
+#: Row name -> its one-line description (the report's ``what``).
+ABLATIONS: dict[str, str] = {name: row.what for name, row in ABLATION_ROWS.items()}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 class Ablations:
-    """Image- and lesion-level figures of recipe variants on the run's folds and candidates.
+    """Image- and lesion-level figures of recipe variants (:data:`ABLATION_ROWS`) on the
+    run's folds and candidates.
 
-    Every variant reuses the fold detectors and their candidates; only the classifier side
-    changes. Scores are threshold-free: ``p_abnormal`` = max ``P(lesion)`` over the top
-    ``max_candidates`` candidates, ``p_malignant`` = max ``P(lesion) * P(malignant|lesion)``.
+    Every variant reuses the fold detectors and their candidates; only the classifier side,
+    the candidate score or (``spots``) extra candidates change. Scores are threshold-free:
+    ``p_abnormal`` = max ``P(lesion)`` over the candidates, ``p_malignant`` = max
+    ``P(lesion) * P(malignant|lesion)``.
     """
 
     def __init__(self, cv: CrossValidation) -> None:
@@ -1128,23 +1183,23 @@ class Ablations:
         cands = [
             cv.candidates(f"fold{k}", np.setdiff1d(self.every, h)) for k, h in enumerate(cv.folds)
         ]
-        if name in _CANDIDATE_ROWS:
-            extra = self._spot_candidates(name)
+        row = ABLATION_ROWS[name]
+        if row.spots is not None:
+            extra = self._spot_candidates(name, row.spots)
             return cv.static(), [
                 {key: np.concatenate([c[key], extra[key]]) for key in c} for c in cands
             ]
-        if name not in _FEATURE_ROWS:
+        if not (row.extractor or row.cascade):
             return cv.static(), cands
-        keywords, settings, extend = _FEATURE_ROWS[name]
         ext = FeatureExtractor(
-            replace(self.cfg, cascade=replace(self.cfg.cascade, **settings)), **keywords
+            replace(self.cfg, cascade=replace(self.cfg.cascade, **row.cascade)), **row.extractor
         )
 
         def features(ref: np.ndarray, cache: str, **crops: Any) -> np.ndarray:
             x = cv._cached(
                 cache, lambda: {"x": crop_features(ext, cv.items, progress=cv.progress, **crops)}
             )["x"]
-            return np.concatenate([ref, x], axis=1) if extend else x
+            return np.concatenate([ref, x], axis=1) if row.extend else x
 
         s = dict(cv.static())
         s["x"] = features(
@@ -1168,11 +1223,11 @@ class Ablations:
             out.append(c)
         return s, out
 
-    def _spot_candidates(self, name: str) -> dict[str, np.ndarray]:
+    def _spot_candidates(self, name: str, spot_cfg: SpotConfig) -> dict[str, np.ndarray]:
         """Row ``name``'s full-resolution spot candidates of every image (fold-independent:
         nothing is learnt), labelled and with crop features; cached. Their ``scores`` are 1:
         they are not detector boxes, so the detector-score floor does not apply to them."""
-        cv, spot_cfg = self.cv, _CANDIDATE_ROWS[name]
+        cv = self.cv
 
         def build() -> dict[str, np.ndarray]:
             props = []
@@ -1189,7 +1244,7 @@ class Ablations:
         from hdcnn.cascade import Thresholds
         from hdcnn.evaluation import metrics
 
-        cv = self.cv
+        cv, row = self.cv, ABLATION_ROWS[name]
         t_det = Thresholds().detector_score
         static, cands = self._features(name)
         n = len(cv.items)
@@ -1200,8 +1255,8 @@ class Ablations:
             cand = cands[k]
             score = (
                 self._finetuned_scorer(k, train, held, cand, static)
-                if name == "fine-tuned"
-                else self._logistic_scorer(name, train, cand, static)
+                if row.fine_tuned
+                else self._logistic_scorer(train, cand, static, hard_negatives=row.hard_negatives)
             )
             for i in held:
                 # the detector's rows are its top max_candidates boxes (candidates())
@@ -1209,29 +1264,27 @@ class Ablations:
                 rows = rows[cand["scores"][rows] >= t_det]
                 if len(rows):
                     pl, pml_given = score(rows)
-                    if name in _SCORE_ROWS:
-                        pl = _SCORE_ROWS[name](pl, cand["scores"][rows].astype(np.float64))
+                    if row.score is not None:
+                        pl = row.score(pl, cand["scores"][rows].astype(np.float64))
                     pml = pl * pml_given
                     pa[i], pm[i] = pl.max(), pml.max()
                     preds[i] = {"boxes": cand["boxes"][rows], "scores": pl}
                 else:
                     preds[i] = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0)}
-        if name == "other-breast":
+        if row.other_breast:
             pa, pm = self._minus_other(pa), self._minus_other(pm)
         self.scores[name] = (pa, pm)
         known, y_abn, y_mal, _ = self._truth()
-        fr = metrics.froc(preds, [it.gt for it in cv.items])
-        by_kind = {}
-        for kind in sorted({k for it in cv.items for k in it.gt_kinds}):
-            truths = [it.gt[np.array([g == kind for g in it.gt_kinds], bool)] for it in cv.items]
-            got = metrics.froc(preds, truths)["1"]
-            by_kind[kind] = None if got is None else round(got, 4)
+        froc_1 = {
+            kind: metrics.froc(preds, [it.gt_of_kind(kind) for it in cv.items])["1"]
+            for kind in [*sorted({k for it in cv.items for k in it.gt_kinds}), "all"]
+        }
         return {
-            "what": ABLATIONS[name],
+            "what": row.what,
             "auc_abnormal": round(float(metrics.roc_auc(y_abn, pa[known])), 4),
             "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
-            "froc_1": None if fr["1"] is None else round(fr["1"], 4),
-            "froc_1_by_kind": by_kind,
+            "froc_1": _round(froc_1.pop("all")),
+            "froc_1_by_kind": {kind: _round(v) for kind, v in froc_1.items()},
         }
 
     def _truth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -1271,17 +1324,16 @@ class Ablations:
 
     def _logistic_scorer(
         self,
-        name: str,
         train: np.ndarray,
         cand: dict[str, np.ndarray],
         static: dict[str, np.ndarray],
+        *,
+        hard_negatives: bool,
     ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """C1 and C2 logistic heads fitted on the fold's training crops: candidate rows ->
         ``(P(lesion), P(malignant | lesion))``."""
         cv = self.cv
-        crops = cv.training_crops(
-            cand, train, static=static, hard_negatives=name != "no-hard-negatives"
-        )
+        crops = cv.training_crops(cand, train, static=static, hard_negatives=hard_negatives)
         graded = crops.y > 0
         groups = np.array([cv.items[int(i)].patient for i in crops.image])
         seed, fixed_c = self.cfg.seed, self.cfg.logistic_c
@@ -1360,11 +1412,11 @@ class Ablations:
 
     def run(self) -> dict[str, Any]:
         rows = {}
-        for name in ABLATIONS:
+        for name in ABLATION_ROWS:
             t0 = time.perf_counter()
             rows[name] = self.run_variant(name)
             log.info("ablation %s: %s (%.0f s)", name, rows[name], time.perf_counter() - t0)
-        for name in ABLATIONS:
+        for name in ABLATION_ROWS:
             if name != "reference":
                 rows[name]["minus_reference"] = self.difference(name)
         return {
