@@ -309,7 +309,14 @@ def propose(
 class FeatureExtractor:
     """Crops of model boxes (as the cascade cuts them) -> pooled frozen-trunk features."""
 
-    def __init__(self, cfg: CVConfig, *, pretrained: bool = True, crop_source: str | None = None):
+    def __init__(
+        self,
+        cfg: CVConfig,
+        *,
+        pretrained: bool = True,
+        crop_source: str | None = None,
+        stages: tuple[int, ...] | None = None,
+    ):
         from hdcnn.nets.features import shared_trunk
 
         self.cfg = cfg
@@ -322,7 +329,10 @@ class FeatureExtractor:
         else:
             torch.manual_seed(cfg.seed)
             self.trunk = Lite0Trunk(pretrained=False).eval().to(self.device)
-        features = FeatureConfig(num_classes=2)  # the shipped heads' feature layout
+        # the shipped heads' feature layout unless a row asks for other trunk stages
+        features = FeatureConfig(num_classes=2)
+        if stages is not None:
+            features = replace(features, stages=stages)
         self.stages, self.n_features = features.stages, features.n_features
 
     def crops(self, item: Item, boxes: np.ndarray) -> np.ndarray:
@@ -1150,6 +1160,15 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         "a candidate's P(lesion) is the mean of the detector's score and "
         "Classifier 1's P(lesion) (no new parameter)",
         score=lambda c1, detector: (c1 + detector) / 2.0,
+    ),
+    "crops-224": AblationRow(
+        "crops resized to 224 px (the trunk's ImageNet input size) instead of 128 px",
+        cascade={"crop_size": 224},
+    ),
+    "stride-4": AblationRow(
+        "the trunk's stride-4 maps (24 channels, pooled) beside strides 8-32: fine texture "
+        "such as calcification specks",
+        extractor={"stages": (0, 1, 2, 3)},
     ),
 }
 #: Row name -> its one-line description (the report's ``what``).

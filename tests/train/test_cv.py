@@ -81,7 +81,7 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     rows = {}
     kinds = {k for it in ablations.cv.items for k in it.gt_kinds}
     names = ("reference", "fine-tuned", "wide-context", "calc-spots", "detector-score")
-    for name in (*names, "detector-c1-mean"):
+    for name in (*names, "detector-c1-mean", "crops-224", "stride-4"):
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
@@ -113,6 +113,11 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     # the wide-context row extends the reference features with those of a 3x crop
     with np.load(tmp_path / "run/fold0/ablation_wide-context.npz") as wide:
         assert wide["x"].shape[1] == ablations.cv.extractor.n_features
+    # the stride-4 row adds the pooled 24 stride-4 channels; crops-224 keeps the layout
+    with np.load(tmp_path / "run/fold0/ablation_stride-4.npz") as fine:
+        assert fine["x"].shape[1] == ablations.cv.extractor.n_features + 2 * 24
+    with np.load(tmp_path / "run/fold0/ablation_crops-224.npz") as big:
+        assert big["x"].shape[1] == ablations.cv.extractor.n_features
     # a row against the reference: the AUC difference and its paired interval
     diff = ablations.difference("wide-context")
     d, low, high = diff["auc_abnormal"]
