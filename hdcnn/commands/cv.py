@@ -36,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.det_epochs,
         help=f"detector epochs per fold ({d.det_epochs})",
     )
+    p.add_argument(
+        "--long-side",
+        type=_long_side,
+        default=d.cascade.long_side,
+        help=f"model image long side in pixels: the detector's input ({d.cascade.long_side}; "
+        "anchors keep their size in millimetres)",
+    )
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads ({d.threads})")
     p.add_argument(
         "--device",
@@ -56,6 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also measure the ablation rows (random init, 512-px crops, ...)",
     )
     p.set_defaults(func=run)
+
+
+def _long_side(text: str) -> int:
+    """``--long-side``: a whole number of pixels the detector can work with."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
+    if not 64 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"{value} px: use 64 to 4096")
+    return value
 
 
 def _device(text: str) -> str:
@@ -149,6 +167,8 @@ def _difference(d: list[float] | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from hdcnn.train.cv import CVConfig, configure_logging
     from hdcnn.train.cv import run as run_cv
 
@@ -159,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds,
         seed=args.seed,
         det_epochs=args.det_epochs,
+        cascade=replace(CVConfig().cascade, long_side=args.long_side),
         threads=args.threads,
         device=args.device,
     )

@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from hdcnn.checkpoint import load_model, save_checkpoint
-from hdcnn.config import CascadeConfig
+from hdcnn.config import LONG_SIDE, CascadeConfig
 from hdcnn.evaluation.metrics import lesion_hits
 from hdcnn.nets.classifier import prepare_input
 from hdcnn.nets.detector import DetectorConfig, build_detector
@@ -204,9 +204,13 @@ def _augment(image: torch.Tensor, boxes: torch.Tensor, rng: np.random.Generator)
 
 
 def detector_config(cfg: CVConfig) -> DetectorConfig:
-    """The detector architecture of this run (Lite0 FPN, anchors for 512-px model images)."""
+    """The detector architecture of this run: Lite0 FPN; the default anchors are set for
+    512-px model images and scale with the run's long side, so they keep their size in
+    millimetres (a 1,024-px run sees finer detail, not other anchors)."""
+    scale = cfg.cascade.long_side / LONG_SIDE
     return DetectorConfig(
         long_side=cfg.cascade.long_side,
+        anchor_sizes=tuple(max(1, round(s * scale)) for s in DetectorConfig.anchor_sizes),
         backbone="efficientnet_lite0",
         trainable_stages=cfg.trainable_stages,
         fpn_channels=64,

@@ -59,3 +59,24 @@ def test_device_option_names_what_is_wrong(monkeypatch, capsys) -> None:
         with pytest.raises(SystemExit) as exc:
             main(["cv", "--root", "x", "--device", device])
         assert exc.value.code == 2 and problem in capsys.readouterr().err
+
+
+def test_long_side_option_names_what_is_wrong(capsys) -> None:
+    for text, problem in (("big", "is not a whole number of pixels"), ("32", "use 64 to 4096")):
+        with pytest.raises(SystemExit) as exc:
+            main(["cv", "--root", "x", "--long-side", text])
+        assert exc.value.code == 2 and problem in capsys.readouterr().err
+
+
+def test_detector_anchors_keep_their_size_in_millimetres() -> None:
+    from dataclasses import replace
+
+    from hdcnn.nets.detector import DetectorConfig
+    from hdcnn.train.cv import CVConfig, detector_config
+
+    base = CVConfig()
+    assert detector_config(base).anchor_sizes == DetectorConfig.anchor_sizes
+    double = replace(base, cascade=replace(base.cascade, long_side=2 * base.cascade.long_side))
+    got = detector_config(double)
+    assert got.long_side == 1024
+    assert got.anchor_sizes == tuple(2 * s for s in DetectorConfig.anchor_sizes)
