@@ -126,14 +126,18 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "| lesion type | lesions | candidate recall @ top 20 | det-hier FROC @0.5 / 1 / 2 FP |",
-        "| --- | --- | --- | --- |",
+        "| lesion type | lesions | candidate recall @ top 20 | det-hier FROC @0.5 / 1 / 2 FP "
+        "| images | det-hier AUC, these images vs normal [95% CI] |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for kind, t in report.get("lesion_types", {}).items():
         fr = t["froc"]
+        ci = t.get("auc_vs_normal_ci") or [None, None]
         lines.append(
             f"| {kind} | {t['n_lesions']} | {_f(t['candidate_recall'], 2)} "
-            f"| {' / '.join(_f(fr[k], 2) for k in ('0.5', '1', '2'))} |"
+            f"| {' / '.join(_f(fr[k], 2) for k in ('0.5', '1', '2'))} "
+            f"| {_f(t.get('n_images'), 0)} "
+            f"| {_f(t.get('auc_vs_normal'))} [{_f(ci[0], 2)}–{_f(ci[1], 2)}] |"
         )
     ab = report.get("ablations")
     if ab:

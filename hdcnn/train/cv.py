@@ -975,13 +975,29 @@ class Evaluation:
         return results
 
     def lesion_types(self, results, scored: Sequence[Scored], chosen) -> dict[str, Any]:
-        """FROC of det-hier and candidate recall at ``max_candidates``, per lesion kind."""
+        """Per lesion kind: FROC of det-hier, candidate recall at ``max_candidates``, and the
+        image-level AUC of det-hier's P(abnormal) for the images with a lesion of that kind
+        against the normal images (patient-bootstrap interval)."""
         from hdcnn.evaluation import metrics
 
         c = self.cfg.cascade
         kinds = sorted({k for it in self.cv.items for k in it.gt_kinds})
+        normal = [r.truth == Label.NORMAL for r in results]
+        p_abnormal = np.array([r.outputs["det-hier"].p_abnormal for r in results])
+        patients = np.array([r.patient_id for r in results])
         out: dict[str, Any] = {}
         for kind in [*kinds, "all"]:
+            has = [
+                r.truth not in (Label.NORMAL, Label.UNKNOWN)
+                and any(kind in ("all", les.kind) for les in self.cv.items[s.index].record.lesions)
+                for r, s in zip(results, scored, strict=True)
+            ]
+            pick = np.array(normal) | np.array(has)
+            y = np.array(has)[pick]
+            auc = metrics.roc_auc(y, p_abnormal[pick])
+            ci = metrics.bootstrap_auc_ci(
+                y, p_abnormal[pick], patients[pick], n_boot=N_BOOT, seed=self.cfg.seed
+            )
             truths, preds = [], []
             found, total = 0, 0
             for r, s in zip(results, scored, strict=True):
@@ -1000,6 +1016,9 @@ class Evaluation:
             fr = metrics.froc(preds, truths)
             out[kind] = {
                 "n_lesions": total,
+                "n_images": int(np.sum(has)),
+                "auc_vs_normal": _round(auc),
+                "auc_vs_normal_ci": None if ci is None else [round(v, 4) for v in ci],
                 "candidate_recall": round(found / total, 6) if total else None,
                 "froc": {
                     k: (None if fr[k] is None else round(fr[k], 6))

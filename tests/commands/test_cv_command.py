@@ -49,6 +49,30 @@ def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
     )
 
 
+def test_lesion_type_rows_show_the_image_auc_against_normal() -> None:
+    report = {
+        "n_images": 2,
+        "n_patients": 1,
+        "n_lesions": 1,
+        "protocol": {"folds": 2},
+        "concepts": {},
+        "lesion_types": {
+            "calcification": {
+                "n_lesions": 16,
+                "n_images": 13,
+                "auc_vs_normal": 0.5512,
+                "auc_vs_normal_ci": [0.41, 0.69],
+                "candidate_recall": 0.375,
+                "froc": {"0.5": 0.0, "1": 0.0625, "2": 0.125},
+            }
+        },
+    }
+    assert (
+        "| calcification | 16 | 0.38 | 0.00 / 0.06 / 0.12 | 13 | 0.551 [0.41–0.69] |"
+        in markdown(report).splitlines()
+    )
+
+
 def test_device_option_names_what_is_wrong(monkeypatch, capsys) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for device, problem in (

@@ -55,6 +55,15 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     ]
     assert fold_patients[0].isdisjoint(fold_patients[1])
     assert "all" in report["lesion_types"]
+    # per lesion type, the image-level AUC of that type's images against the normal ones; over
+    # all types it is det-hier's AUC abnormal
+    everything = report["lesion_types"]["all"]
+    assert everything["auc_vs_normal"] == pytest.approx(
+        report["concepts"]["det-hier"]["auc_abnormal"], abs=1e-3
+    )
+    for t in report["lesion_types"].values():
+        assert t["n_images"] <= everything["n_images"]
+        assert t["auc_vs_normal"] is None or 0.0 <= t["auc_vs_normal"] <= 1.0
 
     # the shipped folder loads, with the thresholds chosen out of fold and the file hashes
     shipped = CascadeConfig.load(tmp_path / "models")
