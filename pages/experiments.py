@@ -46,6 +46,17 @@ st.caption(
 with st.expander("Design of each concept, accuracy and sensitivity to malignant"):
     st.dataframe(plots.experiments_details(concepts), hide_index=True, key="exp_details")
 
+by_type = plots.lesion_types_table(results)
+if by_type is not None:
+    with st.expander("By lesion type: what det-hier finds, and which images it tells from normal"):
+        st.caption(
+            "Candidate recall: lesions with a detector candidate among the top ones. FROC: "
+            "lesion sensitivity at 0.5, 1 and 2 false positives per image. AUC: P(abnormal) of "
+            "the images with a lesion of that type against the normal images (95 % patient "
+            "bootstrap interval)."
+        )
+        st.dataframe(by_type, hide_index=True, key="exp_lesion_types")
+
 ablations = plots.ablations_table(results)
 if ablations is not None:
     with st.expander("Ablations: what each part of the det-hier recipe contributes"):

@@ -319,6 +319,36 @@ def ablations_table(doc: dict[str, Any]) -> Any:
     return pd.DataFrame(out)
 
 
+def lesion_types_table(doc: dict[str, Any]) -> Any:
+    """One row per lesion type of ``doc["lesion_types"]`` (written by ``python -m hdcnn cv``),
+    then ``all``: lesions, det-hier's candidate recall at the top candidates, its FROC at 0.5 /
+    1 / 2 false positives per image, and (where the file has it) the image-level AUC of the
+    images with that type against the normal ones. ``None`` when the file has no such block."""
+    import pandas as pd
+
+    types = doc.get("lesion_types")
+    if not isinstance(types, dict) or not types:
+        return None
+    out = []
+    for kind, t in types.items():
+        froc = t.get("froc") or {}
+        out.append(
+            {
+                "lesion type": kind,
+                "lesions": t.get("n_lesions"),
+                "candidate recall": _froc_text(t.get("candidate_recall")),
+                "FROC @0.5 / 1 / 2 FP": " / ".join(
+                    _froc_text(froc.get(k)) for k in ("0.5", "1", "2")
+                ),
+                "images": t.get("n_images"),
+                "AUC vs normal images [95% CI]": _interval(
+                    t.get("auc_vs_normal"), t.get("auc_vs_normal_ci")
+                ),
+            }
+        )
+    return pd.DataFrame(out)
+
+
 def _froc_text(value: Any) -> str:
     """A FROC sensitivity with two decimals, ``–`` when there is none."""
     return "–" if value is None else f"{float(value):.2f}"

@@ -246,6 +246,38 @@ def test_experiments_page_shows_ablations_with_their_paired_differences(
     assert "within the noise" in _texts(at)
 
 
+def test_experiments_page_shows_what_det_hier_finds_per_lesion_type(
+    app_env: Path, monkeypatch, tmp_path: Path
+) -> None:
+    doc = _experiments()
+    doc["lesion_types"] = {
+        "calcification": {
+            "n_lesions": 16,
+            "n_images": 13,
+            "auc_vs_normal": 0.5512,
+            "auc_vs_normal_ci": [0.41, 0.69],
+            "candidate_recall": 0.375,
+            "froc": {"0.5": 0.0, "1": 0.0625, "2": 0.125},
+        },
+        "all": {  # a file from before the per-type AUC: a dash, no error
+            "n_lesions": 86,
+            "candidate_recall": 0.77,
+            "froc": {"0.5": 0.48, "1": 0.59, "2": 0.67},
+        },
+    }
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
+    at = _page("pages/experiments.py")
+    table = next(d.value for d in at.dataframe if "lesion type" in d.value.columns)
+    assert list(table["lesion type"]) == ["calcification", "all"]
+    calc = table.iloc[0]
+    assert calc["candidate recall"] == "0.38"
+    assert calc["FROC @0.5 / 1 / 2 FP"] == "0.00 / 0.06 / 0.12"
+    assert calc["AUC vs normal images [95% CI]"] == "0.551 [0.41–0.69]"
+    assert table.iloc[1]["AUC vs normal images [95% CI]"] == "–"
+
+
 @pytest.mark.parametrize("bad", ["{not json", json.dumps({"concepts": {}})])
 def test_experiments_page_bad_file_is_an_error_message(
     app_env: Path, monkeypatch, tmp_path: Path, bad: str
