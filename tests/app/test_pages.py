@@ -182,6 +182,14 @@ def _experiments() -> dict:
     }
 
 
+def _experiments_page(text: str, monkeypatch, tmp_path: Path) -> AppTest:
+    """The experiments page run on a results file holding ``text``."""
+    path = tmp_path / "experiments.json"
+    path.write_text(text)
+    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
+    return _page("pages/experiments.py")
+
+
 def test_experiments_page_without_results_says_so(app_env: Path, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("HDCNN_EXPERIMENTS", str(tmp_path / "missing.json"))
     at = _page("pages/experiments.py")
@@ -191,10 +199,7 @@ def test_experiments_page_without_results_says_so(app_env: Path, monkeypatch, tm
 def test_experiments_page_table_curves_and_sentence(
     app_env: Path, monkeypatch, tmp_path: Path
 ) -> None:
-    path = tmp_path / "experiments.json"
-    path.write_text(json.dumps(_experiments()))
-    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
-    at = _page("pages/experiments.py")
+    at = _experiments_page(json.dumps(_experiments()), monkeypatch, tmp_path)
     table = at.dataframe[0].value
     assert list(table["concept"]) == ["flat-whole", "hier-whole", "det-flat", "det-hier"]
     assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.85–0.96]"
@@ -231,10 +236,7 @@ def test_experiments_page_shows_ablations_with_their_paired_differences(
             },
         },
     }
-    path = tmp_path / "experiments.json"
-    path.write_text(json.dumps(doc))
-    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
-    at = _page("pages/experiments.py")
+    at = _experiments_page(json.dumps(doc), monkeypatch, tmp_path)
     table = next(d.value for d in at.dataframe if "ablation" in d.value.columns)
     assert list(table["ablation"]) == ["reference", "random-init"]
     row = table.iloc[1]
@@ -247,28 +249,18 @@ def test_experiments_page_shows_ablations_with_their_paired_differences(
 
 
 def test_experiments_page_shows_what_det_hier_finds_per_lesion_type(
-    app_env: Path, monkeypatch, tmp_path: Path
+    app_env: Path, monkeypatch, tmp_path: Path, calcification_row: dict
 ) -> None:
     doc = _experiments()
     doc["lesion_types"] = {
-        "calcification": {
-            "n_lesions": 16,
-            "n_images": 13,
-            "auc_vs_normal": 0.5512,
-            "auc_vs_normal_ci": [0.41, 0.69],
-            "candidate_recall": 0.375,
-            "froc": {"0.5": 0.0, "1": 0.0625, "2": 0.125},
-        },
+        "calcification": calcification_row,
         "all": {  # a file from before the per-type AUC: a dash, no error
             "n_lesions": 86,
             "candidate_recall": 0.77,
             "froc": {"0.5": 0.48, "1": 0.59, "2": 0.67},
         },
     }
-    path = tmp_path / "experiments.json"
-    path.write_text(json.dumps(doc))
-    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
-    at = _page("pages/experiments.py")
+    at = _experiments_page(json.dumps(doc), monkeypatch, tmp_path)
     table = next(d.value for d in at.dataframe if "lesion type" in d.value.columns)
     assert list(table["lesion type"]) == ["calcification", "all"]
     calc = table.iloc[0]
@@ -282,10 +274,7 @@ def test_experiments_page_shows_what_det_hier_finds_per_lesion_type(
 def test_experiments_page_bad_file_is_an_error_message(
     app_env: Path, monkeypatch, tmp_path: Path, bad: str
 ) -> None:
-    path = tmp_path / "experiments.json"
-    path.write_text(bad)
-    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
-    at = _page("pages/experiments.py")
+    at = _experiments_page(bad, monkeypatch, tmp_path)
     assert len(at.error) == 1 and "experiments.json" in at.error[0].value
 
 

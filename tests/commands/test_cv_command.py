@@ -10,14 +10,21 @@ from hdcnn.cli import main
 from hdcnn.commands.cv import markdown
 
 
-def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
-    report = {
+def _report(**blocks: object) -> dict:
+    """A cv report with no concepts and the given blocks (``ablations``, ``lesion_types``)."""
+    return {
         "n_images": 2,
         "n_patients": 1,
         "n_lesions": 1,
         "protocol": {"folds": 2},
         "concepts": {},
-        "ablations": {
+        **blocks,
+    }
+
+
+def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
+    report = _report(
+        ablations={
             "rows": {
                 "reference": {
                     "what": "frozen ImageNet features",
@@ -37,8 +44,8 @@ def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
                     },
                 },
             }
-        },
-    }
+        }
+    )
     table = markdown(report).splitlines()
     # one FROC column per lesion type found in any row; a row without it shows a dash
     assert any(line.endswith("| FROC @1 FP, calcification | FROC @1 FP, mass |") for line in table)
@@ -49,24 +56,8 @@ def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
     )
 
 
-def test_lesion_type_rows_show_the_image_auc_against_normal() -> None:
-    report = {
-        "n_images": 2,
-        "n_patients": 1,
-        "n_lesions": 1,
-        "protocol": {"folds": 2},
-        "concepts": {},
-        "lesion_types": {
-            "calcification": {
-                "n_lesions": 16,
-                "n_images": 13,
-                "auc_vs_normal": 0.5512,
-                "auc_vs_normal_ci": [0.41, 0.69],
-                "candidate_recall": 0.375,
-                "froc": {"0.5": 0.0, "1": 0.0625, "2": 0.125},
-            }
-        },
-    }
+def test_lesion_type_rows_show_the_image_auc_against_normal(calcification_row) -> None:
+    report = _report(lesion_types={"calcification": calcification_row})
     assert (
         "| calcification | 16 | 0.38 | 0.00 / 0.06 / 0.12 | 13 | 0.551 [0.41–0.69] |"
         in markdown(report).splitlines()
