@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "predict": "predict",
     "evaluate": "evaluate",
     "cv": "cv",
+    "compare": "compare",
 }
 
 

@@ -74,6 +74,11 @@ class ConceptOutput:
     scores: np.ndarray | None = None
 
 
+#: File of a cross-validation run's out-of-fold scores (:meth:`ImageResult.to_dict` per
+#: image), from which every figure of its report derives.
+OOF_FILE = "oof_predictions.json"
+
+
 @dataclass
 class ImageResult:
     """All concepts on one manifest image (``outputs`` empty and ``error`` set if unreadable)."""

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from hdcnn.checkpoint import load_model, save_checkpoint
 from hdcnn.config import LONG_SIDE, CascadeConfig
+from hdcnn.evaluation.experiment import OOF_FILE
 from hdcnn.evaluation.metrics import lesion_hits
 from hdcnn.nets.classifier import prepare_input
 from hdcnn.nets.detector import DetectorConfig, build_detector
@@ -64,8 +65,6 @@ FEATURE_PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
 LABEL_INDEX = {Label.NORMAL: 0, Label.BENIGN: 1, Label.MALIGNANT: 2}
 #: Patient-bootstrap resamples of the report's intervals.
 N_BOOT = 1000
-#: File of the out-of-fold scores every figure of the report derives from.
-OOF_FILE = "oof_predictions.json"
 
 
 @dataclass(frozen=True)
