@@ -13,7 +13,8 @@ import torch
 from hdcnn.checkpoint import load_model
 from hdcnn.cli import main
 from hdcnn.config import CascadeConfig
-from hdcnn.train.cv import FEATURE_PARTS, OOF_FILE
+from hdcnn.evaluation.experiment import OOF_FILE
+from hdcnn.train.cv import FEATURE_PARTS
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 torch.set_num_threads(1)
