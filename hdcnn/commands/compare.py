@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdcnn.evaluation.compare import compare_runs, load_oof, markdown
+    from hdcnn.evaluation.compare import compare_runs, load_oof
     from hdcnn.utils import atomic_write_text
 
     report = compare_runs(
@@ -42,3 +43,37 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps(report, indent=1))
         print(f"wrote {args.json}")
     return 0
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """:func:`~hdcnn.evaluation.compare.compare_runs`'s result as a Markdown table."""
+    from hdcnn.evaluation.plots import difference_text
+
+    a, b = report["runs"]
+
+    def f(v: Any, digits: int = 3) -> str:
+        return "—" if v is None else f"{float(v):.{digits}f}"
+
+    def froc(fr: Any) -> str:
+        return "—" if fr is None else " / ".join(f(fr[k], 2) for k in ("0.5", "1", "2"))
+
+    lines = [
+        f"a = `{a}`, b = `{b}`; Δ = b − a with a paired patient-bootstrap 95% interval",
+        "",
+        "| concept | images | AUC abnormal a / b | Δ abnormal | AUC malignant a / b "
+        "| Δ malignant | FROC @0.5 / 1 / 2 FP, a | FROC, b |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for concept, row in report["concepts"].items():
+        fr = row.get("froc") or {}
+        diff = {
+            task: difference_text(row[f"minus_{task}"], ci_digits=3) or "—"
+            for task in ("abnormal", "malignant")
+        }
+        lines.append(
+            f"| {concept} | {row['n_images']} "
+            f"| {f(row['auc_abnormal'][0])} / {f(row['auc_abnormal'][1])} | {diff['abnormal']} "
+            f"| {f(row['auc_malignant'][0])} / {f(row['auc_malignant'][1])} "
+            f"| {diff['malignant']} | {froc(fr.get('a'))} | {froc(fr.get('b'))} |"
+        )
+    return "\n".join(lines)

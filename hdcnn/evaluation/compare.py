@@ -133,35 +133,3 @@ def compare_runs(
 
 def _r(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """:func:`compare_runs`'s result as a Markdown table."""
-    a, b = report["runs"]
-
-    def f(v: Any, digits: int = 3) -> str:
-        return "—" if v is None else f"{float(v):.{digits}f}"
-
-    def diff(d: Any) -> str:
-        return "—" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
-
-    def froc(fr: Any) -> str:
-        return "—" if fr is None else " / ".join(f(fr[k], 2) for k in ("0.5", "1", "2"))
-
-    lines = [
-        f"a = `{a}`, b = `{b}`; Δ = b − a with a paired patient-bootstrap 95% interval",
-        "",
-        "| concept | images | AUC abnormal a / b | Δ abnormal | AUC malignant a / b "
-        "| Δ malignant | FROC @0.5 / 1 / 2 FP, a | FROC, b |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for concept, row in report["concepts"].items():
-        fr = row.get("froc") or {}
-        lines.append(
-            f"| {concept} | {row['n_images']} "
-            f"| {f(row['auc_abnormal'][0])} / {f(row['auc_abnormal'][1])} "
-            f"| {diff(row['minus_abnormal'])} "
-            f"| {f(row['auc_malignant'][0])} / {f(row['auc_malignant'][1])} "
-            f"| {diff(row['minus_malignant'])} | {froc(fr.get('a'))} | {froc(fr.get('b'))} |"
-        )
-    return "\n".join(lines)

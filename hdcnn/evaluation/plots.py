@@ -312,8 +312,8 @@ def ablations_table(doc: dict[str, Any]) -> Any:
                 "Δ abnormal [95% CI]": difference_text(diff.get("auc_abnormal")) or "–",
                 "AUC malignant": _num(r.get("auc_malignant")),
                 "Δ malignant [95% CI]": difference_text(diff.get("auc_malignant")) or "–",
-                "FROC @1 FP": _froc_text(r.get("froc_1")),
-                **{f"FROC @1 FP, {kind}": _froc_text(by_kind.get(kind)) for kind in kinds},
+                "FROC @1 FP": _two_decimals(r.get("froc_1")),
+                **{f"FROC @1 FP, {kind}": _two_decimals(by_kind.get(kind)) for kind in kinds},
             }
         )
     return pd.DataFrame(out)
@@ -336,9 +336,9 @@ def lesion_types_table(doc: dict[str, Any]) -> Any:
             {
                 "lesion type": kind,
                 "lesions": t.get("n_lesions"),
-                "candidate recall": _froc_text(t.get("candidate_recall")),
+                "candidate recall": _two_decimals(t.get("candidate_recall")),
                 "FROC @0.5 / 1 / 2 FP": " / ".join(
-                    _froc_text(froc.get(k)) for k in ("0.5", "1", "2")
+                    _two_decimals(froc.get(k)) for k in ("0.5", "1", "2")
                 ),
                 "images": t.get("n_images"),
                 "AUC vs normal images [95% CI]": _interval(
@@ -349,8 +349,8 @@ def lesion_types_table(doc: dict[str, Any]) -> Any:
     return pd.DataFrame(out)
 
 
-def _froc_text(value: Any) -> str:
-    """A FROC sensitivity with two decimals, ``–`` when there is none."""
+def _two_decimals(value: Any) -> str:
+    """A fraction (a FROC sensitivity, a recall) with two decimals, ``–`` when there is none."""
     return "–" if value is None else f"{float(value):.2f}"
 
 

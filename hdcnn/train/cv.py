@@ -986,23 +986,13 @@ class Evaluation:
         patients = np.array([r.patient_id for r in results])
         out: dict[str, Any] = {}
         for kind in [*kinds, "all"]:
-            has = [
-                r.truth not in (Label.NORMAL, Label.UNKNOWN)
-                and any(kind in ("all", les.kind) for les in self.cv.items[s.index].record.lesions)
-                for r, s in zip(results, scored, strict=True)
-            ]
-            pick = np.array(normal) | np.array(has)
-            y = np.array(has)[pick]
-            auc = metrics.roc_auc(y, p_abnormal[pick])
-            ci = metrics.bootstrap_auc_ci(
-                y, p_abnormal[pick], patients[pick], n_boot=N_BOOT, seed=self.cfg.seed
-            )
-            truths, preds = [], []
+            truths, preds, has = [], [], []
             found, total = 0, 0
             for r, s in zip(results, scored, strict=True):
                 item = self.cv.items[s.index]
                 recs = [les for les in item.record.lesions if kind in ("all", les.kind)]
                 truths.append([les.box for les in recs])
+                has.append(bool(recs) and r.truth not in (Label.NORMAL, Label.UNKNOWN))
                 o = r.outputs["det-hier"]
                 preds.append({"boxes": o.boxes, "scores": o.scores})
                 lesions = item.gt_of_kind(kind)
@@ -1013,6 +1003,12 @@ class Evaluation:
                 found += int(hits.any(axis=0).sum())
                 total += len(lesions)
             fr = metrics.froc(preds, truths)
+            pick = np.array(normal) | np.array(has)
+            y = np.array(has)[pick]
+            auc = metrics.roc_auc(y, p_abnormal[pick])
+            ci = metrics.bootstrap_auc_ci(
+                y, p_abnormal[pick], patients[pick], n_boot=N_BOOT, seed=self.cfg.seed
+            )
             out[kind] = {
                 "n_lesions": total,
                 "n_images": int(np.sum(has)),
