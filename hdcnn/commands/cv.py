@@ -16,7 +16,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cv`` command to the CLI."""
-    from hdcnn.train.cv import CVConfig
+    from hdcnn.train.cv import ABLATION_ROWS, CVConfig
 
     d = CVConfig()
     p = subparsers.add_parser(
@@ -59,8 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--ablations",
-        action="store_true",
-        help="also measure the ablation rows (random init, 512-px crops, ...)",
+        nargs="*",
+        choices=[name for name in ABLATION_ROWS if name != "reference"],
+        metavar="ROW",
+        help="also measure the ablation rows (random init, 512-px crops, ...): every row, or "
+        "only the named ones beside the reference (not with --ship)",
     )
     p.set_defaults(func=run)
 
@@ -188,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     configure_logging(Path(cfg.out))
-    report = run_cv(cfg, ship=args.ship, ablations=args.ablations)
+    # --ablations absent: None; without names: []; else the named rows
+    rows = args.ablations
+    report = run_cv(cfg, ship=args.ship, ablations=False if rows is None else rows or True)
     print(markdown(report))
     print(f"wrote {Path(cfg.out) / 'cv_report.json'}")
     if args.ship:

