@@ -483,9 +483,23 @@ def fit_logistic(
     (``groups``) over :data:`LOGISTIC_CS` (AUC for two classes, log-loss for more), so the
     outer folds stay untouched; ``c`` fixes it instead.
 
+    The BLAS stays on one thread: on these small problems a second OpenBLAS thread beside
+    torch's OpenMP pool made the fits about 8 times slower on this project's 2-core machine
+    (a whole ablation row 93 s instead of 12 s), and one thread gives the same numbers whatever
+    ``--threads`` is.
+
     Returns:
         ``((mean, std, coef, intercept), C)``; the first for :meth:`LinearHead.set_logistic`.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_logistic(x, y, seed, groups, c)
+
+
+def _fit_logistic(
+    x: np.ndarray, y: np.ndarray, seed: int, groups: np.ndarray | None, c: float | None
+) -> tuple[tuple[np.ndarray, ...], float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss, roc_auc_score
     from sklearn.model_selection import GroupKFold

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,30 @@ def test_the_device_is_a_machine_setting_a_resumed_run_may_change(
     check_run_config(cfg)
     check_run_config(CVConfig(**{**cfg.__dict__, "device": "cuda", "threads": 4}))
     assert "device" not in cfg.recipe() and cfg.to_dict()["device"] == "cpu"
+
+
+def test_logistic_fits_keep_the_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second OpenBLAS thread beside torch's OpenMP pool made the fits 8x slower; the fit
+    sees one BLAS thread whatever the process has, and the process keeps its setting."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from hdcnn.train.cv import fit_logistic
+
+    seen: list[int] = []
+    fit = LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    y = (x[:, 0] + rng.normal(size=60) > 0).astype(int)
+    with threadpool_limits(limits=2, user_api="blas"):
+        (_, _, coef, _), c = fit_logistic(x, y, seed=0, groups=np.arange(60) % 6)
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert seen and set(seen) == {1}
+    assert coef[0, 0] > 0 and c in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    assert all(n == 2 for n in after) or os.cpu_count() == 1
