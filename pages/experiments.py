@@ -41,7 +41,9 @@ st.dataframe(
 )
 st.caption(
     "AUCs with their 95 % bootstrap intervals; FROC: lesion sensitivity at 0.5, 1 and 2 "
-    "false positives per image."
+    "false positives per image. These are one run's figures: training the detectors again "
+    "(other folds, or the same folds on another thread count) moves the detector-based ones "
+    "by a few hundredths (models/MODEL_CARD.md, 'Training noise')."
 )
 with st.expander("Design of each concept, accuracy and sensitivity to malignant"):
     st.dataframe(plots.experiments_details(concepts), hide_index=True, key="exp_details")

@@ -206,6 +206,7 @@ def test_experiments_page_table_curves_and_sentence(
     text = _texts(at)
     assert "**det-hier** separates malignant from other images best (AUC 0.910)" in text
     assert "do not overlap" in text
+    assert "one run's figures" in text and "Training noise" in text
     assert len(at.get("plotly_chart")) == 2 + 4  # ROC, FROC, four confusion matrices
     assert len(at.dataframe) == 2  # the key figures, the details; no ablations in this file
 
