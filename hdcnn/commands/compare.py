@@ -47,15 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
 def markdown(report: dict[str, Any]) -> str:
     """:func:`~hdcnn.evaluation.compare.compare_runs`'s result as a Markdown table."""
+    from hdcnn.commands.cv import froc_text, num
     from hdcnn.evaluation.plots import difference_text
 
     a, b = report["runs"]
-
-    def f(v: Any, digits: int = 3) -> str:
-        return "—" if v is None else f"{float(v):.{digits}f}"
-
-    def froc(fr: Any) -> str:
-        return "—" if fr is None else " / ".join(f(fr[k], 2) for k in ("0.5", "1", "2"))
 
     lines = [
         f"a = `{a}`, b = `{b}`; Δ = b − a with a paired patient-bootstrap 95% interval",
@@ -72,8 +67,9 @@ def markdown(report: dict[str, Any]) -> str:
         }
         lines.append(
             f"| {concept} | {row['n_images']} "
-            f"| {f(row['auc_abnormal'][0])} / {f(row['auc_abnormal'][1])} | {diff['abnormal']} "
-            f"| {f(row['auc_malignant'][0])} / {f(row['auc_malignant'][1])} "
-            f"| {diff['malignant']} | {froc(fr.get('a'))} | {froc(fr.get('b'))} |"
+            f"| {num(row['auc_abnormal'][0])} / {num(row['auc_abnormal'][1])} "
+            f"| {diff['abnormal']} "
+            f"| {num(row['auc_malignant'][0])} / {num(row['auc_malignant'][1])} "
+            f"| {diff['malignant']} | {froc_text(fr.get('a'))} | {froc_text(fr.get('b'))} |"
         )
     return "\n".join(lines)

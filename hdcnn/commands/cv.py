@@ -98,8 +98,20 @@ def _device(text: str) -> str:
     return text
 
 
-def _f(value: object, digits: int = 3) -> str:
+def num(value: object, digits: int = 3) -> str:
+    """A figure of the Markdown tables: ``digits`` decimals, ``—`` when there is none."""
     return "—" if value is None else f"{float(value):.{digits}f}"
+
+
+def froc_text(froc: dict | None) -> str:
+    """``0.48 / 0.59 / 0.67``: sensitivity at 0.5, 1 and 2 false positives per image."""
+    return "—" if not froc else " / ".join(num(froc[k], 2) for k in ("0.5", "1", "2"))
+
+
+def _auc_text(value: object, ci: list | None) -> str:
+    """``0.729 [0.66–0.79]``: an AUC and its 95 % interval."""
+    low, high = ci or (None, None)
+    return f"{num(value)} [{num(low, 2)}–{num(high, 2)}]"
 
 
 def markdown(report: dict) -> str:
@@ -114,18 +126,14 @@ def markdown(report: dict) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in report["concepts"].items():
-
-        def auc(task: str, m: dict = m) -> str:
-            ci = m.get(f"auc_{task}_ci") or [None, None]
-            return f"{_f(m.get(f'auc_{task}'))} [{_f(ci[0], 2)}–{_f(ci[1], 2)}]"
-
+        auc = {
+            t: _auc_text(m.get(f"auc_{t}"), m.get(f"auc_{t}_ci")) for t in ("abnormal", "malignant")
+        }
         sas = m.get("sensitivity_at_specificity", {})
-        fr = m.get("froc")
-        froc = " / ".join(_f(fr[k], 2) for k in ("0.5", "1", "2")) if fr else "—"
         lines.append(
-            f"| {name} | {auc('abnormal')} | {auc('malignant')} | {_f(sas.get('abnormal'))} "
-            f"| {_f(sas.get('malignant'))} | {_f(m.get('macro_f1'))} "
-            f"| {_f(m.get('specificity'))} | {froc} |"
+            f"| {name} | {auc['abnormal']} | {auc['malignant']} | {num(sas.get('abnormal'))} "
+            f"| {num(sas.get('malignant'))} | {num(m.get('macro_f1'))} "
+            f"| {num(m.get('specificity'))} | {froc_text(m.get('froc'))} |"
         )
     lines += [
         "",
@@ -134,13 +142,10 @@ def markdown(report: dict) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for kind, t in report.get("lesion_types", {}).items():
-        fr = t["froc"]
-        ci = t.get("auc_vs_normal_ci") or [None, None]
         lines.append(
-            f"| {kind} | {t['n_lesions']} | {_f(t['candidate_recall'], 2)} "
-            f"| {' / '.join(_f(fr[k], 2) for k in ('0.5', '1', '2'))} "
-            f"| {_f(t.get('n_images'), 0)} "
-            f"| {_f(t.get('auc_vs_normal'))} [{_f(ci[0], 2)}–{_f(ci[1], 2)}] |"
+            f"| {kind} | {t['n_lesions']} | {num(t['candidate_recall'], 2)} "
+            f"| {froc_text(t['froc'])} | {num(t.get('n_images'), 0)} "
+            f"| {_auc_text(t.get('auc_vs_normal'), t.get('auc_vs_normal_ci'))} |"
         )
     ab = report.get("ablations")
     if ab:
@@ -157,10 +162,10 @@ def markdown(report: dict) -> str:
             by_kind = row.get("froc_1_by_kind") or {}
             lines.append(
                 f"| {name} | {row['what']} "
-                f"| {_f(row['auc_abnormal'])}{_difference(diff.get('auc_abnormal'))} "
-                f"| {_f(row['auc_malignant'])}{_difference(diff.get('auc_malignant'))} "
-                f"| {_f(row['froc_1'], 2)} |"
-                + "".join(f" {_f(by_kind.get(kind), 2)} |" for kind in kinds)
+                f"| {num(row['auc_abnormal'])}{_difference(diff.get('auc_abnormal'))} "
+                f"| {num(row['auc_malignant'])}{_difference(diff.get('auc_malignant'))} "
+                f"| {num(row['froc_1'], 2)} |"
+                + "".join(f" {num(by_kind.get(kind), 2)} |" for kind in kinds)
             )
     return "\n".join(lines)
 

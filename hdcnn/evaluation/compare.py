@@ -72,12 +72,15 @@ def compare_runs(
     """Per concept scored by both runs: ``auc_<task>`` ``[a, b]``, ``minus_<task>``
     ``[b - a, low, high]`` (paired patient bootstrap, 95 %; ``None`` where undefined) for the
     tasks ``abnormal`` and ``malignant``, and ``froc`` ``{"a": {...}, "b": {...}}`` (0.5 / 1 /
-    2 false positives per image) for the detector concepts.
+    2 false positives per image; ``None`` without lesion boxes) for the detector concepts.
+    Each run's AUCs and FROC are :func:`~hdcnn.evaluation.experiment.evaluate_concept`'s, the
+    figures its own report gives.
 
     Raises:
         DatasetError: the runs scored other images (``names`` name them in the message).
     """
     from hdcnn.evaluation import metrics
+    from hdcnn.evaluation.experiment import evaluate_concept
 
     _pairs(a, b, names)
     out: dict[str, Any] = {
@@ -92,6 +95,11 @@ def compare_runs(
             for i, r in enumerate(a)
             if r.truth in CLASSES and concept in r.outputs and concept in b[i].outputs
         ]
+        # each run's own figures, computed as its report computes them
+        sides = [
+            evaluate_concept([run[i] for i in keep], concept, n_boot=n_boot, seed=seed)
+            for run in (a, b)
+        ]
         truth = np.array([str(a[i].truth) for i in keep])
         groups = np.array([a[i].patient_id for i in keep])
         row: dict[str, Any] = {"n_images": len(keep)}
@@ -103,29 +111,17 @@ def compare_runs(
                 np.array([getattr(run[i].outputs[concept], f"p_{task}") for i in keep])
                 for run in (a, b)
             )
-            row[f"auc_{task}"] = [_r(metrics.roc_auc(y, s)) for s in (sa, sb)]
+            row[f"auc_{task}"] = [_r(side.get(f"auc_{task}")) for side in sides]
             got = metrics.bootstrap_auc_difference(y, sb, sa, groups, n_boot=n_boot, seed=seed)
             row[f"minus_{task}"] = (
                 None if got is None or got[1] is None else [_r(v) for v in (got[0], *got[1])]
             )
         if concept in DETECTOR_CONCEPTS:
-            truths = [a[i].lesion_boxes for i in keep]
             row["froc"] = {
-                side: {
-                    k: _r(v)
-                    for k, v in metrics.froc(
-                        [
-                            {
-                                "boxes": run[i].outputs[concept].boxes,
-                                "scores": run[i].outputs[concept].scores,
-                            }
-                            for i in keep
-                        ],
-                        truths,
-                    ).items()
-                    if k in ("0.5", "1", "2")
-                }
-                for side, run in (("a", a), ("b", b))
+                name: {k: _r(side["froc"][k]) for k in ("0.5", "1", "2")}
+                if "froc" in side
+                else None
+                for name, side in zip(("a", "b"), sides, strict=True)
             }
         out["concepts"][concept] = row
     return out

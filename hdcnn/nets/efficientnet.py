@@ -223,11 +223,14 @@ class LiteTrunk(nn.Module):
         self.bn0 = net._bn0
         self.act = nn.ReLU6()
         self.blocks = nn.ModuleList(net._blocks[: spec.stage_blocks[-1] + 1])
-        self.name = name
-        self.stage_blocks: tuple[int, ...] = spec.stage_blocks
-        self.out_channels_list: tuple[int, ...] = spec.stage_channels
+        self.spec = spec
         self.pretrained = bool(pretrained)
         self.fused = False
+
+    @property
+    def out_channels_list(self) -> tuple[int, ...]:
+        """Channels of the four returned stages."""
+        return self.spec.stage_channels
 
     def train(self, mode: bool = True) -> LiteTrunk:
         if mode and self.fused:
@@ -268,7 +271,7 @@ class LiteTrunk(nn.Module):
         outs: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             x = block(x)
-            if i in self.stage_blocks:
+            if i in self.spec.stage_blocks:
                 outs.append(x)
         return outs
 

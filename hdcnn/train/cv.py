@@ -484,9 +484,9 @@ def fit_logistic(
     outer folds stay untouched; ``c`` fixes it instead.
 
     The BLAS stays on one thread: on these small problems a second OpenBLAS thread beside
-    torch's OpenMP pool made the fits about 8 times slower on this project's 2-core machine
-    (a whole ablation row 93 s instead of 12 s), and one thread gives the same numbers whatever
-    ``--threads`` is.
+    torch's OpenMP pool made the fits more than 10 times slower on this project's 2-core
+    machine (an ablation row 86-88 s instead of 7 s with ``--threads 2``, docs/TRAINING.md),
+    and one thread gives the same numbers whatever ``--threads`` is.
 
     Returns:
         ``((mean, std, coef, intercept), C)``; the first for :meth:`LinearHead.set_logistic`.
