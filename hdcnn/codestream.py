@@ -19,6 +19,7 @@ exceeds the pixel limit:
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 
@@ -245,28 +246,37 @@ def _siz(code: bytes, source: str) -> FrameHeader:
 # ----------------------------------------------------------------------------- RLE
 
 
-def rle_frame(data: bytes, source: str) -> FrameHeader:
+def rle_frame(data: bytes, source: str, *, segments: int | None = None) -> FrameHeader:
     """The segment header of an RLE Lossless frame (DICOM PS3.5 G.5).
 
+    Args:
+        data: the frame.
+        source: name for messages.
+        segments: the segment count the DICOM header needs (samples x bytes per sample).
+
     Raises:
-        MammogramError: fewer than 64 bytes, 0 or more than 15 segments, a first offset
-            other than 64, offsets out of order or beyond the end of the frame.
+        MammogramError: fewer than 64 bytes, 0 or more than 15 segments, another count than
+            ``segments``, a first offset other than 64, offsets out of order or beyond the
+            end of the frame.
     """
     if len(data) < 64:
         raise MammogramError(source, f"corrupt RLE frame: {len(data)} bytes, no 64-byte header")
     count, *offsets = struct.unpack("<16I", data[:64])
     if not 1 <= count <= 15:
         raise MammogramError(source, f"corrupt RLE header: {count} segments (1 to 15 allowed)")
-    used = offsets[:count]
-    if used[0] != 64:
+    if segments is not None and count != segments:
         raise MammogramError(
-            source, f"corrupt RLE header: first segment at offset {used[0]}, expected 64"
+            source, f"RLE frame has {count} segments, the DICOM header needs {segments}"
         )
-    for a, b in zip(used, [*used[1:], len(data)], strict=True):
-        if not a < b <= len(data):
+    if offsets[0] != 64:
+        raise MammogramError(
+            source, f"corrupt RLE header: first segment at offset {offsets[0]}, expected 64"
+        )
+    for before, offset in itertools.pairwise(offsets[:count]):
+        if not before < offset < len(data):
             raise MammogramError(
                 source,
-                f"corrupt RLE header: segment offset {a} out of order or beyond the "
+                f"corrupt RLE header: segment offset {offset} out of order or beyond the "
                 f"{len(data)}-byte frame",
             )
     return FrameHeader("RLE", 0, 0, count, 8)
@@ -311,15 +321,7 @@ def check_frame(
             source, f"no size check for compressed transfer syntax {transfer_syntax}: refused"
         )
     if codec == "RLE":
-        header = rle_frame(frame, source)
-        expected = samples * -(-bits_allocated // 8)
-        if header.components != expected:
-            raise MammogramError(
-                source,
-                f"RLE frame has {header.components} segments, the DICOM header needs "
-                f"{expected} ({samples} samples x {bits_allocated} bits)",
-            )
-        return header
+        return rle_frame(frame, source, segments=samples * -(-bits_allocated // 8))
     header = j2k_frame(frame, source) if codec == "JPEG 2000" else jpeg_frame(frame, source)
     what = f"the {header.codec} stream"
     if header.rows * header.columns > max_pixels:

@@ -20,9 +20,12 @@ from collections.abc import Callable
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import get_frame
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from hdcnn.codestream import check_frame, codec_of
 from hdcnn.decoding import quiet_warnings, scale_to_unit
 from hdcnn.errors import MammogramError
 from hdcnn.utils import check_image_size
@@ -158,6 +161,15 @@ def inflate_deflated(raw: bytes, source: str, *, max_pixels: int, min_side: int)
     return buffer.getvalue() + bytes(out)
 
 
+#: (SamplesPerPixel, BitsAllocated) layouts a mammogram can have: grey in 8 or 16 bits, or a
+#: secondary capture in 8-bit colour. Anything else (RGB 32-bit ...) is refused before
+#: decoding: at the pixel limit it would cost gigabytes and it is no mammogram.
+SAMPLE_LAYOUTS: frozenset[tuple[int, int]] = frozenset({(1, 8), (1, 16), (3, 8)})
+#: Decoding plugins allowed per codec: pydicom's own RLE decoder inflates a segment without
+#: bound (2 bytes may give 128), pylibjpeg-rle writes into the frame's buffer only.
+_PLUGINS = {"RLE": "pylibjpeg"}
+
+
 def check_pixel_header(ds: Dataset, source: str, *, max_pixels: int, min_side: int) -> None:
     """Refuse a dataset whose pixels cannot be used, from its header alone.
 
@@ -168,8 +180,9 @@ def check_pixel_header(ds: Dataset, source: str, *, max_pixels: int, min_side: i
         min_side: refuse images with a side shorter than this.
 
     Raises:
-        MammogramError: no pixel data, missing or implausible Rows/Columns, multi-frame, or a
-            transfer syntax without an installed decoder.
+        MammogramError: no pixel data, missing or implausible Rows/Columns, multi-frame, a
+            sample layout outside :data:`SAMPLE_LAYOUTS`, or a transfer syntax without an
+            installed decoder.
     """
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
@@ -184,6 +197,13 @@ def check_pixel_header(ds: Dataset, source: str, *, max_pixels: int, min_side: i
             source, f"multi-frame DICOM ({n_frames} frames) is not supported; expected one image"
         )
     check_image_size(source, rows, cols, max_pixels=max_pixels, min_side=min_side)
+    samples, bits = int_tag(ds, "SamplesPerPixel") or 1, int_tag(ds, "BitsAllocated")
+    if (samples, bits) not in SAMPLE_LAYOUTS:
+        raise MammogramError(
+            source,
+            f"{samples} samples of {bits} bits per pixel is not a mammogram's layout "
+            "(expected 1 sample of 8 or 16 bits, or 3 of 8)",
+        )
     tsyntax = transfer_syntax(ds)
     try:
         decoder = get_decoder(tsyntax)
@@ -191,10 +211,51 @@ def check_pixel_header(ds: Dataset, source: str, *, max_pixels: int, min_side: i
         raise MammogramError(
             source, f"unsupported DICOM transfer syntax {tsyntax} ({tsyntax.name})"
         ) from exc
-    if not decoder.is_available:
+    plugin = _PLUGINS.get(codec_of(tsyntax) or "")
+    if not decoder.is_available or (plugin and plugin not in decoder.available_plugins):
+        which = f"{plugin} decoder" if plugin else "decoder"
         raise MammogramError(
-            source, f"no decoder installed for DICOM transfer syntax {tsyntax.name} ({tsyntax})"
+            source, f"no {which} installed for DICOM transfer syntax {tsyntax.name} ({tsyntax})"
         )
+
+
+def check_encoded_frame(ds: Dataset, source: str, *, max_pixels: int) -> None:
+    """Refuse a compressed frame whose own header disagrees with the DICOM header.
+
+    The frame is taken as pydicom's decoder takes it (all fragments of frame 0), its header
+    parsed by :func:`hdcnn.codestream.check_frame`; nothing is decoded. Native pixel data
+    passes unchecked (its size is the header's).
+
+    Raises:
+        MammogramError: see :func:`hdcnn.codestream.check_frame`; also unreadable
+            encapsulation (item tags, offset tables).
+    """
+    tsyntax = transfer_syntax(ds)
+    if not tsyntax.is_compressed:
+        return
+    try:
+        runner = DecodeRunner(tsyntax)
+        runner.set_source(ds)
+        frame = get_frame(
+            runner.src,
+            0,
+            number_of_frames=runner.number_of_frames,
+            extended_offsets=runner.extended_offsets,
+        )
+    except Exception as exc:  # malformed item tags, offsets beyond the data ...
+        raise MammogramError(
+            source, f"corrupt encapsulated DICOM pixel data ({type(exc).__name__})"
+        ) from exc
+    check_frame(
+        frame,
+        tsyntax,
+        rows=int_tag(ds, "Rows") or 0,
+        columns=int_tag(ds, "Columns") or 0,
+        samples=int_tag(ds, "SamplesPerPixel") or 1,
+        bits_allocated=int_tag(ds, "BitsAllocated") or 0,
+        max_pixels=max_pixels,
+        source=source,
+    )
 
 
 def transfer_syntax(ds: Dataset) -> UID:
@@ -213,19 +274,37 @@ def transfer_syntax(ds: Dataset) -> UID:
     return uid
 
 
-def decode_stored(ds: Dataset, source: str) -> np.ndarray:
+def decode_stored(ds: Dataset, source: str, *, max_pixels: int | None = None) -> np.ndarray:
     """The stored values of the (single) frame, ``(H, W)`` or ``(H, W, 3)``, decoded.
 
+    A compressed frame's own size is checked first (:func:`check_encoded_frame`, against
+    ``max_pixels``, by default Rows x Columns); only frame 0 is decoded, by the plugins of
+    :data:`_PLUGINS` where the codec has a bounded one. Native data comes back as a read-only
+    view of the pixel data where pydicom allows (no copy).
+
     Raises:
-        MammogramError: the pixel data is truncated or cannot be decoded.
+        MammogramError: the frame's header disagrees with the DICOM header, or the pixel data
+            is truncated or cannot be decoded.
     """
     from hdcnn.decoding import decoder_stderr
 
     tsyntax = transfer_syntax(ds)
+    limit = (
+        max_pixels
+        if max_pixels is not None
+        else (int_tag(ds, "Rows") or 0) * (int_tag(ds, "Columns") or 0)
+    )
+    check_encoded_frame(ds, source, max_pixels=limit)
     quiet = decoder_stderr() if tsyntax.is_compressed else contextlib.nullcontext()
     try:
+        decoder = get_decoder(tsyntax)
         with quiet:
-            arr = ds.pixel_array
+            arr, _ = decoder.as_array(
+                ds,
+                index=0,
+                decoding_plugin=_PLUGINS.get(codec_of(tsyntax) or "", ""),
+                as_writeable=False,
+            )
     except MemoryError:
         raise
     except BaseException as exc:  # decoders raise anything from ValueError to RuntimeError

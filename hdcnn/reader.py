@@ -382,7 +382,7 @@ def _read_dicom(
 
     dicom.check_modality(ds, label)
     dicom.check_pixel_header(ds, label, max_pixels=max_pixels, min_side=MIN_SIDE)
-    stored = dicom.decode_stored(ds, label)
+    stored = dicom.decode_stored(ds, label, max_pixels=max_pixels)
     rows, cols = int(ds.Rows), int(ds.Columns)
     if stored.shape[:2] != (rows, cols):
         raise MammogramError(

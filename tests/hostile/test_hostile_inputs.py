@@ -61,7 +61,7 @@ def test_reader_refuses_with_its_own_error_naming_file_and_problem(
 
 
 def test_corpus_covers_every_family() -> None:
-    assert {c.family for c in CASES} == {"lut", "bomb", "damage", "foreign", "noisy"}
+    assert {c.family for c in CASES} == {"lut", "bomb", "damage", "foreign", "noisy", "liar"}
     assert len({c.name for c in CASES}) == len(CASES)
 
 
