@@ -424,33 +424,35 @@ def rle_segment_lie(*, count: int | None = None, beyond: bool = False) -> bytes:
 
 
 def _rle_literal(plane: bytes) -> bytes:
-    """One RLE segment of literal runs of 128 bytes (header byte 127), padded to even."""
-    out = b"".join(
-        bytes([len(chunk) - 1]) + chunk
-        for chunk in (plane[k : k + 128] for k in range(0, len(plane), 128))
-    )
+    """One RLE segment of literal runs of up to 128 bytes, padded to even (any size, fast)."""
+    arr = np.frombuffer(plane, np.uint8)
+    whole = len(arr) // 128 * 128
+    runs = np.empty((whole // 128, 129), np.uint8)
+    runs[:, 0] = 127
+    runs[:, 1:] = arr[:whole].reshape(-1, 128)
+    out = runs.tobytes()
+    if whole < len(arr):
+        out += bytes([len(arr) - whole - 1]) + arr[whole:].tobytes()
     return out + b"\x00" * (len(out) % 2)
 
 
-def rle_rgb32(rows: int = 256, cols: int = 192) -> bytes:
-    """A legal RLE DICOM of 3 samples x 32 bits: a layout no mammogram has (issue 21: an
-    8,944^2 one took 1.9 GB to read)."""
-    rgb = np.dstack([base_pixels()[:rows, :cols].astype(np.uint32) << 16] * 3)
+def rle_rgb32(grey: np.ndarray | None = None) -> bytes:
+    """A legal RLE DICOM of 3 samples x 32 bits (``grey`` in every channel, default the base
+    phantom): a layout no mammogram has (issue 21: an 8,944^2 one took 1.9 GB to read)."""
+    grey = base_pixels() if grey is None else grey
     ds = good_dicom()
-    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.Rows, ds.Columns = grey.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
     ds.BitsAllocated = ds.BitsStored = 32
     ds.HighBit = 31
-    planes = [
-        (rgb[..., sample] >> (8 * (3 - byte)) & 0xFF).astype(np.uint8).tobytes()
-        for sample in range(3)
-        for byte in range(4)  # most significant byte first (PS3.5 G.2)
-    ]
-    segments = [_rle_literal(plane) for plane in planes]
+    segments = []
+    for _sample in range(3):
+        for shift in (24, 16, 8, 0):  # most significant byte first (PS3.5 G.2)
+            plane = ((grey.astype(np.uint32) << 16) >> shift & 0xFF).astype(np.uint8)
+            segments.append(_rle_literal(plane.tobytes()))
     offsets = np.cumsum([64] + [len(seg) for seg in segments[:-1]]).tolist()
     header = struct.pack("<16I", len(segments), *offsets, *([0] * (15 - len(segments))))
-    frame = header + b"".join(segments)
-    return _with_frame(ds, frame, RLELossless)
+    return _with_frame(ds, header + b"".join(segments), RLELossless)
 
 
 def liar_cases() -> list[Case]:
