@@ -405,6 +405,16 @@ def modality_values(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     return values
 
 
+def _palette_rgb(index: np.ndarray, ds: Dataset, source: str) -> np.ndarray:
+    """RGB ``(h, w, 3)`` of palette indices through the dataset's palette colour LUT."""
+    try:
+        return np.asarray(apply_color_lut(index, ds))
+    except Exception as exc:  # malformed palette
+        raise MammogramError(
+            source, f"invalid DICOM palette colour LUT ({type(exc).__name__})"
+        ) from exc
+
+
 def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     """Stored values to the displayed image, float32 ``(H, W)`` in ``[0, 1]``, bright = dense.
 
@@ -430,19 +440,17 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
             modality LUT / rescale values.
     """
     photometric = text_tag(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
-    if photometric == "PALETTE COLOR" and stored.ndim == 2:
-        try:
-            stored = apply_color_lut(stored, ds)
-        except Exception as exc:  # malformed palette
-            raise MammogramError(
-                source, f"invalid DICOM palette colour LUT ({type(exc).__name__})"
-            ) from exc
-    if stored.ndim == 3:
-        # pydicom converts YBR to RGB on decoding; a mammogram in colour is shown as luminance.
+    palette = photometric == "PALETTE COLOR" and stored.ndim == 2
+    if palette or stored.ndim == 3:
+        # pydicom converts YBR to RGB on decoding; a mammogram in colour is shown as luminance,
+        # a palette expanded to RGB, both a block of rows at a time (no full-size RGB copy)
         values = np.empty(stored.shape[:2], np.float32)
         weights = np.array([0.299, 0.587, 0.114], np.float32)
         for r in range(0, stored.shape[0], 256):
-            values[r : r + 256] = stored[r : r + 256, :, :3].astype(np.float32) @ weights
+            block = (
+                _palette_rgb(stored[r : r + 256], ds, source) if palette else stored[r : r + 256]
+            )
+            values[r : r + 256] = block[:, :, :3].astype(np.float32) @ weights
         return scale_to_unit(values, source, inplace=True)
     if stored.ndim != 2:
         raise MammogramError(

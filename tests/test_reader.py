@@ -525,6 +525,48 @@ def test_huge_png_header_refused_before_decoding(monkeypatch):
     )
 
 
+def test_huge_jpeg_frame_header_refused_before_decoding(monkeypatch):
+    jpg = bytearray(_encode(".jpg", phantom(64, 48, bits=8)))
+    sof = jpg.index(b"\xff\xc0")
+    jpg[sof + 5 : sof + 9] = struct.pack(">HH", 65535, 65535)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoder called")
+
+    monkeypatch.setattr(cv2, "imdecode", fail)
+    _raises(bytes(jpg), "65535x65535 pixels is larger than the limit", name="b.jpg", shown="b.jpg")
+
+
+def test_lying_dicom_stream_refused_before_any_decoder(monkeypatch):
+    """Issue 21: the frame header inside the JPEG says 65535 x 65535, the DICOM header 256 x 192."""
+    from pydicom.pixels.decoders.base import Decoder
+
+    from tests.hostile.hostile_corpus import jpeg_sof_lie
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoder called")
+
+    monkeypatch.setattr(Decoder, "as_array", fail)
+    _raises(
+        jpeg_sof_lie(),
+        "the JPEG stream claims 65535x65535 pixels, larger than the limit",
+        name="sof.dcm",
+        shown="sof.dcm",
+    )
+
+
+@pytest.mark.parametrize(("samples", "bits"), [(3, 16), (1, 32), (3, 32), (4, 8), (1, 1)])
+def test_sample_layouts_no_mammogram_has_are_refused_from_the_header(tmp_path, samples, bits):
+    ds = make_dicom(phantom(64, 48, bits=8))
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = samples, bits, bits, bits - 1
+    ds.PhotometricInterpretation = "RGB" if samples > 1 else "MONOCHROME2"
+    ds.PixelData = bytes(64 * 48 * samples * max(1, bits // 8))
+    path = write(tmp_path, "layout.dcm", ds)
+    _raises(
+        path, f"{samples} samples of {bits} bits per pixel is not a mammogram", shown="layout.dcm"
+    )
+
+
 def test_max_pixels_argument():
     data = _encode(".png", phantom(64, 48, bits=8))
     with pytest.raises(MammogramError, match="larger than the limit of 1000"):
