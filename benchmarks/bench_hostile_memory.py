@@ -15,9 +15,9 @@ compressed streams that lie about their size (issue 21: JPEG SOF 65535 x 65535, 
 60000^2, JPEG 2000 SIZ, JP2, RLE segment headers; each one), and valid images just under the
 pixel limit (``--pixels``, default 79 Mpx) as DICOM (native 16-bit, also read from bytes as an
 upload; with rescale and window; RLE 16-bit; RLE RGB 8-bit; RLE RGB 32-bit, a layout that is
-refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit), PNG (RGB; 16-bit),
-16-bit TIFF and 8-bit JPEG. ``--predict`` also runs the shipped cascade on the large ones
-(reading and preprocessing included: the figure is reading + predict). An upload's bytes are
+refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit), PNG (RGB;
+16-bit), 16-bit TIFF, ASCII PGM and 8-bit JPEG. ``--predict`` also runs the shipped cascade
+on the large ones (reading and preprocessing included: the figure is reading + predict). An upload's bytes are
 in memory before the base is taken (the server holds them already). A benchmark, not a
 test: it prints figures and asserts nothing.
 """
@@ -179,6 +179,10 @@ def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     tif = folder / "large16.tif"
     tif.write_bytes(cv2.imencode(".tif", img16)[1].tobytes())
     files[f"valid TIFF {size} 16-bit"] = tif
+    pgm = folder / "large8_ascii.pgm"
+    digits = np.array([list(f"{v:3d} ".encode()) for v in range(256)], np.uint8)
+    pgm.write_bytes(f"P2\n{width} {height}\n255\n".encode() + digits[gray8].tobytes())
+    files[f"valid PGM {size} ASCII 8-bit"] = pgm
     jpg = folder / "large8.jpg"
     jpg.write_bytes(cv2.imencode(".jpg", gray8)[1].tobytes())
     files[f"valid JPEG {size} 8-bit"] = jpg

@@ -9,6 +9,7 @@ becomes luminance inside the decoder (OpenCV), so the decoded array costs 1-2 by
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 
@@ -162,33 +163,65 @@ def _pgm_header(data: bytes, label: str) -> tuple[int, int, int]:
     return height, width, maxval
 
 
+#: ASCII PGM values are parsed this many bytes at a time (the temporaries stay this small).
+_ASCII_CHUNK = 8 << 20
+#: Longest value an ASCII PGM may hold (characters): a longer run of digits is no pixel value.
+_ASCII_TOKEN = 64
+_WHITESPACE = re.compile(rb"\s")
+
+
 def _decode_pgm(data: bytes, label: str) -> np.ndarray:
+    """The pixels of a P5 (binary) or P2 (ASCII) file, uint8 or uint16 ``(H, W)``.
+
+    P5 is read in place (no copy of the body); P2 is parsed a chunk at a time into the
+    output array, so a file of at most :func:`hdcnn.reader.max_file_bytes` never costs more
+    than the image plus one chunk.
+    """
     (width, height, maxval), end = _pgm_tokens(data, 3, label)
     count = width * height
+    out_dtype = np.uint16 if maxval > 255 else np.uint8
     if data[:2] == b"P5":
         dtype = np.dtype(">u2") if maxval > 255 else np.dtype(np.uint8)
-        body = data[end + 1 :]  # exactly one whitespace byte after maxval
-        if len(body) < count * dtype.itemsize:
+        body = len(data) - (end + 1)  # exactly one whitespace byte after maxval
+        if body < count * dtype.itemsize:
             raise MammogramError(
                 label,
-                f"truncated PGM: {len(body)} bytes of pixel data, expected "
-                f"{count * dtype.itemsize}",
+                f"truncated PGM: {body} bytes of pixel data, expected {count * dtype.itemsize}",
             )
-        arr = np.frombuffer(body, dtype=dtype, count=count)
+        arr = np.frombuffer(data, dtype=dtype, count=count, offset=end + 1)
     else:
-        tokens = data[end:].split()
-        if len(tokens) < count:
-            raise MammogramError(
-                label, f"truncated ASCII PGM: {len(tokens)} values, expected {count}"
-            )
-        try:
-            arr = np.array(tokens[:count], dtype=np.int64)
-        except ValueError as exc:
-            raise MammogramError(label, "corrupt ASCII PGM: non-numeric pixel value") from exc
-        arr = arr.astype(np.uint16 if maxval > 255 else np.uint8)
+        arr = _ascii_values(data, end, count, out_dtype, label)
     if int(arr.max()) > maxval:
         raise MammogramError(label, f"corrupt PGM: pixel value above maxval {maxval}")
-    return arr.reshape(height, width).astype(np.uint16 if maxval > 255 else np.uint8)
+    return arr.reshape(height, width).astype(out_dtype)
+
+
+def _ascii_values(data: bytes, start: int, count: int, dtype: type, label: str) -> np.ndarray:
+    """The first ``count`` whitespace-separated integers of ``data[start:]``."""
+    out = np.empty(count, dtype)
+    filled, pos, n = 0, start, len(data)
+    limit = np.iinfo(dtype).max
+    while filled < count and pos < n:
+        cut = min(n, pos + _ASCII_CHUNK)
+        if cut < n:  # end the chunk at whitespace, so that no value is split
+            space = _WHITESPACE.search(data, cut, min(n, cut + _ASCII_TOKEN))
+            if space is None and cut + _ASCII_TOKEN < n:
+                raise MammogramError(label, "corrupt ASCII PGM: a value of implausible length")
+            cut = space.start() if space is not None else n
+        try:
+            with quiet_warnings():
+                values = np.fromstring(data[pos:cut], dtype=np.int64, sep=" ")
+        except ValueError as exc:
+            raise MammogramError(label, "corrupt ASCII PGM: non-numeric pixel value") from exc
+        values = values[: count - filled]
+        if values.size and (int(values.min()) < 0 or int(values.max()) > limit):
+            raise MammogramError(label, "corrupt ASCII PGM: pixel value out of range")
+        out[filled : filled + values.size] = values
+        filled += values.size
+        pos = cut
+    if filled < count:
+        raise MammogramError(label, f"truncated ASCII PGM: {filled} values, expected {count}")
+    return out
 
 
 def _tiff_header(data: bytes, label: str) -> tuple[int, int, int, str]:
