@@ -17,9 +17,9 @@ pixel limit (``--pixels``, default 79 Mpx) as DICOM (native 16-bit, also read fr
 upload; with rescale and window; RLE 16-bit; RLE RGB 8-bit; RLE RGB 32-bit, a layout that is
 refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit), PNG (RGB;
 16-bit), 16-bit TIFF, ASCII PGM and 8-bit JPEG. ``--predict`` also runs the shipped cascade
-on the large ones (reading and preprocessing included: the figure is reading + predict). An upload's bytes are
-in memory before the base is taken (the server holds them already). A benchmark, not a
-test: it prints figures and asserts nothing.
+on the large ones (reading and preprocessing included: the figure is reading + predict). An
+upload's bytes are in memory before the base is taken (the server holds them already). A
+benchmark, not a test: it prints figures and asserts nothing.
 """
 
 from __future__ import annotations
