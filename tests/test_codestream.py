@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 from dicom_factory import phantom
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.pixels import get_encoder
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
@@ -165,3 +167,41 @@ def test_rle_segment_header() -> None:
             rle_frame(header + frame[64:], "r.dcm")
     with pytest.raises(MammogramError, match="no 64-byte header"):
         rle_frame(frame[:10], "r.dcm")
+
+
+_SEEDS = {
+    "JPEG": _jpeg(phantom(64, 48, bits=8)),
+    "JPEG-LS": _encode(JPEGLSLossless, phantom(64, 48)),
+    "JPEG 2000": _encode(JPEG2000Lossless, phantom(64, 48)),
+    "RLE": _encode(RLELossless, phantom(64, 48)),
+}
+_SYNTAX = {"JPEG": JPEGBaseline8Bit, "JPEG-LS": JPEGLSLossless, "JPEG 2000": JPEG2000Lossless,
+           "RLE": RLELossless}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    codec=st.sampled_from(sorted(_SEEDS)),
+    edits=st.lists(st.tuples(st.integers(0, 400), st.binary(min_size=1, max_size=6)), max_size=4),
+    cut=st.integers(0, 4000),
+)
+def test_mutated_streams_give_a_header_or_a_mammogram_error(codec, edits, cut) -> None:
+    data = bytearray(_SEEDS[codec])
+    for at, value in edits:  # overwrite bytes in the headers, where the sizes live
+        data[at : at + len(value)] = value
+    data = data[: len(data) - cut] if cut < len(data) else data
+    try:
+        header = check_frame(
+            bytes(data),
+            _SYNTAX[codec],
+            rows=64,
+            columns=48,
+            samples=1,
+            bits_allocated=16,
+            max_pixels=80_000_000,
+            source="fuzz.dcm",
+        )
+    except MammogramError as exc:
+        assert exc.source == "fuzz.dcm"
+    else:
+        assert codec == "RLE" or (header.rows, header.columns) == (64, 48)
