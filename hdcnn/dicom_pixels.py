@@ -280,7 +280,9 @@ def decode_stored(ds: Dataset, source: str, *, max_pixels: int | None = None) ->
     A compressed frame's own size is checked first (:func:`check_encoded_frame`, against
     ``max_pixels``, by default Rows x Columns); only frame 0 is decoded, by the plugins of
     :data:`_PLUGINS` where the codec has a bounded one. Native data comes back as a read-only
-    view of the pixel data where pydicom allows (no copy).
+    view of the pixel data where pydicom allows (no copy). Colour stays in the colour space
+    the decoder returns (YBR is not converted to RGB); PhotometricInterpretation of ``ds`` is
+    set to that space where the decoder corrected it (e.g. RGB component ids).
 
     Raises:
         MammogramError: the frame's header disagrees with the DICOM header, or the pixel data
@@ -299,11 +301,12 @@ def decode_stored(ds: Dataset, source: str, *, max_pixels: int | None = None) ->
     try:
         decoder = get_decoder(tsyntax)
         with quiet:
-            arr, _ = decoder.as_array(
+            arr, properties = decoder.as_array(
                 ds,
                 index=0,
                 decoding_plugin=_PLUGINS.get(codec_of(tsyntax) or "", ""),
                 as_writeable=False,
+                as_rgb=False,  # pydicom's YBR -> RGB costs 12 bytes a pixel in float32
             )
     except MemoryError:
         raise
@@ -314,6 +317,9 @@ def decode_stored(ds: Dataset, source: str, *, max_pixels: int | None = None) ->
         raise MammogramError(
             source, f"could not decode DICOM pixel data ({tsyntax.name}): {text}"
         ) from exc
+    colour_space = properties.get("photometric_interpretation")
+    if colour_space and colour_space != text_tag(ds, "PhotometricInterpretation"):
+        ds.PhotometricInterpretation = colour_space  # what the decoder says it returned
     return np.asarray(arr)
 
 
@@ -442,15 +448,18 @@ def display_pixels(ds: Dataset, stored: np.ndarray, source: str) -> np.ndarray:
     photometric = text_tag(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
     palette = photometric == "PALETTE COLOR" and stored.ndim == 2
     if palette or stored.ndim == 3:
-        # pydicom converts YBR to RGB on decoding; a mammogram in colour is shown as luminance,
-        # a palette expanded to RGB, both a block of rows at a time (no full-size RGB copy)
+        # a mammogram in colour is shown as luminance, a palette expanded to RGB, both a
+        # block of rows at a time (no full-size RGB or float copy)
         values = np.empty(stored.shape[:2], np.float32)
         weights = np.array([0.299, 0.587, 0.114], np.float32)
         for r in range(0, stored.shape[0], 256):
             block = (
                 _palette_rgb(stored[r : r + 256], ds, source) if palette else stored[r : r + 256]
             )
-            values[r : r + 256] = block[:, :, :3].astype(np.float32) @ weights
+            if photometric.startswith("YBR"):  # Y is the luminance (PARTIAL: an affine one)
+                values[r : r + 256] = block[:, :, 0]
+            else:
+                values[r : r + 256] = block[:, :, :3].astype(np.float32) @ weights
         return scale_to_unit(values, source, inplace=True)
     if stored.ndim != 2:
         raise MammogramError(

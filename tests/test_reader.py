@@ -212,6 +212,28 @@ def test_jpeg_baseline_dicom(tmp_path):
     np.testing.assert_allclose(m.pixels, min_max(stored), atol=0.03)
 
 
+def test_colour_jpeg_baseline_dicom_is_read_as_its_luminance(tmp_path):
+    """YBR_FULL_422: the Y channel is the luminance; pydicom's float RGB conversion (12 bytes
+    a pixel) is not used, and the result is what RGB -> luminance gives."""
+    grey = phantom(bits=8)
+    other = np.flipud(grey) // 2 + 64  # channels that are not scaled copies of each other
+    colour = np.dstack([grey // 2 + 32, other, grey[:, ::-1] // 2 + 96])  # B, G, R (OpenCV)
+    ok, jpeg = cv2.imencode(".jpg", colour, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    ds = make_dicom(grey)
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpeg.tobytes()])
+    ds["PixelData"].VR = "OB"
+    path = write(tmp_path, "ybr.dcm", ds)
+    m = read_mammogram(path)
+    rgb = pydicom.dcmread(path).pixel_array.astype(np.float64)  # pydicom's RGB conversion
+    expected = min_max(rgb @ np.array([0.299, 0.587, 0.114]))
+    np.testing.assert_allclose(m.pixels, expected, atol=2 / 255)
+    assert m.meta.photometric == "YBR_FULL_422"
+
+
 # ----------------------------------------------------------------------------- DICOM metadata
 
 
