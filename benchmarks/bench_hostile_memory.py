@@ -15,7 +15,7 @@ compressed streams that lie about their size (issue 21: JPEG SOF 65535 x 65535, 
 60000^2, JPEG 2000 SIZ, JP2, RLE segment headers; each one), and valid images just under the
 pixel limit (``--pixels``, default 79 Mpx) as DICOM (native 16-bit, also read from bytes as an
 upload; with rescale and window; RLE 16-bit; RLE RGB 8-bit; RLE RGB 32-bit, a layout that is
-refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit), PNG (RGB;
+refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit and colour), PNG (RGB;
 16-bit), 16-bit TIFF, ASCII PGM and 8-bit JPEG. ``--predict`` also runs the shipped cascade
 on the large ones (reading and preprocessing included: the figure is reading + predict). An
 upload's bytes are in memory before the base is taken (the server holds them already). A
@@ -168,6 +168,12 @@ def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     ds = _mg(gray8)
     encoded("large_jpeg8.dcm", f"valid DICOM {size} JPEG baseline 8-bit", ds, JPEGBaseline8Bit,
             cv2.imencode(".jpg", gray8)[1].tobytes())  # fmt: skip
+    ds = _mg(gray8)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    colour = np.dstack([gray8 // 2 + 32, gray8, gray8[:, ::-1] // 2 + 96])
+    encoded("large_jpeg_ybr.dcm", f"valid DICOM {size} JPEG baseline colour (YBR)", ds,
+            JPEGBaseline8Bit, cv2.imencode(".jpg", colour)[1].tobytes())  # fmt: skip
+    del colour
     rgb = folder / "large_rgb.png"
     rgb.write_bytes(
         cv2.imencode(".png", np.dstack([gray8] * 3), [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
