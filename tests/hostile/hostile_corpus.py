@@ -423,17 +423,20 @@ def rle_segment_lie(*, count: int | None = None, beyond: bool = False) -> bytes:
     return _with_frame(ds, bytes(frame), RLELossless)
 
 
-def _rle_literal(plane: bytes) -> bytes:
-    """One RLE segment of literal runs of up to 128 bytes, padded to even (any size, fast)."""
-    arr = np.frombuffer(plane, np.uint8)
-    whole = len(arr) // 128 * 128
-    runs = np.empty((whole // 128, 129), np.uint8)
-    runs[:, 0] = 127
-    runs[:, 1:] = arr[:whole].reshape(-1, 128)
-    out = runs.tobytes()
-    if whole < len(arr):
-        out += bytes([len(arr) - whole - 1]) + arr[whole:].tobytes()
-    return out + b"\x00" * (len(out) % 2)
+def _rle_segment(plane: np.ndarray) -> bytes:
+    """One RLE segment of a uint8 ``(H, W)`` byte plane (pydicom's encoder, one segment)."""
+    frame = get_encoder(RLELossless).encode(
+        np.ascontiguousarray(plane),
+        rows=plane.shape[0],
+        columns=plane.shape[1],
+        samples_per_pixel=1,
+        bits_allocated=8,
+        bits_stored=8,
+        pixel_representation=0,
+        photometric_interpretation="MONOCHROME2",
+        number_of_frames=1,
+    )
+    return frame[64:]
 
 
 def rle_rgb32(grey: np.ndarray | None = None) -> bytes:
@@ -449,7 +452,7 @@ def rle_rgb32(grey: np.ndarray | None = None) -> bytes:
     for _sample in range(3):
         for shift in (24, 16, 8, 0):  # most significant byte first (PS3.5 G.2)
             plane = ((grey.astype(np.uint32) << 16) >> shift & 0xFF).astype(np.uint8)
-            segments.append(_rle_literal(plane.tobytes()))
+            segments.append(_rle_segment(plane))
     offsets = np.cumsum([64] + [len(seg) for seg in segments[:-1]]).tolist()
     header = struct.pack("<16I", len(segments), *offsets, *([0] * (15 - len(segments))))
     return _with_frame(ds, header + b"".join(segments), RLELossless)
