@@ -12,8 +12,11 @@ Intensity rules (the same for every format):
 - Raster images: colour to luminance (alpha dropped), then min-max over the actual values.
 
 Size is checked from the header before anything is decoded (:data:`MAX_PIXELS`), and so is
-the file size (:func:`max_file_bytes`); a deflated DICOM is inflated in bounded steps, so a
-small file cannot claim gigabytes. Every bad input raises :class:`hdcnn.errors.MammogramError`
+the file size (:func:`max_file_bytes`); a compressed DICOM frame must state the same size in
+its own stream (:mod:`hdcnn.codestream`), only grey 8/16-bit and RGB 8-bit sample layouts are
+read, and a deflated DICOM is inflated in bounded steps, so a small file cannot claim
+gigabytes. Raster formats are in :mod:`hdcnn.raster`, DICOM pixels in
+:mod:`hdcnn.dicom_pixels`. Every bad input raises :class:`hdcnn.errors.MammogramError`
 naming the input and the problem, never another exception type.
 
 What is refused as not plausibly a mammogram: a DICOM whose Modality is not ``MG`` (``CR``,
