@@ -99,12 +99,11 @@ def _measure(path: Path, *, predict: bool = False, weights: str = "", repo: Path
 def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     import cv2
     import numpy as np
-    from pydicom.encaps import encapsulate
     from pydicom.pixels import get_encoder
     from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
     from hdcnn.dicom import write_dicom
-    from tests.hostile.hostile_corpus import rle_rgb32
+    from tests.hostile.hostile_corpus import rle_rgb32, with_frame
 
     width = int(math.sqrt(pixels * 0.62))  # a mammogram's aspect ratio
     height = pixels // width
@@ -121,10 +120,9 @@ def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
         files[title] = path
 
     def encoded(name: str, title: str, ds, tsyntax: str, frame: bytes) -> None:  # type: ignore[no-untyped-def]
-        ds.PixelData = encapsulate([frame])
-        ds["PixelData"].VR = "OB"
-        ds.file_meta.TransferSyntaxUID = tsyntax
-        dicom(name, title, ds)
+        path = folder / name
+        path.write_bytes(with_frame(ds, frame, tsyntax))
+        files[title] = path
 
     def pydicom_frame(ds, tsyntax: str, arr) -> bytes:  # type: ignore[no-untyped-def]
         return get_encoder(tsyntax).encode(

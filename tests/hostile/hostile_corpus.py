@@ -345,7 +345,8 @@ def _jpeg_baseline_dicom() -> tuple[Dataset, bytes]:
     return ds, buf.tobytes()
 
 
-def _with_frame(ds: Dataset, frame: bytes, tsyntax: str) -> bytes:
+def with_frame(ds: Dataset, frame: bytes, tsyntax: str) -> bytes:
+    """``ds`` with ``frame`` as its one encapsulated frame, as file bytes."""
     ds.PixelData = encapsulate([frame])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = tsyntax
@@ -362,12 +363,12 @@ def jpeg_sof_lie(height: int = 65535, width: int = 65535) -> bytes:
     """Issue 21's reproducer: a JPEG baseline MG DICOM whose SOF0 says ``height x width``."""
     ds, jpg = _jpeg_baseline_dicom()
     frame = _patch_marker(jpg, b"\xff\xc0", 5, struct.pack(">HH", height, width))
-    return _with_frame(ds, frame, JPEGBaseline8Bit)
+    return with_frame(ds, frame, JPEGBaseline8Bit)
 
 
 def _jpeg_precision_lie() -> bytes:
     ds, jpg = _jpeg_baseline_dicom()
-    return _with_frame(ds, _patch_marker(jpg, b"\xff\xc0", 4, b"\x10"), JPEGBaseline8Bit)
+    return with_frame(ds, _patch_marker(jpg, b"\xff\xc0", 4, b"\x10"), JPEGBaseline8Bit)
 
 
 def _encoded_frame(ds: Dataset, tsyntax: str) -> bytes:
@@ -379,7 +380,7 @@ def jpegls_sof_lie(height: int = 60000, width: int = 60000) -> bytes:
     ds = good_dicom()
     frame = _encoded_frame(ds, JPEGLSLossless)
     frame = _patch_marker(frame, b"\xff\xf7", 5, struct.pack(">HH", height, width))
-    return _with_frame(ds, frame, JPEGLSLossless)
+    return with_frame(ds, frame, JPEGLSLossless)
 
 
 def _jpegls_lse_lie() -> bytes:
@@ -388,7 +389,7 @@ def _jpegls_lse_lie() -> bytes:
     frame = _encoded_frame(ds, JPEGLSLossless)
     i = frame.index(b"\xff\xda")  # before the first scan
     lse = b"\xff\xf8" + struct.pack(">HBB", 13, 4, 4) + struct.pack(">II", 60000, 60000)
-    return _with_frame(ds, frame[:i] + lse + frame[i:], JPEGLSLossless)
+    return with_frame(ds, frame[:i] + lse + frame[i:], JPEGLSLossless)
 
 
 def j2k_siz_lie(height: int = 40000, width: int = 40000, *, jp2: bool = False) -> bytes:
@@ -409,7 +410,7 @@ def j2k_siz_lie(height: int = 40000, width: int = 40000, *, jp2: bool = False) -
             + box(b"jp2h", ihdr)
             + box(b"jp2c", code)
         )
-    return _with_frame(ds, code, JPEG2000Lossless)
+    return with_frame(ds, code, JPEG2000Lossless)
 
 
 def rle_segment_lie(*, count: int | None = None, beyond: bool = False) -> bytes:
@@ -420,7 +421,7 @@ def rle_segment_lie(*, count: int | None = None, beyond: bool = False) -> bytes:
         frame[0:4] = struct.pack("<I", count)
     if beyond:
         frame[8:12] = struct.pack("<I", 0x7FFFFFF0)
-    return _with_frame(ds, bytes(frame), RLELossless)
+    return with_frame(ds, bytes(frame), RLELossless)
 
 
 def _rle_segment(plane: np.ndarray) -> bytes:
@@ -455,7 +456,7 @@ def rle_rgb32(grey: np.ndarray | None = None) -> bytes:
             segments.append(_rle_segment(plane))
     offsets = np.cumsum([64] + [len(seg) for seg in segments[:-1]]).tolist()
     header = struct.pack("<16I", len(segments), *offsets, *([0] * (15 - len(segments))))
-    return _with_frame(ds, header + b"".join(segments), RLELossless)
+    return with_frame(ds, header + b"".join(segments), RLELossless)
 
 
 def liar_cases() -> list[Case]:
