@@ -8,7 +8,7 @@ import streamlit as st
 import appkit
 from hdcnn.data import stats as ds
 from hdcnn.data.adapters import ADAPTERS
-from hdcnn.data.roots import DATA_ROOTS_ENV, data_roots, resolve_dataset_folder
+from hdcnn.data.roots import DATA_ROOTS_ENV, data_roots, images_inside, resolve_dataset_folder
 from hdcnn.errors import DatasetError
 from hdcnn.evaluation import plots
 
@@ -54,6 +54,10 @@ else:
 manifest = appkit.load_manifest(adapter, root)
 if manifest is None:
     st.stop()
+if name != appkit.DEMO_DATASET:
+    manifest, outside = images_inside(manifest, roots)
+    if outside:
+        st.warning(f"{outside} listed image(s) lie outside the data roots and are left out.")
 if len(manifest) == 0:
     st.warning("The dataset has no images.")
     st.stop()

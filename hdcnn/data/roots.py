@@ -18,6 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from hdcnn.data.manifest import Manifest
 from hdcnn.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -75,18 +76,51 @@ def resolve_dataset_folder(path: str, roots: Sequence[Path]) -> Path:
         candidates = [given] if given.is_absolute() else [root / given for root in roots]
         for candidate in candidates:
             real = _real_dir(candidate)
-            if real is not None and any(real.is_relative_to(root) for root in roots):
+            if real is not None and _inside(real, roots):
                 return real
     raise DatasetError(_SOURCE, REFUSAL)
 
 
-def _real_dir(path: Path) -> Path | None:
-    """``path`` with every link and ``..`` resolved if that is an existing directory, else None."""
+def images_inside(manifest: Manifest, roots: Sequence[Path]) -> tuple[Manifest, int]:
+    """The records whose image file, links resolved, lies inside one of ``roots``.
+
+    A table inside a root may still list ``/elsewhere/x.png`` or ``../../x.png``, or an image
+    may be a link out of the root: those images are left out, so that no file outside the
+    roots is read.
+
+    Args:
+        manifest: a dataset loaded from a folder inside ``roots``.
+        roots: absolute folders with links resolved (:func:`data_roots`).
+
+    Returns:
+        ``(manifest of the records inside, number of records left out)``; the input is not
+        changed.
+    """
+    kept = [
+        record
+        for record in manifest
+        if (real := _real(manifest.resolve(record))) is not None and _inside(real, roots)
+    ]
+    return Manifest(kept, root=manifest.root), len(manifest) - len(kept)
+
+
+def _inside(real: Path, roots: Sequence[Path]) -> bool:
+    return any(real.is_relative_to(root) for root in roots)
+
+
+def _real(path: Path, *, strict: bool = False) -> Path | None:
+    """``path`` with every link and ``..`` resolved; None if that fails (``strict``: or if
+    it does not exist)."""
     try:
-        real = Path(os.path.realpath(path, strict=True))
-        return real if real.is_dir() else None
+        return Path(os.path.realpath(path, strict=strict))
     except (OSError, ValueError, RuntimeError):  # missing, unreadable, NUL byte, link loop
         return None
 
 
-__all__ = ["DATA_ROOTS_ENV", "REFUSAL", "data_roots", "resolve_dataset_folder"]
+def _real_dir(path: Path) -> Path | None:
+    """``path`` with every link and ``..`` resolved if that is an existing directory, else None."""
+    real = _real(path, strict=True)
+    return real if real is not None and real.is_dir() else None
+
+
+__all__ = ["DATA_ROOTS_ENV", "REFUSAL", "data_roots", "images_inside", "resolve_dataset_folder"]

@@ -99,6 +99,26 @@ def test_a_folder_inside_a_root_is_explored(server_files: dict) -> None:
         assert len(at.dataframe[0].value) == 4
 
 
+def test_images_listed_outside_the_roots_are_left_out(server_files: dict) -> None:
+    root, outside = server_files["root"], server_files["outside"]
+    films = root / "films"
+    (films / "img" / "link.png").symlink_to(outside / "img" / "0.png")
+    with (films / "labels.csv").open("a") as fh:  # three rows reaching out of the root
+        fh.write(f"{outside}/img/1.png,benign,q1,CC,L,77\n")
+        fh.write("../../private/img/2.png,benign,q2,CC,L,77\n")
+        fh.write("img/link.png,benign,q3,CC,L,77\n")
+    at = _explorer()
+    at.text_input(key="dataset_root").input("films").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [w.value for w in at.main.warning] == [
+        "3 listed image(s) lie outside the data roots and are left out."
+    ]
+    assert {m.label: m.value for m in at.metric}["Images"] == "4"
+    table = at.dataframe[0].value
+    assert sorted(table["file"]) == ["0.png", "1.png", "2.png", "3.png"]
+    assert set(table["age"]) == {50} and not set(table["patient #"]) - {1, 2}
+
+
 def test_a_bad_dataset_inside_a_root_names_the_file_not_its_contents(
     server_files: dict,
 ) -> None:

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from hdcnn.data.roots import DATA_ROOTS_ENV, REFUSAL, data_roots, resolve_dataset_folder
+from hdcnn.data.manifest import ImageRecord, Manifest
+from hdcnn.data.roots import (
+    DATA_ROOTS_ENV,
+    REFUSAL,
+    data_roots,
+    images_inside,
+    resolve_dataset_folder,
+)
 from hdcnn.errors import DatasetError
+from hdcnn.terms import Label
 
 MESSAGE = f"dataset folder: {REFUSAL}"
 
@@ -98,3 +106,16 @@ def test_no_roots_refuses_everything(layout: tuple[Path, Path]) -> None:
     for path in (str(root), str(root / "ds"), "ds"):
         with pytest.raises(DatasetError, match="refused"):
             resolve_dataset_folder(path, ())
+
+
+def test_images_outside_the_roots_are_left_out(layout: tuple[Path, Path]) -> None:
+    root, outside = layout
+    (outside / "x.png").write_bytes(b"")
+    (root / "ds" / "in.png").write_bytes(b"")
+    (root / "ds" / "link.png").symlink_to(outside / "x.png")
+    paths = ["in.png", "sub/../in.png", str(outside / "x.png"), "../../outside/x.png", "link.png"]
+    records = [ImageRecord(p, p, p, None, None, None, None, Label.NORMAL) for p in paths]
+    manifest = Manifest(records, root=root / "ds")
+    kept, dropped = images_inside(manifest, data_roots(str(root)))
+    assert [r.image_path for r in kept] == ["in.png", "sub/../in.png"] and dropped == 3
+    assert kept.root == manifest.root and len(manifest) == 5  # the input is unchanged
