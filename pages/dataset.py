@@ -16,6 +16,7 @@ appkit.sidebar()
 st.title("Dataset explorer")
 
 c1, c2 = st.columns([1, 2])
+roots = data_roots()  # the only server folders a visitor may open (HDCNN_DATA_ROOTS)
 name = c1.selectbox("Dataset", [appkit.DEMO_DATASET, *ADAPTERS], key="dataset_name")
 if name == appkit.DEMO_DATASET:
     c2.caption(
@@ -28,11 +29,10 @@ else:
     # Only folders inside the operator's data roots are opened (hdcnn.data.roots); every other
     # input gets the same refusal, which quotes nothing from the server.
     adapter = name
-    roots = data_roots()
     if not roots:
         c2.info(
-            "This server lets visitors open no dataset folder: only the built-in demo data can "
-            f"be explored. The operator lists the folders to offer in `{DATA_ROOTS_ENV}` "
+            "This server offers no dataset folder, so only the built-in demo data can be "
+            f"explored. The operator lists the folders to offer in `{DATA_ROOTS_ENV}` "
             "(docs/APP.md)."
         )
         st.stop()
