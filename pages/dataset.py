@@ -8,12 +8,15 @@ import streamlit as st
 import appkit
 from hdcnn.data import stats as ds
 from hdcnn.data.adapters import ADAPTERS
+from hdcnn.data.roots import DATA_ROOTS_ENV, data_roots, images_inside, resolve_dataset_folder
+from hdcnn.errors import DatasetError
 from hdcnn.evaluation import plots
 
 appkit.sidebar()
 st.title("Dataset explorer")
 
 c1, c2 = st.columns([1, 2])
+roots = data_roots()  # the only server folders a visitor may open (HDCNN_DATA_ROOTS)
 name = c1.selectbox("Dataset", [appkit.DEMO_DATASET, *ADAPTERS], key="dataset_name")
 if name == appkit.DEMO_DATASET:
     c2.caption(
@@ -23,17 +26,38 @@ if name == appkit.DEMO_DATASET:
     root = str(appkit.ensure_demo_cohort())
     adapter = "synth"
 else:
-    root = c2.text_input("Dataset root folder (on this server)", key="dataset_root").strip()
+    # Only folders inside the operator's data roots are opened (hdcnn.data.roots); every other
+    # input gets the same refusal, which quotes nothing from the server.
     adapter = name
-    if not root:
+    if not roots:
+        c2.info(
+            "This server offers no dataset folder, so only the built-in demo data can be "
+            f"explored. The operator lists the folders to offer in `{DATA_ROOTS_ENV}` "
+            "(docs/APP.md)."
+        )
+        st.stop()
+    entered = c2.text_input("Dataset root folder (on this server)", key="dataset_root")
+    c2.caption(
+        "A folder inside " + ", ".join(f"`{r}`" for r in roots) + ", in full or relative to it."
+    )
+    if not entered.strip():
         st.info(
             f"Enter the folder of a {name} dataset as distributed (see docs/DATASETS_USAGE.md)."
         )
+        st.stop()
+    try:
+        root = str(resolve_dataset_folder(entered, roots))
+    except DatasetError as exc:
+        st.error(str(exc), icon=":material/block:")
         st.stop()
 
 manifest = appkit.load_manifest(adapter, root)
 if manifest is None:
     st.stop()
+if name != appkit.DEMO_DATASET:
+    manifest, outside = images_inside(manifest, roots)
+    if outside:
+        st.warning(f"{outside} listed image(s) lie outside the data roots and are left out.")
 if len(manifest) == 0:
     st.warning("The dataset has no images.")
     st.stop()

@@ -294,7 +294,8 @@ def test_dataset_page_demo_cohort_is_synthetic_with_age_charts(app_env: Path) ->
     assert len(table) > 0 and set(table["label"]) == {"malignant"}
 
 
-def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path) -> None:
+def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HDCNN_DATA_ROOTS", str(mias_root))
     at = _page("pages/dataset.py")
     at.selectbox(key="dataset_name").set_value("mias").run()
     at.text_input(key="dataset_root").input(str(mias_root)).run()
@@ -304,9 +305,13 @@ def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path) -> None:
     assert "dataset_age_hist" not in keys and "dataset_labels" in keys
 
 
-def test_dataset_page_bad_root_is_an_error_message(app_env: Path, tmp_path: Path) -> None:
+def test_dataset_page_bad_root_is_an_error_message(
+    app_env: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("HDCNN_DATA_ROOTS", str(tmp_path))
+    (tmp_path / "empty").mkdir()
     at = _page("pages/dataset.py")
     at.selectbox(key="dataset_name").set_value("cbis-ddsm").run()
-    at.text_input(key="dataset_root").input(str(tmp_path / "nowhere")).run()
+    at.text_input(key="dataset_root").input("empty").run()
     assert not at.exception, [e.message for e in at.exception]
-    assert len(at.error) == 1 and "nowhere" in at.error[0].value
+    assert len(at.error) == 1 and "mass_case_description_train_set.csv" in at.error[0].value

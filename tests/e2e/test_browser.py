@@ -66,6 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         env["HDCNN_WEIGHTS"] = str(make_weights_dir(tmp_path_factory.mktemp("weights")))
     env["HDCNN_SAMPLES_DIR"] = str(tmp_path_factory.mktemp("samples"))
+    env["HDCNN_DATA_ROOTS"] = str(MIAS_ROOT)  # the Dataset explorer opens nothing else
     log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("wb")
     try:
         proc, url = start_streamlit(env, log, timeout_s=60)
