@@ -160,3 +160,17 @@ def box_of(points: np.ndarray) -> tuple[float, float, float, float]:
         float(pts[:, 0].max()),
         float(pts[:, 1].max()),
     )
+
+
+def kept_findings(prediction: Prediction) -> list[tuple[tuple[float, float, float, float], dict]]:
+    """The kept findings of a prediction: ``(box, row)`` with the box at full precision in
+    original pixels (the finding's own) and the row of :func:`hdcnn.report.finding_dicts`
+    (number, label, status, reason, prominent, probabilities), in the prediction's order."""
+    from hdcnn.report import finding_dicts
+
+    rows = finding_dicts(prediction)
+    return [
+        (tuple(float(v) for v in finding.box), row)  # type: ignore[misc]
+        for finding, row in zip(prediction.findings, rows, strict=True)
+        if row["label"] != "rejected"
+    ]

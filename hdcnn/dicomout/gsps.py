@@ -27,6 +27,7 @@ from hdcnn.dicomout.common import (
     Algorithm,
     SourceImage,
     box_of,
+    kept_findings,
     rectangle,
 )
 from hdcnn.palette import FINDING_COLOURS, rgb
@@ -81,13 +82,11 @@ def build_gsps(
         The GSPS (a :class:`pydicom.Dataset`); with no kept finding it carries no graphic
         annotation and shows the image as is.
     """
-    from hdcnn.report import finding_dicts
-
     header = image.header
-    kept = [f for f in finding_dicts(image.prediction) if f["label"] != "rejected"]
+    kept = kept_findings(image.prediction)
     layers = {label: _layer(label, order) for order, label in enumerate(LAYERS, 1)}
     annotations = []
-    for f in kept:
+    for box, f in kept:
         text = f"#{f['number']} {f['label']}"
         tracking = f"finding #{f['number']}"
         annotations.append(
@@ -97,7 +96,7 @@ def build_gsps(
                 graphic_objects=[
                     hd.pr.GraphicObject(
                         graphic_type=hd.pr.GraphicTypeValues.POLYLINE,
-                        graphic_data=rectangle(f["box"]),
+                        graphic_data=rectangle(box),
                         units=hd.pr.AnnotationUnitsValues.PIXEL,
                         tracking_id=tracking,
                         tracking_uid=hd.UID(),
@@ -107,14 +106,14 @@ def build_gsps(
                     hd.pr.TextObject(
                         text_value=text,
                         units=hd.pr.AnnotationUnitsValues.PIXEL,
-                        bounding_box=_text_box(f["box"], text, image.size),
+                        bounding_box=_text_box(box, text, image.size),
                         tracking_id=tracking,
                         tracking_uid=hd.UID(),
                     )
                 ],
             )
         )
-    used = sorted({f["label"] for f in kept}, key=LAYERS.index)
+    used = sorted({f["label"] for _, f in kept}, key=LAYERS.index)
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[header],
         series_instance_uid=series_uid or hd.UID(),

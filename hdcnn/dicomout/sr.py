@@ -58,6 +58,7 @@ from hdcnn.dicomout.common import (
     YES,
     Algorithm,
     SourceImage,
+    kept_findings,
     rectangle,
 )
 from hdcnn.terms import FindingStatus, Label
@@ -130,16 +131,12 @@ def _finding_groups(
     index: int, image: SourceImage, algorithm_id: hd.sr.AlgorithmIdentification
 ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
     """One TID 1410 group per kept finding of an image (numbered as in every table)."""
-    from hdcnn.report import finding_dicts
-
     groups = []
-    for f in finding_dicts(image.prediction):
-        if f["label"] == "rejected":
-            continue
+    for box, f in kept_findings(image.prediction):
         status = FindingStatus(f["status"])
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-            graphic_data=rectangle(f["box"]),
+            graphic_data=rectangle(box),
             source_image=hd.sr.SourceImageForRegion.from_source_image(image.header),
         )
         measurements = [_measure(P_LESION, f["p_lesion"])]
