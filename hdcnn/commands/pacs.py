@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from hdcnn.cascade import load_cascade
     from hdcnn.dicomout.pacs import round_trip
 
-    cascade = load_cascade(args.weights)
-    result = round_trip(args.url, args.study, cascade)
+    result = round_trip(args.url, args.study, lambda: load_cascade(args.weights))
     for n, image in enumerate(result.images, 1):
         p = image.prediction
         side = f"{image.laterality or '?'} {image.view or '?'}"

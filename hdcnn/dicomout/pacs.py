@@ -14,6 +14,7 @@ PACS, like ``predict --dicom-out``; see :mod:`hdcnn.dicomout.export`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -55,7 +56,11 @@ def client_for(url: str) -> Any:
     """A ``dicomweb_client.DICOMwebClient`` for the server at ``url``."""
     from dicomweb_client.api import DICOMwebClient
 
-    return DICOMwebClient(url=dicomweb_root(url), timeout=TIMEOUT_S)
+    client = DICOMwebClient(url=dicomweb_root(url), timeout=TIMEOUT_S)
+    # the client retries every failed request (connection refused included) 5 times over
+    # ~30 s by default: one retry after half a second is enough for a busy server
+    client.set_http_retry_params(max_attempts=2, wait_exponential_multiplier=250)
+    return client
 
 
 def _value(item: dict[str, Any], tag: str) -> str:
@@ -159,13 +164,16 @@ def store(client: Any, url: str, study_uid: str, outputs: DicomOutputs) -> None:
         raise PacsError(url, f"the server refused {len(failed.value)} of {len(datasets)} objects")
 
 
-def round_trip(url: str, study_uid: str, cascade: Any, *, client: Any = None) -> StudyAnalysis:
+def round_trip(
+    url: str, study_uid: str, cascade: Callable[[], Any], *, client: Any = None
+) -> StudyAnalysis:
     """Fetch, analyse and store back one study (see the module docstring for the order).
 
     Args:
         url: the server (``http://host:8042``: Orthanc's ``/dicom-web``) or a DICOMweb root.
         study_uid: the study's StudyInstanceUID.
-        cascade: a loaded :class:`hdcnn.cascade.Cascade`.
+        cascade: returns the :class:`hdcnn.cascade.Cascade`; called once the study's images
+            are fetched (a server or study problem is reported without loading the models).
         client: a DICOMweb client (default: :func:`client_for`).
 
     Raises:
@@ -175,7 +183,7 @@ def round_trip(url: str, study_uid: str, cascade: Any, *, client: Any = None) ->
     client = client or client_for(url)
     datasets = fetch_mammograms(client, url, study_uid)
     try:
-        result = analyse_study(datasets, cascade)
+        result = analyse_study(datasets, cascade())
     except MammogramError as exc:
         raise PacsError(url, f"study {study_uid}: {exc} (nothing stored)") from exc
     store(client, url, study_uid, result.outputs)
