@@ -13,6 +13,7 @@ the README's screenshot.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -181,3 +182,37 @@ def render_presentation_state(
 
     marks: list[Mapping[str, Any]] = presentation_marks(gsps)
     return render_overlay(pixels, marks, max_side=max_side)
+
+
+def render_file(
+    presentation_state: str | os.PathLike[str],
+    image: str | os.PathLike[str],
+    out_png: str | os.PathLike[str],
+    *,
+    max_side: int = 1024,
+) -> None:
+    """Render a presentation-state file's marks on its image file into a PNG (atomically).
+
+    Raises:
+        MammogramError: the image cannot be read, or the presentation state does not
+            reference it.
+    """
+    import cv2
+    import pydicom
+
+    from hdcnn.errors import MammogramError
+    from hdcnn.reader import read_mammogram
+    from hdcnn.utils import atomic_write_bytes
+
+    gsps = pydicom.dcmread(presentation_state)
+    header = pydicom.dcmread(image, stop_before_pixels=True)
+    refs = {
+        str(ref.ReferencedSOPInstanceUID)
+        for series in gsps.get("ReferencedSeriesSequence", [])
+        for ref in series.get("ReferencedImageSequence", [])
+    }
+    if str(header.get("SOPInstanceUID", "")) not in refs:
+        raise MammogramError(str(image), "the presentation state does not reference this image")
+    rgb = render_presentation_state(gsps, read_mammogram(image).pixels, max_side=max_side)
+    _, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    atomic_write_bytes(out_png, png.tobytes())
