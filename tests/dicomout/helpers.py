@@ -27,9 +27,9 @@ def dsrdump(path: Path) -> str:
     """``dsrdump``'s text of an SR (Debian ``dcmtk``); skips without it."""
     if shutil.which("dsrdump") is None:
         pytest.skip("dsrdump not installed (Debian package dcmtk)")
-    run = subprocess.run(["dsrdump", str(path)], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    return run.stdout
+    run = subprocess.run(["dsrdump", str(path)], capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr.decode("utf-8", "replace")
+    return run.stdout.decode("utf-8", "replace")  # the tree's text, in the file's charset
 
 
 def sr_regions(path_or_ds: object) -> dict[str, tuple[str, tuple[float, float, float, float]]]:

@@ -224,3 +224,34 @@ def test_predict_dicom_out_refuses_a_png_with_a_clear_message(tmp_path, capsys) 
     assert code == 1
     assert "view.png: no DICOM output: DICOM output needs a DICOM source: this is a PNG" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_exam_dicom_out_writes_one_report_per_exam(cbis_cases, tmp_path: Path) -> None:
+    """``--exam``: one report for the exam (breast and exam verdicts, every image's findings)
+    and one presentation state per image; a PNG among the inputs gets the message."""
+    from hdcnn.cli import main
+
+    views = [Path(cbis_cases[1][k]) for k in ("rcc", "lcc")]
+    png = tmp_path / "extra.png"
+    cv2.imwrite(str(png), phantom(256, 200, bits=8))
+    out = tmp_path / "dicom"
+    report = tmp_path / "report.json"
+    argv = ["predict", *map(str, views), str(png), "--exam", "--dicom-out", str(out)]
+    assert main([*argv, "--json", str(report)]) == 1  # the PNG has no DICOM output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "exam01_sr.dcm",
+        "image01_pr.dcm",
+        "image02_pr.dcm",
+    ]
+    sr = out / "exam01_sr.dcm"
+    assert dciodvfy_errors(sr) == []
+    tree = dsrdump(sr)
+    assert "Breast R verdict" in tree and "Breast L verdict" in tree and "Exam verdict" in tree
+    doc = json.loads(report.read_text())
+    regions = sr_regions(sr)
+    for n, (view, result) in enumerate(zip(views, doc["results"], strict=False), 1):
+        uid = pydicom.dcmread(view, stop_before_pixels=True).SOPInstanceUID
+        kept = sorted(f["box"] for f in result["findings"] if f["label"] != "rejected")
+        boxes = sorted(box for ref, box in regions.values() if ref == uid)
+        assert all(k.startswith(f"Image {n} ") for k, (ref, _) in regions.items() if ref == uid)
+        np.testing.assert_allclose(np.reshape(boxes, (-1, 4)), np.reshape(kept, (-1, 4)), atol=0.01)
