@@ -55,7 +55,6 @@ DECISION_RULE = _local("RULE", "Decision rule")
 STAGE = _local("STAGE", "Deciding stage")
 STREAM = _local("STREAM", "Candidate stream")
 SUPPORTS_VERDICT = _local("SUPPORTS", "Verdict rests on this finding")
-FINDING_NUMBER = _local("NUMBER", "Finding number")
 THRESHOLD_CONCEPTS: dict[str, Code] = {
     "detector_score": _local("T_DET", "Detector score threshold"),
     "c1_lesion": _local("T_C1", "Classifier 1 threshold"),
