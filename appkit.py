@@ -488,6 +488,50 @@ def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnaly
     return exam
 
 
+# ----------------------------------------------------------------------------- DICOM results
+
+DICOM_BUTTON = "Download DICOM results (.zip)"
+
+
+def dicom_download(
+    analyses: list[Analysis],
+    sources: Callable[[], list[bytes]],
+    cascade: Any,
+    *,
+    key: str,
+    exam: Any = None,
+) -> None:
+    """A download of the de-identified DICOM report and presentation states
+    (:func:`hdcnn.dicomout.export.analysis_zip`) for DICOM inputs; a note for the others.
+
+    Args:
+        sources: returns the inputs' bytes (called on the click, not on every rerun).
+    """
+    from hdcnn.dicomout.export import DEIDENTIFIED_NOTE, analysis_zip, not_dicom_message
+
+    other = [a for a in analyses if a.mammogram.meta.format != "dicom"]
+    if other:
+        st.caption(f"No DICOM results: {not_dicom_message(other[0].mammogram.meta.format)}.")
+        return
+
+    def build() -> bytes:
+        data = {hashlib.sha256(b).hexdigest(): b for b in sources()}
+        return analysis_zip(data, analyses, cascade, exam=exam)
+
+    st.download_button(
+        DICOM_BUTTON,
+        data=build,
+        file_name="hdcnn-dicom.zip",
+        mime="application/zip",
+        key=key,
+        on_click="ignore",
+    )
+    st.caption(
+        "Structured report (TID 1500) and presentation state for a DICOM viewer. "
+        + DEIDENTIFIED_NOTE
+    )
+
+
 # ----------------------------------------------------------------------------- samples
 
 

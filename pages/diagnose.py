@@ -173,3 +173,5 @@ d2.download_button(
     key="diagnose_json",
     on_click="ignore",
 )
+source = upload.getvalue if upload is not None else sample.read_bytes
+appkit.dicom_download([analysis], lambda: [source()], cascade, key="diagnose_dicom")

@@ -94,3 +94,10 @@ st.caption(
     "Box tag = finding number and label (the Diagnose page lists every candidate). "
     f"Analysis time {exam.seconds:.1f} s."
 )
+appkit.dicom_download(
+    [v.analysis for v in exam.views],
+    lambda: [p() if callable(p) else p for p, _ in inputs.values()],
+    cascade,
+    key="exam_dicom",
+    exam=exam.prediction,
+)

@@ -76,6 +76,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave input paths out of the table and JSON (they can hold patient ids): each "
         "input is named '#<position> <hash>' instead, the hash keyed per run",
     )
+    parser.add_argument(
+        "--dicom-out",
+        type=Path,
+        metavar="DIR",
+        help="also write DICOM results for DICOM inputs into DIR: a structured report "
+        "(TID 1500; one per image, or one per exam with --exam) and a presentation state "
+        "drawing the findings on each image, filed in the source's study with the source's "
+        "patient identity kept (so a PACS files them with the study; see docs/DICOM.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -210,6 +219,11 @@ def run(args: argparse.Namespace) -> int:
         cascade.max_candidates = args.max_candidates
     paths = list(args.paths)
     names = anonymous_names(paths) if getattr(args, "no_paths", False) else None
+    recorder = None
+    if getattr(args, "dicom_out", None) is not None:
+        from hdcnn.dicomout.export import PredictionRecorder
+
+        recorder = cascade = PredictionRecorder(cascade)
     doc = predict_files(cascade, paths, exam=args.exam, names=names)
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"  # strict JSON, checked first
     print(format_table(doc))
@@ -217,8 +231,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         atomic_write_text(args.json, text)
         log.info("wrote %s", args.json)
+    skipped: list[tuple[Path, str]] = []
+    if recorder is not None:
+        written, skipped = recorder.write(args.dicom_out, exam=args.exam)
+        print(f"wrote {len(written)} DICOM object(s) to {args.dicom_out}")
+        for path, why in skipped:
+            shown = names[paths.index(path)] if names else str(path)
+            print(f"{shown}: no DICOM output: {why}", file=sys.stderr)
     failed = sum(1 for r in doc["results"] if "error" in r)
     if failed:
         print(f"{failed} of {len(doc['results'])} inputs could not be read", file=sys.stderr)
         return 1
-    return 0
+    return 1 if skipped else 0
