@@ -45,6 +45,40 @@ BANDED: tuple[str, ...] = ("abnormal", "malignant")
 EPS = 1e-6
 
 
+def borderline_text(decisions: Any, subject: str = "verdict") -> str:
+    """The one wording of a borderline verdict (app, reports), e.g. for ``("malignant",)``:
+    "Borderline verdict: its P(malignant) lies within the measured uncertainty of the
+    malignant threshold, so the verdict could have gone the other way." Empty: ``""``."""
+    names = [str(d) for d in decisions]
+    if not names:
+        return ""
+    which = " and ".join(f"P({n})" for n in names)
+    thresholds = " and ".join(names)
+    verb = "lie" if len(names) > 1 else "lies"
+    return (
+        f"Borderline {subject}: its {which} {verb} within the measured uncertainty of the "
+        f"{thresholds} threshold{'s' if len(names) > 1 else ''}, so the {subject} could have "
+        "gone the other way."
+    )
+
+
+def calibrated_text(calibrated: Mapping[str, float] | None) -> str:
+    """One line for the app: the calibrated probabilities as percentages ("" without)."""
+    if not calibrated:
+        return ""
+    parts = [
+        f"{name} {100 * calibrated[key]:.0f} %"
+        for key, name in (("p_abnormal", "abnormal"), ("p_malignant", "malignant"))
+        if key in calibrated
+    ]
+    return (
+        "Calibrated probability: "
+        + ", ".join(parts)
+        + " (how often such scores were right on the development images, out of fold; the "
+        "scores decide the verdict)."
+    )
+
+
 def logit(p: Any) -> np.ndarray:
     """``log(p / (1 - p))`` of scores clipped to ``[EPS, 1 - EPS]`` (float64)."""
     q = np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS)

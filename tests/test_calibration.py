@@ -120,3 +120,34 @@ def test_exam_verdicts_are_calibrated_and_flagged() -> None:
         [(lat, v, _pred(p.p_abnormal, 0.1, calibration=None)) for lat, v, p in items], t
     )
     assert "borderline" not in plain.to_dict() and plain.breasts["L"].calibrated is None
+
+
+def test_reports_carry_calibration_and_borderline() -> None:
+    from hdcnn.report import build_report, report_json, report_pdf
+
+    pred = _pred(0.55, 0.41)
+    report = build_report(pred)
+    assert report["verdict"]["borderline"] == ["abnormal", "malignant"]
+    assert report["verdict"]["calibrated"]["p_abnormal"] == pytest.approx(float(ISO(0.55)))
+    assert report["findings"][0]["p_lesion_calibrated"] == pytest.approx(float(PLATT(0.55)), 1e-5)
+    assert json.loads(report_json(report))["verdict"]["borderline"] == ["abnormal", "malignant"]
+    pdf = report_pdf(report, compress=False)
+    assert b"Borderline verdict" in pdf and rb"Calibrated: P\(abnormal\)" in pdf
+    plain = build_report(_pred(0.55, 0.41, calibration=None))
+    assert "borderline" not in plain["verdict"] and b"Borderline" not in report_pdf(
+        plain, compress=False
+    )
+
+
+def test_cli_table_marks_borderline_verdicts() -> None:
+    from hdcnn.commands.predict import format_table
+
+    pred = _pred(0.9, 0.41)
+    exam = combine_exam([("L", "CC", pred)], pred.thresholds)
+    doc = {"results": [pred.to_dict()], "exams": [exam.to_dict()]}
+    text = format_table(doc)
+    assert "malignant (borderline: malignant)" in text
+    assert f"(cal {ISO(0.41):.2f})" in text
+    assert "L: malignant (borderline: malignant)" in text
+    clear = _pred(0.95, 0.9).to_dict()
+    assert "borderline" not in format_table({"results": [clear], "exams": []})
