@@ -74,6 +74,10 @@ def test_evaluate_json_schema_plots_and_determinism(
     assert (plots / "froc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
     assert "det-hier" in text and "FROC" in text
+    # per lesion type, as cv reports it (hdcnn.evaluation.lesion_types)
+    types = doc["lesion_types"]
+    assert "all" in types and types["all"]["n_lesions"] == doc["n_lesions"]
+    assert "det-hier by lesion type" in text
 
 
 def test_split_from_cascade_json_and_calibrate(cohort: Path, tmp_path: Path) -> None:
