@@ -9,8 +9,9 @@ by a map fitted on the other folds, so the "after" figures are held out, never i
   lesion box, :func:`hdcnn.evaluation.metrics.lesion_hits`; candidates of abnormal images
   without lesion boxes are left out: their truth is unknown).
 - Method: for each probability, Platt scaling (logistic regression on the logit of the score)
-  or isotonic regression (scikit-learn), whichever has the lower cross-fitted Brier score.
-  Brier is a proper score that stays finite when isotonic regression outputs 0 or 1.
+  or isotonic regression (scikit-learn; each step's value Laplace-smoothed, so that no step of
+  a few images says 0 or 1), whichever has the lower cross-fitted Brier score (a proper
+  score). Platt suits small data (two parameters); isotonic assumes no shape.
 - Metrics: Brier score, expected calibration error over :data:`N_BINS` equal-width bins (ECE =
   sum over bins of ``n_bin / N * |mean p - observed frequency|``), a reliability table, and a
   patient-bootstrap 95 % interval of the ECE.
@@ -157,10 +158,15 @@ def fit_map(method: str, scores: Any, truth: Any) -> ProbabilityMap:
         return ProbabilityMap("platt", a=slope, b=float(model.intercept_[0]))
     if method == "isotonic":
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
+        # each step's value is its examples' frequency of positives, Laplace-smoothed:
+        # (positives + 1) / (examples + 2), so a step of 8 abnormal images says 0.9, not 1.0
+        blocks, member = np.unique(iso.predict(s), return_inverse=True)
+        smoothed = (np.bincount(member, weights=y) + 1) / (np.bincount(member) + 2)
+        step = np.clip(np.searchsorted(blocks, iso.y_thresholds_), 0, len(blocks) - 1)
         return ProbabilityMap(
             "isotonic",
             x=tuple(float(v) for v in iso.X_thresholds_),
-            y=tuple(float(v) for v in iso.y_thresholds_),
+            y=tuple(float(v) for v in np.maximum.accumulate(smoothed[step])),
         )
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
@@ -290,8 +296,9 @@ def borderline_summary(
     results: Sequence[Any], config: Mapping[str, Any], calibration: Calibration
 ) -> dict[str, Any]:
     """How many out-of-fold verdicts are borderline, and how often those and the clear ones
-    are wrong (the bands come from the same images: an in-sample check)."""
-    from hdcnn.cascade import Thresholds
+    are wrong (the bands come from the same images: an in-sample check); and how many verdicts
+    would change if they were decided on calibrated probabilities (they are not)."""
+    from hdcnn.cascade import Thresholds, verdict
 
     t = Thresholds.from_dict(config.get("thresholds") or {})
     rows = [r for r in results if CONCEPT in r.outputs and r.truth in BINARY_LABELS]
@@ -301,16 +308,20 @@ def borderline_summary(
         flags.append(bool(calibration.borderline(o.label, o.p_abnormal, o.p_malignant, t)))
         wrong.append(o.label != r.truth)
     f, w = np.asarray(flags), np.asarray(wrong)
-    # a calibrated probability is shown against its threshold through the same map; an
-    # isotonic map's flat steps could make the two comparisons disagree: count them
-    mismatches = 0
-    for name, threshold in (("p_abnormal", t.effective_abnormal), ("p_malignant", t.malignant)):
-        fn = calibration.maps.get(name)
-        if fn is not None:
-            raw = np.array([getattr(r.outputs[CONCEPT], name) for r in rows])
-            mismatches += int(np.sum((raw >= threshold) != (fn(raw) >= fn(threshold))))
+    # deciding on calibrated probabilities against thresholds moved through the same maps
+    # would change the verdicts that an isotonic map's flat steps merge with their threshold
+    changed = 0
+    fa, fm = calibration.maps.get("p_abnormal"), calibration.maps.get("p_malignant")
+    if fa is not None and fm is not None:
+        ta, tm = float(fa(t.effective_abnormal)), float(fm(t.malignant))
+        for r in rows:
+            o = r.outputs[CONCEPT]
+            moved = verdict(
+                float(fa(o.p_abnormal)), float(fm(o.p_malignant)), t_abnormal=ta, t_malignant=tm
+            )
+            changed += int(moved != o.label)
     return {
-        "shown_against_threshold_disagrees": mismatches,
+        "verdicts_changed_if_decided_on_calibrated": changed,
         "n_images": len(rows),
         "n_borderline": int(f.sum()),
         "error_rate_borderline": round(float(w[f].mean()), 4) if f.any() else None,

@@ -33,6 +33,9 @@ def test_maps_calibrate_a_miscalibrated_score() -> None:
     for method in ("platt", "isotonic"):
         fn = cal.fit_map(method, score, y)
         assert cal.ece(y, fn(score)) < 0.05 < cal.ece(y, score)
+    # isotonic steps are Laplace-smoothed: a step of n examples, all positive, says (n+1)/(n+2)
+    fn = cal.fit_map("isotonic", [0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])
+    assert fn([0.0, 1.0]) == pytest.approx([1 / 4, 3 / 4])
     with pytest.raises(ValueError, match="positive and negative"):
         cal.fit_map("platt", score, np.ones_like(y))
 
@@ -93,6 +96,7 @@ def test_fit_calibration_report_and_bands() -> None:
     assert band.low <= 0.55 <= band.high and band.threshold == 0.55
     bl = calib.report["borderline"]
     assert 0 < bl["n_borderline"] < bl["n_images"] == 120
+    assert bl["verdicts_changed_if_decided_on_calibrated"] >= 0
     assert calib.report["command"] == cal.COMMAND
 
 
