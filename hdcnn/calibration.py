@@ -207,6 +207,12 @@ class Calibration:
         fn = self.maps.get(name)
         return None if fn is None else float(fn(score))
 
+    def probabilities(self, name: str, scores: Any) -> np.ndarray | None:
+        """Calibrated probabilities of many raw scores at once (float64), or None without a
+        map for ``name``."""
+        fn = self.maps.get(name)
+        return None if fn is None else fn(scores)
+
     def calibrated(self, p_abnormal: float, p_malignant: float) -> dict[str, float]:
         """``{"p_abnormal", "p_malignant"}`` calibrated (the names that have a map)."""
         out = {"p_abnormal": self.probability("p_abnormal", p_abnormal)}

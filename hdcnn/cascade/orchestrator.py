@@ -247,6 +247,9 @@ class Cascade:
         p_abnormal = 0.0
         p_malignant = 0.0
         cal = self.calibration
+        lesion_cal = (
+            None if cal is None else cal.probabilities("p_lesion", trace.p_lesion[selected])
+        )
         for row, i in enumerate(selected):
             lesion = float(trace.p_lesion[i])
             p_abnormal = max(p_abnormal, lesion)
@@ -267,7 +270,7 @@ class Cascade:
                     model_box=tuple(float(v) for v in model_boxes[row]),
                     index=int(i),
                     status=status,
-                    p_lesion_calibrated=cal.probability("p_lesion", lesion) if cal else None,
+                    p_lesion_calibrated=None if lesion_cal is None else float(lesion_cal[row]),
                 )
             )
         label = verdict(
