@@ -48,6 +48,26 @@ def _f(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def reliability_markdown(report: dict[str, Any]) -> list[str]:
+    """The reliability diagrams as one Markdown table: per probability and bin, the examples,
+    their mean probability and the observed frequency, before and after (cross-fitted)."""
+    lines = [
+        "",
+        "| probability | bin | before: n, mean p → observed | after: n, mean p → observed |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, r in report["probabilities"].items():
+        cells: dict[float, list[str]] = {}
+        for stage in ("before", "after"):
+            for b in r[stage]["reliability"]:
+                text = f"{b['n']}, {b['mean_p']:.2f} → {b['frequency']:.2f}"
+                cells.setdefault(b["low"], ["", ""])[stage == "after"] = text
+        for low in sorted(cells):
+            before, after = cells[low]
+            lines.append(f"| {name} | {low:.1f}–{low + 0.1:.1f} | {before} | {after} |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The calibration report as the model card's Markdown table."""
     lines = [
@@ -63,6 +83,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_f(b['brier'])} → {_f(a['brier'])} | {_f(b['ece'])} → {_f(a['ece'])} "
             f"[{_f(ci[0])}, {_f(ci[1])}] |"
         )
+    lines += reliability_markdown(report)
     bl = report.get("borderline") or {}
     if bl:
         lines += [
