@@ -114,7 +114,22 @@ def format_table(doc: dict[str, Any]) -> str:
     lines.insert(3, "  ".join("-" * w for w in widths))
     notes = {f"{c}: {m[k]}" for c, m in doc["concepts"].items() for k in m if k.endswith("_note")}
     out = [*lines, "", *froc_lines, *sorted(n for n in notes if "FROC" not in n)]
-    return "\n".join(out + lesion_type_lines(doc.get("lesion_types") or {}))
+    out += lesion_type_lines(doc.get("lesion_types") or {})
+    return "\n".join(out + calibration_lines(doc.get("probability_calibration") or {}))
+
+
+def calibration_lines(probs: dict[str, Any]) -> list[str]:
+    """det-hier's shipped calibration on these images (hdcnn.evaluation.calibration)."""
+    if not probs:
+        return []
+    lines = ["", "det-hier probabilities, raw -> calibrated (maps of cascade.json):"]
+    for name, r in probs.items():
+        b, a = r["before"], r["after"]
+        lines.append(
+            f"  {name} ({r['n']}, {r['n_positive']} positive): Brier {_fmt(b['brier'])} -> "
+            f"{_fmt(a['brier'])}, ECE {_fmt(b['ece'])} -> {_fmt(a['ece'])}"
+        )
+    return lines
 
 
 def lesion_type_lines(types: dict[str, Any]) -> list[str]:

@@ -383,6 +383,34 @@ def fit_calibration(
     return replace(calibration, report=report)
 
 
+def evaluate_calibration(
+    results: Sequence[Any], calibration: Calibration, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """How well a shipped calibration holds on other images (``python -m hdcnn evaluate``):
+    Brier, ECE and reliability of each mapped probability, raw and calibrated, on ``results``
+    (det-hier; none of them was used to fit the maps when they are held out).
+
+    Returns:
+        ``{name: {"n", "n_positive", "before", "after"}}`` (:func:`summary` each); ``{}``
+        without det-hier results.
+    """
+    patients = {r.patient_id: 0 for r in results}
+    if not any(CONCEPT in r.outputs for r in results):
+        return {}
+    out = {}
+    for name, s in probability_scores(results, patients).items():
+        fn = calibration.maps.get(name)
+        if fn is None or not len(s.scores):
+            continue
+        out[name] = {
+            "n": len(s.scores),
+            "n_positive": int(s.truth.sum()),
+            "before": summary(s, s.scores, n_boot=n_boot, seed=seed),
+            "after": summary(s, fn(s.scores), n_boot=n_boot, seed=seed),
+        }
+    return out
+
+
 def calibrate_folder(
     weights_dir: str | os.PathLike[str],
     oof: str | os.PathLike[str] | None = None,

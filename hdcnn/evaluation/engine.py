@@ -131,6 +131,13 @@ def evaluate(
     }
     if by_type:
         doc["lesion_types"] = by_type
+    hier = experiment.detectors.get("det-hier")
+    if hier is not None and hier.calibration is not None:
+        from hdcnn.evaluation.calibration import evaluate_calibration
+
+        probs = evaluate_calibration(results, hier.calibration, n_boot=n_boot, seed=seed)
+        if probs:
+            doc["probability_calibration"] = probs
     if experiment.notes:
         doc["concept_notes"] = dict(experiment.notes)
     if calibration is not None:

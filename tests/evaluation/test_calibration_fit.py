@@ -100,6 +100,19 @@ def test_fit_calibration_report_and_bands() -> None:
     assert calib.report["command"] == cal.COMMAND
 
 
+def test_evaluate_calibration_on_other_images() -> None:
+    calib = cal.fit_calibration(_results(seed=0), CONFIG, n_boot=20)
+    other = _results(seed=1)  # fresh draws: held out from the fit
+    figures = cal.evaluate_calibration(other, calib, n_boot=20)
+    assert set(figures) == {"p_abnormal", "p_malignant", "p_lesion"}
+    for name, r in figures.items():
+        s = cal.probability_scores(other, {p.patient_id: 0 for p in other})[name]
+        assert r["before"]["brier"] == round(cal.brier(s.truth, s.scores), 6)
+        assert r["after"]["brier"] == round(cal.brier(s.truth, calib.maps[name](s.scores)), 6)
+    assert figures["p_abnormal"]["after"]["ece"] < figures["p_abnormal"]["before"]["ece"]
+    assert cal.evaluate_calibration([], calib) == {}
+
+
 def test_calibrate_folder_writes_cascade_json(tmp_path) -> None:
     cfg = CascadeConfig.from_json({**CONFIG, "name": "x", "files": {"a.pt": "00"}})
     cfg.save(tmp_path, hash_files=False)
@@ -123,4 +136,5 @@ def test_calibrate_command(tmp_path, capsys) -> None:
     assert main(["calibrate", str(tmp_path), "--n-boot", "20"]) == 0
     out = capsys.readouterr().out
     assert "| p_malignant | 120 (30) |" in out and "Borderline:" in out
+    assert "| p_lesion | 0.0–0.1 |" in out  # the reliability bins
     assert main(["calibrate", str(tmp_path / "missing")]) == 2
