@@ -164,3 +164,11 @@ else:
             f"{bl['error_rate_clear']:.0%} for the clear ones (the bands come from the same "
             "images)."
         )
+    cf = report.get("borderline_cross_fitted") or {}
+    if cf.get("error_rate_borderline") is not None and cf.get("error_rate_clear") is not None:
+        st.caption(
+            f"Checked on held-out folds (each fold's thresholds and bands chosen on the other "
+            f"folds): {cf['n_borderline']} of {cf['n_images']} verdicts borderline, wrong "
+            f"{cf['error_rate_borderline']:.0%} of the time, against "
+            f"{cf['error_rate_clear']:.0%} for the clear ones."
+        )

@@ -92,4 +92,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"wrong {_f(bl['error_rate_borderline'], 2)} of the time, against "
             f"{_f(bl['error_rate_clear'], 2)} for the clear ones.",
         ]
+    cf = report.get("borderline_cross_fitted") or {}
+    if cf:
+        lines.append(
+            f"Cross-fitted (thresholds and bands from the other folds): {cf['n_borderline']} of "
+            f"{cf['n_images']} borderline; wrong {_f(cf['error_rate_borderline'], 2)} of the "
+            f"time, against {_f(cf['error_rate_clear'], 2)} for the clear ones."
+        )
     return "\n".join(lines)

@@ -203,7 +203,7 @@ def probability_scores(results: Sequence[Any], folds: Mapping[str, int]) -> dict
     """
     from hdcnn.evaluation.metrics import lesion_hits
 
-    rows = [r for r in results if CONCEPT in r.outputs and r.truth in (*BINARY_LABELS,)]
+    rows = _image_rows(results)
     image: dict[str, list[Any]] = {"pa": [], "pm": [], "ya": [], "ym": [], "g": []}
     lesion: dict[str, list[Any]] = {"s": [], "y": [], "g": []}
     for r in rows:
@@ -244,6 +244,31 @@ BINARY_LABELS = (Label.NORMAL, Label.BENIGN, Label.MALIGNANT)
 # ----------------------------------------------------------------------------- bands
 
 
+def _image_rows(results: Sequence[Any]) -> list[Any]:
+    """The results with a det-hier output and a known label."""
+    return [r for r in results if CONCEPT in r.outputs and r.truth in BINARY_LABELS]
+
+
+def choose_again(rows: Sequence[Any], config: Mapping[str, Any]) -> Any:
+    """The det-hier thresholds chosen on ``rows`` as cv chose the shipped ones:
+    ``cascade.json``'s operating-point rule (:func:`hdcnn.cascade.choose_thresholds`), from
+    C1's training threshold as ``evaluate --calibrate`` does."""
+    from hdcnn.cascade import Thresholds, choose_thresholds
+
+    shipped = Thresholds.from_dict(config.get("thresholds") or {})
+    ops = config.get("operating_points") or {}
+    c1 = (((config.get("training") or {}).get("parts") or {}).get("c1") or {}).get("threshold")
+    return choose_thresholds(
+        [r.outputs[CONCEPT].p_abnormal for r in rows],
+        [r.outputs[CONCEPT].p_malignant for r in rows],
+        [r.truth for r in rows],
+        sens_abnormal=float(ops.get("sens_abnormal", 0.9)),
+        sens_malignant=float(ops.get("sens_malignant", 0.9)),
+        rule=str(ops.get("rule", "sensitivity")),
+        base=replace(shipped, c1_lesion=float(c1) if c1 is not None else shipped.c1_lesion),
+    )
+
+
 def threshold_bands(
     results: Sequence[Any],
     config: Mapping[str, Any],
@@ -252,34 +277,17 @@ def threshold_bands(
     seed: int = 0,
     level: float = BAND_LEVEL,
 ) -> dict[str, ThresholdBand]:
-    """Each banded threshold's patient-bootstrap interval around the shipped threshold.
-
-    The thresholds are chosen again on every resample with ``cascade.json``'s operating-point
-    rule (:func:`hdcnn.cascade.choose_thresholds`, the rule cv used), from C1's training
-    threshold as ``evaluate --calibrate`` does.
-    """
-    from hdcnn.cascade import Thresholds, choose_thresholds
+    """Each banded threshold's patient-bootstrap interval around the shipped threshold
+    (``config["thresholds"]``): the thresholds chosen again (:func:`choose_again`) on every
+    resample, their central ``level`` interval widened to hold the shipped threshold."""
+    from hdcnn.cascade import Thresholds
     from hdcnn.evaluation.metrics import bootstrap_indices
 
-    rows = [r for r in results if CONCEPT in r.outputs and r.truth in BINARY_LABELS]
-    pa = np.array([r.outputs[CONCEPT].p_abnormal for r in rows])
-    pm = np.array([r.outputs[CONCEPT].p_malignant for r in rows])
-    truth = np.array([str(r.truth) for r in rows])
+    rows = _image_rows(results)
     shipped = Thresholds.from_dict(config.get("thresholds") or {})
-    ops = config.get("operating_points") or {}
-    c1 = (((config.get("training") or {}).get("parts") or {}).get("c1") or {}).get("threshold")
-    base = replace(shipped, c1_lesion=float(c1) if c1 is not None else shipped.c1_lesion)
     drawn = []
     for idx in bootstrap_indices([r.patient_id for r in rows], n_boot=n_boot, seed=seed):
-        t = choose_thresholds(
-            pa[idx],
-            pm[idx],
-            truth[idx],
-            sens_abnormal=float(ops.get("sens_abnormal", 0.9)),
-            sens_malignant=float(ops.get("sens_malignant", 0.9)),
-            rule=str(ops.get("rule", "sensitivity")),
-            base=base,
-        )
+        t = choose_again([rows[i] for i in idx], config)
         drawn.append((t.effective_abnormal, t.malignant))
     values = np.asarray(drawn)
     q = [50 * (1 - level), 50 * (1 + level)]
@@ -292,6 +300,50 @@ def threshold_bands(
     return out
 
 
+def borderline_cross_fitted(
+    results: Sequence[Any],
+    config: Mapping[str, Any],
+    folds: Mapping[str, int],
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The borderline rule checked on held-out folds: for each fold, thresholds and bands
+    from the other folds' images only, then that fold's verdicts and borderline flags.
+
+    Returns:
+        ``{"n_images", "n_borderline", "error_rate_borderline", "error_rate_clear",
+        "n_boot"}``.
+    """
+    from hdcnn.cascade import verdict
+
+    rows = _image_rows(results)
+    flags, wrong = [], []
+    for fold in sorted(set(folds[r.patient_id] for r in rows)):
+        train = [r for r in rows if folds[r.patient_id] != fold]
+        t = choose_again(train, config)
+        fitted = {**config, "thresholds": t.to_dict()}
+        bands = Calibration(bands=threshold_bands(train, fitted, n_boot=n_boot, seed=seed))
+        for r in (r for r in rows if folds[r.patient_id] == fold):
+            o = r.outputs[CONCEPT]
+            label = verdict(
+                o.p_abnormal,
+                o.p_malignant,
+                t_abnormal=t.effective_abnormal,
+                t_malignant=t.malignant,
+            )
+            flags.append(bool(bands.borderline(label, o.p_abnormal, o.p_malignant, t)))
+            wrong.append(label != r.truth)
+    f, w = np.asarray(flags, bool), np.asarray(wrong, bool)
+    return {
+        "n_images": len(rows),
+        "n_borderline": int(f.sum()),
+        "error_rate_borderline": round(float(w[f].mean()), 4) if f.any() else None,
+        "error_rate_clear": round(float(w[~f].mean()), 4) if (~f).any() else None,
+        "n_boot": n_boot,
+    }
+
+
 def borderline_summary(
     results: Sequence[Any], config: Mapping[str, Any], calibration: Calibration
 ) -> dict[str, Any]:
@@ -301,7 +353,7 @@ def borderline_summary(
     from hdcnn.cascade import Thresholds, verdict
 
     t = Thresholds.from_dict(config.get("thresholds") or {})
-    rows = [r for r in results if CONCEPT in r.outputs and r.truth in BINARY_LABELS]
+    rows = _image_rows(results)
     flags, wrong = [], []
     for r in rows:
         o = r.outputs[CONCEPT]
@@ -377,6 +429,9 @@ def fit_calibration(
             "n_boot": n_boot,
             "seed": seed,
             "borderline": borderline_summary(results, config, calibration),
+            "borderline_cross_fitted": borderline_cross_fitted(
+                results, config, folds, n_boot=max(n_boot // 5, 20), seed=seed
+            ),
             "command": COMMAND,
         }
     )

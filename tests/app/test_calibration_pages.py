@@ -50,6 +50,13 @@ REPORT = {
         "error_rate_borderline": 0.67,
         "error_rate_clear": 0.14,
     },
+    "borderline_cross_fitted": {
+        "n_images": 10,
+        "n_borderline": 4,
+        "error_rate_borderline": 0.75,
+        "error_rate_clear": 0.2,
+        "n_boot": 200,
+    },
     "command": "python -m hdcnn calibrate models/",
 }
 
@@ -110,6 +117,7 @@ def test_experiments_page_calibration_section(calibrated: Path, monkeypatch, tmp
     assert list(table["map"]) == ["platt"] * 3
     assert table["ECE before → after [95% CI]"][0] == "0.200 → 0.050 [0.03–0.12]"
     assert "wrong 67% of the time" in _texts(at) and "python -m hdcnn calibrate" in _texts(at)
+    assert "Checked on held-out folds" in _texts(at) and "wrong 75% of the time" in _texts(at)
 
 
 def test_experiments_page_without_calibration_says_so(app_env: Path, monkeypatch, tmp_path) -> None:

@@ -97,6 +97,8 @@ def test_fit_calibration_report_and_bands() -> None:
     bl = calib.report["borderline"]
     assert 0 < bl["n_borderline"] < bl["n_images"] == 120
     assert bl["verdicts_changed_if_decided_on_calibrated"] >= 0
+    cf = calib.report["borderline_cross_fitted"]
+    assert cf["n_images"] == 120 and 0 < cf["n_borderline"] < 120
     assert calib.report["command"] == cal.COMMAND
 
 
@@ -137,4 +139,5 @@ def test_calibrate_command(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "| p_malignant | 120 (30) |" in out and "Borderline:" in out
     assert "| p_lesion | 0.0–0.1 |" in out  # the reliability bins
+    assert "Cross-fitted (thresholds and bands from the other folds)" in out
     assert main(["calibrate", str(tmp_path / "missing")]) == 2
