@@ -266,9 +266,12 @@ class Calibration:
         report = data.get("report") or {}
         if not isinstance(maps, Mapping) or not isinstance(bands, Mapping):
             raise CheckpointError(source, "calibration maps and bands must be JSON objects")
-        unknown = sorted(set(maps) - set(PROBABILITIES)) + sorted(set(bands) - set(BANDED))
-        if unknown:
-            raise CheckpointError(source, f"calibration has unknown names {unknown}")
+        if set(maps) - set(PROBABILITIES) or set(bands) - set(BANDED):
+            raise CheckpointError(
+                source,
+                f"calibration has unknown names: maps must be among {PROBABILITIES}, "
+                f"bands among {BANDED}",
+            )
         try:
             return cls(
                 maps={k: ProbabilityMap.from_dict(v) for k, v in maps.items()},
