@@ -47,7 +47,7 @@ EPS = 1e-6
 
 def borderline_text(decisions: Any, subject: str = "verdict") -> str:
     """The one wording of a borderline verdict (app, reports), e.g. for ``("malignant",)``:
-    "Borderline verdict: its P(malignant) lies within the measured uncertainty of the
+    "Borderline: the verdict's P(malignant) lies within the measured uncertainty of the
     malignant threshold, so the verdict could have gone the other way." Empty: ``""``."""
     names = [str(d) for d in decisions]
     if not names:
@@ -56,7 +56,7 @@ def borderline_text(decisions: Any, subject: str = "verdict") -> str:
     thresholds = " and ".join(names)
     verb = "lie" if len(names) > 1 else "lies"
     return (
-        f"Borderline {subject}: its {which} {verb} within the measured uncertainty of the "
+        f"Borderline: the {subject}'s {which} {verb} within the measured uncertainty of the "
         f"{thresholds} threshold{'s' if len(names) > 1 else ''}, so the {subject} could have "
         "gone the other way."
     )

@@ -132,7 +132,7 @@ def test_reports_carry_calibration_and_borderline() -> None:
     assert report["findings"][0]["p_lesion_calibrated"] == pytest.approx(float(PLATT(0.55)), 1e-5)
     assert json.loads(report_json(report))["verdict"]["borderline"] == ["abnormal", "malignant"]
     pdf = report_pdf(report, compress=False)
-    assert b"Borderline verdict" in pdf and rb"Calibrated: P\(abnormal\)" in pdf
+    assert b"Borderline: the verdict" in pdf and rb"Calibrated: P\(abnormal\)" in pdf
     plain = build_report(_pred(0.55, 0.41, calibration=None))
     assert "borderline" not in plain["verdict"] and b"Borderline" not in report_pdf(
         plain, compress=False

@@ -104,8 +104,8 @@ def test_exam_shows_borderline_breasts(calibrated: Path) -> None:
     at = _page("pages/exam.py")
     at.selectbox(key="exam_sample").set_value(name).run()
     assert not at.exception, [e.message for e in at.exception]
-    assert "Borderline breast verdict" in _texts(at)
-    assert "Borderline exam verdict" in _texts(at)
+    assert "Borderline: the breast verdict's" in _texts(at)
+    assert "Borderline: the exam verdict's" in _texts(at)
 
 
 def test_experiments_page_calibration_section(calibrated: Path, monkeypatch, tmp_path) -> None:
