@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "cv": "cv",
     "compare": "compare",
     "pacs": "pacs",
+    "calibrate": "calibrate",
 }
 
 

@@ -7,7 +7,8 @@ loaded (:func:`hdcnn.cascade.load_cascade`). The JSON layout::
 
     {"name", "preprocess": {"long_side"}, "roi": {"crop_size", "context", "crop_source"},
      "max_candidates", "whole_size", "thresholds", "concept_thresholds", "operating_points",
-     "training_domain", "split", "training", "files": {file: sha256}}
+     "training_domain", "split", "training", "files": {file: sha256},
+     "calibration"}      # optional: hdcnn.calibration.Calibration (absent when not fitted)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hdcnn.calibration import Calibration
 from hdcnn.domain import MIAS_DOMAIN
 from hdcnn.errors import CheckpointError
 from hdcnn.utils import atomic_write_text
@@ -63,6 +65,8 @@ class CascadeConfig:
         split: the patients each part was trained on, or the cross-validation folds.
         training: training summary (plain JSON).
         files: weights file name -> SHA-256 (checked on load).
+        calibration: probability maps and threshold bands fitted on out-of-fold scores
+            (:mod:`hdcnn.calibration`); None when not fitted.
     """
 
     FILE: ClassVar[str] = "cascade.json"
@@ -81,6 +85,7 @@ class CascadeConfig:
     split: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
     def settings_dict(self) -> dict[str, Any]:
         """The shared preprocessing/ROI settings only (for reports and run configs)."""
@@ -95,7 +100,7 @@ class CascadeConfig:
 
     def to_json(self) -> dict[str, Any]:
         """The ``cascade.json`` layout of the module docstring."""
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "preprocess": {"long_side": self.long_side},
             "roi": {
@@ -113,6 +118,9 @@ class CascadeConfig:
             "training": dict(self.training),
             "files": dict(sorted(self.files.items())),
         }
+        if self.calibration is not None:
+            data["calibration"] = self.calibration.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = FILE) -> CascadeConfig:
@@ -126,6 +134,11 @@ class CascadeConfig:
         pre = data.get("preprocess") or {}
         roi = data.get("roi") or {}
         base = cls()
+        calibration = (
+            None
+            if data.get("calibration") is None
+            else Calibration.from_json(data["calibration"], f"{source} (calibration)")
+        )
         try:
             cfg = cls(
                 name=str(data.get("name", base.name)),
@@ -142,6 +155,7 @@ class CascadeConfig:
                 split=dict(data.get("split") or {}),
                 training=dict(data.get("training") or {}),
                 files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
+                calibration=calibration,
             )
         except (TypeError, ValueError) as exc:
             raise CheckpointError(source, f"bad value in cascade.json ({exc})") from exc

@@ -81,7 +81,8 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
     Returns:
         ``[{"number": int, "box": [x1, y1, x2, y2], "label": str, "status": str | None,
         "reason": str | None, "detector_score": float | None, "p_lesion": float | None,
-        "p_malignant": float | None, "prominent": bool}, ...]``. ``number`` is the finding's
+        "p_malignant": float | None, "prominent": bool}, ...]`` (and ``p_lesion_calibrated``
+        when the finding has one). ``number`` is the finding's
         number on the boxes and in every table (its rank by detector score); ``status`` names
         the stage that kept or refused it (:class:`hdcnn.cascade.FindingStatus`) and
         ``reason`` the rule with the threshold in force (:func:`hdcnn.reasons.finding_reason`),
@@ -122,6 +123,9 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
                 "p_malignant": _opt_float(_get(finding, "p_malignant")),
             }
         )
+        calibrated = _get(finding, "p_lesion_calibrated")
+        if calibrated is not None:
+            out[-1]["p_lesion_calibrated"] = _opt_float(calibrated)
     return out
 
 
@@ -154,6 +158,8 @@ def build_report(
         "model", "verdict": {"label", "p_abnormal", "p_malignant"}, "findings", "timing_ms"}``;
         for a :class:`hdcnn.cascade.Prediction` the verdict also holds ``decided_by``,
         ``rule``, ``threshold``, ``reason`` and ``thresholds`` (:func:`hdcnn.reasons.explain`).
+        With a shipped calibration the verdict also holds ``calibrated`` (``{"p_abnormal",
+        "p_malignant"}``) and ``borderline`` (the near-call decisions, :mod:`hdcnn.calibration`).
     """
     created = created or _dt.datetime.now(_dt.timezone.utc)
     image = {}
@@ -168,6 +174,9 @@ def build_report(
         "p_abnormal": _opt_float(_get(prediction, "p_abnormal")),
         "p_malignant": _opt_float(_get(prediction, "p_malignant")),
     }
+    if _get(prediction, "calibrated") is not None:
+        verdict["calibrated"] = _plain(dict(_get(prediction, "calibrated")))
+        verdict["borderline"] = [str(d) for d in _get(prediction, "borderline", ())]
     if not isinstance(prediction, Mapping) and _get(prediction, "thresholds") is not None:
         from hdcnn.reasons import explain
 
@@ -440,6 +449,31 @@ def report_pdf(
         new_x="LMARGIN",
         new_y="NEXT",
     )
+    if verdict.get("calibrated"):
+        from hdcnn.calibration import borderline_text
+
+        cal = verdict["calibrated"]
+        pdf.set_font("Helvetica", "", 9)
+        pdf.multi_cell(
+            width,
+            4.5,
+            _latin1(
+                f"Calibrated: P(abnormal) = {_fmt(cal.get('p_abnormal'))}    "
+                f"P(malignant) = {_fmt(cal.get('p_malignant'))} (maps fitted on out-of-fold "
+                "scores; the verdict is decided on the scores above)"
+            ),
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+        if verdict.get("borderline"):
+            pdf.set_font("Helvetica", "B", 9)
+            pdf.multi_cell(
+                width,
+                4.5,
+                _latin1(borderline_text(verdict["borderline"])),
+                new_x="LMARGIN",
+                new_y="NEXT",
+            )
     if verdict.get("reason"):
         pdf.set_font("Helvetica", "", 9)
         pdf.multi_cell(

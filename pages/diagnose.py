@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import appkit
+from hdcnn.calibration import borderline_text, calibrated_text
 from hdcnn.reasons import STATUS_TEXT
 from hdcnn.report import report_json
 
@@ -68,6 +69,8 @@ pred = analysis.prediction
 why = analysis.explanation
 t = pred.thresholds
 appkit.verdict_heading("Verdict", pred.label)
+if pred.borderline:
+    st.warning(borderline_text(pred.borderline), icon=":material/balance:")
 appkit.explanation(why)
 appkit.domain_notice(analysis)
 
@@ -95,6 +98,8 @@ cols[2].metric(
     delta_arrow="off",
 )
 cols[3].metric(METRICS[3], f"{pred.timing_ms.get('total', 0.0) / 1000:.2f} s")
+if pred.calibrated:
+    st.caption(calibrated_text(pred.calibrated))
 
 img_col, table_col = st.columns([2, 3])
 with img_col:

@@ -24,6 +24,10 @@ classifier 2):
 Exam rule: per breast the max over its views of ``p_abnormal`` and ``p_malignant`` and the same
 verdict; per exam the worse breast.
 
+Calibration (optional, ``cascade.json`` ``calibration``, :mod:`hdcnn.calibration`): verdicts
+stay decided on the scores above; predictions, breasts and exams also carry calibrated
+probabilities and the decisions that were borderline (within a threshold's measured band).
+
 Thread safety: networks are put in eval mode once at load time and run under
 :func:`torch.inference_mode`; a :class:`Cascade` keeps no per-call state, so one instance can
 be shared by several threads (the Streamlit app caches one with ``st.cache_resource``).

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from hdcnn.calibration import Calibration
 from hdcnn.config import CascadeConfig
 from hdcnn.errors import CheckpointError
 from hdcnn.roi import DEFAULT_CONTEXT
@@ -130,7 +131,8 @@ def load_cascade(
         crop_head: ``"hier"`` (C1 + C2: det-hier, the product) or ``"flat"`` (det-flat concept).
 
     Returns:
-        A ready :class:`Cascade` (eval mode, thresholds from ``cascade.json``). Also sets the
+        A ready :class:`Cascade` (eval mode, thresholds and, for ``"hier"``, the probability
+        calibration from ``cascade.json``). Also sets the
         process's allocator to reuse freed network buffers
         (:func:`hdcnn.runtime.reuse_freed_memory`).
 
@@ -199,10 +201,15 @@ def load_cascade(
             f"preprocess.long_side {long_side} differs from the detector's long_side "
             f"{int(det_cfg['long_side'])} in {DETECTOR_FILE}",
         )
+    calibration = None
+    if crop_head == "hier" and config.get("calibration") is not None:
+        # fitted on det-hier's out-of-fold scores: the det-flat head has none
+        calibration = Calibration.from_json(config["calibration"], str(root / CONFIG_FILE))
     return Cascade(
         detector,
         head,
         thresholds=thresholds,
+        calibration=calibration,
         long_side=long_side,
         context=float(roi.get("context", DEFAULT_CONTEXT)),
         max_candidates=int(config.get("max_candidates", DEFAULT_MAX_CANDIDATES)),

@@ -23,6 +23,7 @@ from hdcnn.roi import DEFAULT_CONTEXT, crop_rois, crop_rois_full_resolution
 from hdcnn.terms import FindingStatus, Label
 
 if TYPE_CHECKING:
+    from hdcnn.calibration import Calibration
     from hdcnn.preprocess import Preprocessed
     from hdcnn.reader import Mammogram, MammogramMeta
 
@@ -79,6 +80,9 @@ class Cascade:
         max_candidates: at most this many candidates (highest detector score) are used.
         name: model name for reports.
         files: weights file name -> sha256 of everything loaded (for the model hash).
+        calibration: probability maps and threshold bands (:mod:`hdcnn.calibration`); the
+            verdicts never depend on it, predictions carry calibrated probabilities and
+            borderline flags when it is given.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Cascade:
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
         name: str = "hdcnn",
         files: Mapping[str, str] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.detector = detector.eval()
         self.head = head
@@ -106,6 +111,7 @@ class Cascade:
         self.max_candidates = int(max_candidates)
         self.name = name
         self.files = dict(files or {})
+        self.calibration = calibration
 
     # -- identity -------------------------------------------------------------------------
 
@@ -240,6 +246,10 @@ class Cascade:
         findings: list[Finding] = []
         p_abnormal = 0.0
         p_malignant = 0.0
+        cal = self.calibration
+        lesion_cal = (
+            None if cal is None else cal.probabilities("p_lesion", trace.p_lesion[selected])
+        )
         for row, i in enumerate(selected):
             lesion = float(trace.p_lesion[i])
             p_abnormal = max(p_abnormal, lesion)
@@ -260,6 +270,7 @@ class Cascade:
                     model_box=tuple(float(v) for v in model_boxes[row]),
                     index=int(i),
                     status=status,
+                    p_lesion_calibrated=None if lesion_cal is None else float(lesion_cal[row]),
                 )
             )
         label = verdict(
@@ -289,6 +300,9 @@ class Cascade:
             meta=meta,
             trace=trace if keep_trace else None,
             thresholds=t,
+            calibration=cal,
+            calibrated=None if cal is None else cal.calibrated(p_abnormal, p_malignant),
+            borderline=() if cal is None else cal.borderline(label, p_abnormal, p_malignant, t),
         )
 
     # -- whole pipeline --------------------------------------------------------------------

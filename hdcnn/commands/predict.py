@@ -4,11 +4,19 @@ JSON (``--json OUT``, written atomically)::
 
     {"model": {"name", "sha256"},
      "results": [{"input", "label", "p_abnormal", "p_malignant",
+                  "calibrated": {"p_abnormal", "p_malignant"}, "borderline": [decision, ...],
                   "findings": [{"box": [x1, y1, x2, y2] original pixels, "detector_score",
-                                "p_lesion", "p_malignant", "label"}],
+                                "p_lesion", "p_malignant", "label", "p_lesion_calibrated"}],
                   "timing_ms": {"read", "preprocess", "detect", "classify", "total"}}
                  | {"input", "error"}],
-     "exams": [{"exam", "label", "p_abnormal", "p_malignant", "breasts": {...}}]}  # --exam
+     "exams": [{"exam", "label", "p_abnormal", "p_malignant", "calibrated", "borderline",
+                "breasts": {...}}]}  # --exam
+
+``p_abnormal`` / ``p_malignant`` are the scores the verdict is decided on; ``calibrated``,
+``borderline`` and ``p_lesion_calibrated`` appear when the weights ship a calibration
+(:mod:`hdcnn.calibration`): calibrated probabilities, and the decisions ("abnormal",
+"malignant") whose score lies within the measured uncertainty of its threshold. The table
+marks such a verdict "borderline".
 
 An input that cannot be read gets an ``{"input", "error"}`` entry, the others are still
 processed, and the exit status is 1 (even an unforeseen failure on one file is reported as
@@ -174,6 +182,18 @@ def exam_groups(
     return group_exams(groups)
 
 
+def _label(entry: dict[str, Any]) -> str:
+    """A verdict's label, marked when it is borderline."""
+    near = entry.get("borderline")
+    return f"{entry['label']} (borderline: {', '.join(near)})" if near else entry["label"]
+
+
+def _p(entry: dict[str, Any], name: str) -> str:
+    """A score, with its calibrated probability when there is one."""
+    cal = (entry.get("calibrated") or {}).get(name)
+    return f"{entry[name]:.3f}" + ("" if cal is None else f" (cal {cal:.2f})")
+
+
 def format_table(doc: dict[str, Any]) -> str:
     """Readable text table of a predict document."""
     rows = [("input", "label", "p_abnormal", "p_malignant", "findings", "ms")]
@@ -186,9 +206,9 @@ def format_table(doc: dict[str, Any]) -> str:
         rows.append(
             (
                 name,
-                r["label"],
-                f"{r['p_abnormal']:.3f}",
-                f"{r['p_malignant']:.3f}",
+                _label(r),
+                _p(r, "p_abnormal"),
+                _p(r, "p_malignant"),
                 f"{kept} kept / {len(r['findings'])}",
                 f"{r['timing_ms']['total']:.0f}",
             )
@@ -199,10 +219,10 @@ def format_table(doc: dict[str, Any]) -> str:
     for exam in doc.get("exams", []):
         title = f"exam {exam['exam']}" if exam["exam"] else "exam (no study key)"
         breasts = ", ".join(
-            f"{lat}: {b['label']} (p_abn {b['p_abnormal']:.3f}, p_mal {b['p_malignant']:.3f})"
+            f"{lat}: {_label(b)} (p_abn {_p(b, 'p_abnormal')}, p_mal {_p(b, 'p_malignant')})"
             for lat, b in exam["breasts"].items()
         )
-        lines.append(f"{title}: {exam['label']}  [{breasts}]")
+        lines.append(f"{title}: {_label(exam)}  [{breasts}]")
     return "\n".join(lines)
 
 

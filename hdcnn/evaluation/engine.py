@@ -115,6 +115,10 @@ def evaluate(
         raise DatasetError(str(root), f"the {split} split has no images")
     results = experiment.run(images, progress=progress(len(images)) if progress else None)
     body = evaluate_results(results, experiment.concepts, n_boot=n_boot, seed=seed)
+    from hdcnn.evaluation.lesion_types import lesion_type_figures
+
+    kinds = [[str(les.kind) for les in record.lesions] for record in images]
+    by_type = lesion_type_figures(results, kinds, n_boot=n_boot, seed=seed)
     cascade = experiment.cascade
     doc: dict[str, Any] = {
         "dataset": dataset,
@@ -125,6 +129,15 @@ def evaluate(
         },
         **body,
     }
+    if by_type:
+        doc["lesion_types"] = by_type
+    hier = experiment.detectors.get("det-hier")
+    if hier is not None and hier.calibration is not None:
+        from hdcnn.evaluation.calibration import evaluate_calibration
+
+        probs = evaluate_calibration(results, hier.calibration, n_boot=n_boot, seed=seed)
+        if probs:
+            doc["probability_calibration"] = probs
     if experiment.notes:
         doc["concept_notes"] = dict(experiment.notes)
     if calibration is not None:

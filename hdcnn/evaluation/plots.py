@@ -349,6 +349,78 @@ def lesion_types_table(doc: dict[str, Any]) -> Any:
     return pd.DataFrame(out)
 
 
+#: The calibrated probabilities, as the tables name them.
+PROBABILITY_TITLES = {
+    "p_abnormal": "P(abnormal)",
+    "p_malignant": "P(malignant)",
+    "p_lesion": "P(lesion) of a finding",
+}
+
+
+def calibration_table(report: dict[str, Any]) -> Any:
+    """One row per calibrated probability of a calibration report
+    (:func:`hdcnn.evaluation.calibration.fit_calibration`): its examples, the chosen map, and
+    Brier score and ECE before and after (cross-fitted), with the ECE's bootstrap interval."""
+    import pandas as pd
+
+    rows = []
+    for name, r in (report.get("probabilities") or {}).items():
+        before, after = r["before"], r["after"]
+        rows.append(
+            {
+                "probability": PROBABILITY_TITLES.get(name, name),
+                "examples (positive)": f"{r['n']} ({r['n_positive']})",
+                "map": r["method"],
+                "Brier before → after": f"{before['brier']:.3f} → {after['brier']:.3f}",
+                "ECE before → after [95% CI]": f"{before['ece']:.3f} → "
+                + _interval(after["ece"], after.get("ece_ci")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def reliability_figure(report: dict[str, Any], name: str) -> Any:
+    """plotly reliability diagram of one probability: observed frequency against the mean
+    probability of each bin, raw scores and calibrated (cross-fitted), marker size = count."""
+    import plotly.graph_objects as go
+
+    from hdcnn.palette import CALIBRATION_COLOURS, FALLBACK
+
+    r = report["probabilities"][name]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            line={"dash": "dot", "color": FALLBACK},
+            name="perfectly calibrated",
+            hoverinfo="skip",
+        )
+    )
+    for stage, title in (("before", "raw score"), ("after", "calibrated (held-out folds)")):
+        bins = r[stage]["reliability"]
+        n = [b["n"] for b in bins]
+        fig.add_trace(
+            go.Scatter(
+                x=[b["mean_p"] for b in bins],
+                y=[b["frequency"] for b in bins],
+                mode="lines+markers",
+                name=f"{title}, ECE {r[stage]['ece']:.3f}",
+                marker={"size": [6 + 14 * (k / max(n)) ** 0.5 for k in n]},
+                line={"color": CALIBRATION_COLOURS[stage]},
+                text=[f"{k} examples" for k in n],
+            )
+        )
+    fig.update_layout(
+        title=f"Reliability of {PROBABILITY_TITLES.get(name, name)}",
+        xaxis={"title": "mean probability in the bin", "range": [0, 1]},
+        yaxis={"title": "observed frequency", "range": [0, 1]},
+        **_LEGEND_BELOW,
+    )
+    return fig
+
+
 def _two_decimals(value: Any) -> str:
     """A fraction (a FROC sensitivity, a recall) with two decimals, ``–`` when there is none."""
     return "–" if value is None else f"{float(value):.2f}"

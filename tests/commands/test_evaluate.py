@@ -74,6 +74,30 @@ def test_evaluate_json_schema_plots_and_determinism(
     assert (plots / "froc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
     assert "det-hier" in text and "FROC" in text
+    # per lesion type, as cv reports it (hdcnn.evaluation.lesion_types)
+    types = doc["lesion_types"]
+    assert "all" in types and types["all"]["n_lesions"] == doc["n_lesions"]
+    assert "det-hier by lesion type" in text
+
+
+def test_evaluate_reports_a_shipped_calibration(
+    cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataclasses import replace
+
+    from hdcnn.calibration import Calibration, ProbabilityMap
+    from hdcnn.config import CascadeConfig
+
+    weights = make_weights_dir(tmp_path / "w")
+    cfg = CascadeConfig.load(weights)
+    maps = {"p_abnormal": ProbabilityMap("platt", a=0.5, b=-1.0)}
+    replace(cfg, calibration=Calibration(maps)).save(weights, hash_files=False)
+    out = tmp_path / "e.json"
+    common = ["--dataset", "synth", "--root", str(cohort), "--weights", str(weights)]
+    assert run_cli([*common, "--split", "all", "--n-boot", "20", "--json", str(out)]) == 0
+    probs = json.loads(out.read_text())["probability_calibration"]
+    assert list(probs) == ["p_abnormal"] and probs["p_abnormal"]["n"] == 24
+    assert "raw -> calibrated" in capsys.readouterr().out
 
 
 def test_split_from_cascade_json_and_calibrate(cohort: Path, tmp_path: Path) -> None:
