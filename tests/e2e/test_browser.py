@@ -199,7 +199,7 @@ def test_upload_real_dicom_shows_verdict_and_every_page(browser, server: str, cb
 
     _go(page, "Exam")
     page.get_by_test_id("stSelectbox").filter(has_text="pick a sample exam").click()
-    page.get_by_role("option", name="CBIS-DDSM malignant exam 1").click()
+    page.get_by_role("option", name="CBIS-DDSM exam 2 (left malignant, right benign)").click()
     page.get_by_text("Exam verdict:").wait_for()
     # (7) the per-view progress element: a status box with a progress bar, labelled
     page.get_by_text("4 of 4 views analysed").first.wait_for()
