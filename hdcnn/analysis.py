@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from hdcnn.domain import MIAS_DOMAIN, DomainCheck, TrainingDomain, check_domain
+from hdcnn.findings import closeup_window
 from hdcnn.reasons import Explanation, explain, explain_verdict
 from hdcnn.report import (
     build_report,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 DISPLAY_SIDE = 1024
 #: Longer side of each view's display image on the exam grid.
 EXAM_DISPLAY_SIDE = 768
+#: Longer side of a finding's close-up (the lesion drawn large: :meth:`Analysis.closeup_jpeg`).
+CLOSEUP_SIDE = 384
 #: JPEG quality of the display images sent to the browser.
 JPEG_QUALITY = 88
 
@@ -64,6 +67,28 @@ def model_info(cascade: Any) -> dict[str, Any]:
         "files": dict(getattr(cascade, "files", {}) or {}),
         "thresholds": thresholds.to_dict() if thresholds is not None else {},
     }
+
+
+#: What the app says of a header field the file does not hold (a PGM holds none).
+NOT_IN_FILE = "not in the file"
+
+
+def header_text(meta: Any) -> str:
+    """The file's format, size, bit depth, laterality and view in words, e.g. ``"DICOM,
+    2624 × 4736 px, 16 bit, left breast, CC view"``; a field the file does not hold is
+    said to be :data:`NOT_IN_FILE` (never ``"?"``).
+
+    Args:
+        meta: a :class:`hdcnn.reader.MammogramMeta`.
+    """
+    height, width = meta.original_size
+    side = {"L": "left breast", "R": "right breast"}.get(str(meta.laterality or "").upper())
+    view = f"{meta.view} view" if meta.view else None
+    if side is None and view is None:
+        where = f"laterality and view {NOT_IN_FILE}"
+    else:
+        where = ", ".join([side or f"laterality {NOT_IN_FILE}", view or f"view {NOT_IN_FILE}"])
+    return f"{meta.format.upper()}, {width} × {height} px, {meta.bit_depth} bit, {where}."
 
 
 def jpeg_bytes(rgb: np.ndarray, *, quality: int = JPEG_QUALITY) -> bytes:
@@ -129,6 +154,45 @@ class Analysis:
         cache = self.__dict__.setdefault("_images", {})
         if key not in cache:
             cache[key] = jpeg_bytes(self.overlay(refused=refused, max_side=max_side))
+        return cache[key]
+
+    def closeup_numbers(self, limit: int = 2) -> list[int]:
+        """Numbers of the findings worth a close-up: those the verdict rests on (merged
+        findings once), else the candidate with the highest P(lesion); at most ``limit``."""
+        shown = [f for f in self.findings if f["merged_into"] is None]
+        chosen = [f["number"] for f in shown if f["prominent"]]
+        if not chosen and shown:
+            chosen = [max(shown, key=lambda f: f["p_lesion"] or 0.0)["number"]]
+        return chosen[:limit]
+
+    def closeup_jpeg(self, number: int, *, side: int = CLOSEUP_SIDE) -> bytes:
+        """The original pixels around finding ``number`` (:func:`hdcnn.findings.closeup_window`),
+        scaled to ``side`` with its box drawn, as JPEG bytes (cached).
+
+        Raises:
+            KeyError: no finding has that number.
+        """
+        import cv2
+
+        key = ("closeup", number, side)
+        cache = self.__dict__.setdefault("_images", {})
+        if key not in cache:
+            finding = next((f for f in self.findings if f["number"] == number), None)
+            if finding is None:
+                raise KeyError(number)
+            pixels = self.mammogram.pixels
+            x0, y0, x1, y1 = closeup_window(finding["box"], pixels.shape)
+            window = pixels[y0:y1, x0:x1]
+            scale = side / max(window.shape)
+            size = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
+            grey = cv2.resize(
+                np.clip(window * 255.0 + 0.5, 0, 255).astype(np.uint8),
+                size,
+                interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA,
+            )
+            box = [v - o for v, o in zip(finding["box"], (x0, y0, x0, y0), strict=True)]
+            drawn = {**finding, "box": box, "merged_into": None, "prominent": True}
+            cache[key] = jpeg_bytes(draw_findings(grey, [drawn], scale=scale))
         return cache[key]
 
     @cached_property

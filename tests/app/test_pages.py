@@ -82,7 +82,12 @@ def test_diagnose_sample_pick_shows_the_cascades_verdict(app_env: Path) -> None:
     assert metrics["P(malignant)"] == f"{expected.p_malignant:.3f}"
     assert len(at.get("download_button")) == 2
     # the empty layout shown while the networks ran was removed: one of each element remains
-    assert len(at.metric) == 4 and len(at.dataframe) == 1 and "appear here" not in _texts(at)
+    assert len(at.metric) == 4 and len(at.table) == 1 and "appear here" not in _texts(at)
+    # words say what runs while the networks run; they are gone with the result
+    assert "Analysing the image" not in _texts(at)
+    # tables never show a raw None: a refused candidate's P(malignant) reads "—"
+    cells = at.table[0].value.astype(str).to_numpy().ravel().tolist()
+    assert "None" not in cells and "nan" not in cells
 
 
 def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:
@@ -93,9 +98,17 @@ def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:
     at.file_uploader(key="diagnose_upload").upload(path.name, data, "application/dicom").run()
     assert not at.exception, [e.message for e in at.exception]
     assert _verdict(at) == str(expected.label)
-    findings = at.dataframe[0].value if expected.findings else None
-    if findings is not None:
-        assert len(findings) == len(expected.findings)
+    from hdcnn.report import finding_dicts
+
+    rows = finding_dicts(expected)
+    if rows:  # one row per finding, overlapping kept boxes merged into one
+        table = at.table[0].value
+        assert len(table) == sum(r["merged_into"] is None for r in rows)
+        merged = {str(r["number"]): len(r["merged"]) + 1 for r in rows if r["merged"]}
+        for number, count in merged.items():
+            row = table[table["#"] == number].iloc[0]
+            assert row["merged"].startswith(f"{count}: "), row["merged"]
+    assert "laterality L" not in _texts(at) and "left breast, CC view" in _texts(at)
     # The CBIS-DDSM header holds the patient id as PatientName/PatientID: never shown.
     assert "P_00820" not in _texts(at)
 
