@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from hdcnn.domain import MIAS_DOMAIN, DomainCheck, TrainingDomain, check_domain
-from hdcnn.findings import closeup_window
+from hdcnn.findings import closeup_image
 from hdcnn.reasons import Explanation, explain, explain_verdict
 from hdcnn.report import (
     build_report,
@@ -172,27 +172,13 @@ class Analysis:
         Raises:
             KeyError: no finding has that number.
         """
-        import cv2
-
         key = ("closeup", number, side)
         cache = self.__dict__.setdefault("_images", {})
         if key not in cache:
             finding = next((f for f in self.findings if f["number"] == number), None)
             if finding is None:
                 raise KeyError(number)
-            pixels = self.mammogram.pixels
-            x0, y0, x1, y1 = closeup_window(finding["box"], pixels.shape)
-            window = pixels[y0:y1, x0:x1]
-            scale = side / max(window.shape)
-            size = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
-            grey = cv2.resize(
-                np.clip(window * 255.0 + 0.5, 0, 255).astype(np.uint8),
-                size,
-                interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA,
-            )
-            box = [v - o for v, o in zip(finding["box"], (x0, y0, x0, y0), strict=True)]
-            drawn = {**finding, "box": box, "merged_into": None, "prominent": True}
-            cache[key] = jpeg_bytes(draw_findings(grey, [drawn], scale=scale))
+            cache[key] = jpeg_bytes(closeup_image(self.mammogram.pixels, finding, side=side))
         return cache[key]
 
     @cached_property
@@ -438,7 +424,11 @@ class ExamAnalysis:
         prediction: :class:`hdcnn.cascade.ExamPrediction` (max rule per breast, worse breast).
         views: every image, in the order given.
         warnings: views placed by their header instead of their slot, two images of the same
-            view, views from different exams.
+            view, views from different exams, a file without a patient identity beside files
+            with one.
+        refusal: why these images are not combined into one exam (their headers name
+            different patients), or None. With a refusal, ``prediction`` still combines them
+            but must not be shown as an exam verdict.
         seconds: wall time of the analyses (cached views count 0).
     """
 
@@ -447,6 +437,7 @@ class ExamAnalysis:
     views: list[ExamView]
     warnings: list[str]
     seconds: float = 0.0
+    refusal: str | None = None
 
     @property
     def grid(self) -> dict[str, ExamView]:
@@ -542,7 +533,13 @@ def assemble_exam(
         study = getattr(v.analysis.mammogram.meta, "study_key", None)
         by_study.setdefault(study, []).append((v.placement.laterality, v.placement.view, v))
     exams = group_exams(by_study)
-    if len(exams) > 1:
+    from hdcnn.identity import identity_check
+
+    refusal, identity_warnings = identity_check(
+        [(v.analysis.name, v.analysis.mammogram.meta) for v in placed]
+    )
+    warnings += identity_warnings
+    if len(exams) > 1 and refusal is None:
         warnings.append(
             f"These images come from {len(exams)} different studies: they may not be one exam."
         )
@@ -552,7 +549,7 @@ def assemble_exam(
         items, thresholds, key=next(iter(study_keys)) if len(study_keys) == 1 else None
     )
     key = exam_key([(slot, a.key) for slot, a in views])
-    return ExamAnalysis(key, prediction, placed, warnings, seconds)
+    return ExamAnalysis(key, prediction, placed, warnings, seconds, refusal)
 
 
 def analyse_exam(

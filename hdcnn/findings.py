@@ -107,6 +107,36 @@ def closeup_window(
     return x0, y0, min(width, x0 + round(wx)), min(height, y0 + round(wy))
 
 
+def closeup_image(pixels: np.ndarray, finding: dict[str, Any], *, side: int = 384) -> np.ndarray:
+    """The original pixels around a finding (:func:`closeup_window`) scaled to ``side``, with
+    its box and tag drawn prominently.
+
+    Args:
+        pixels: float32 ``(H, W)`` in ``[0, 1]`` (the image as read).
+        finding: a :func:`hdcnn.report.finding_dicts` row (``box`` in original pixels).
+        side: the close-up's longer side in pixels.
+
+    Returns:
+        uint8 RGB ``(h, w, 3)``.
+    """
+    import cv2
+
+    from hdcnn.report import draw_findings
+
+    x0, y0, x1, y1 = closeup_window(finding["box"], pixels.shape)
+    window = pixels[y0:y1, x0:x1]
+    scale = side / max(window.shape)
+    size = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
+    grey = cv2.resize(
+        np.clip(window * 255.0 + 0.5, 0, 255).astype(np.uint8),
+        size,
+        interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA,
+    )
+    box = [v - o for v, o in zip(finding["box"], (x0, y0, x0, y0), strict=True)]
+    drawn = {**finding, "box": box, "merged_into": None, "prominent": True}
+    return draw_findings(grey, [drawn], scale=scale)
+
+
 def merge_overlapping(rows: list[dict[str, Any]]) -> None:
     """Merge overlapping kept findings of :func:`hdcnn.report.finding_dicts` rows, in place.
 

@@ -43,6 +43,9 @@ if exam is None:
 
 for warning in exam.warnings:
     st.warning(warning, icon=":material/swap_horiz:")
+if exam.refusal:
+    st.error(exam.refusal, icon=":material/block:")
+    st.stop()
 appkit.verdict_heading("Exam verdict", exam.prediction.label)
 appkit.explanation(exam.explanation)
 notice = exam_notice([v.analysis.domain for v in exam.views])

@@ -323,3 +323,25 @@ def test_dataset_page_bad_root_is_an_error_message(app_env: Path, tmp_path: Path
     at.text_input(key="dataset_root").input(str(tmp_path / "nowhere")).run()
     assert not at.exception, [e.message for e in at.exception]
     assert len(at.error) == 1 and "nowhere" in at.error[0].value
+
+
+def test_exam_page_refuses_views_of_two_patients_and_flags_a_film(
+    app_env: Path, cbis_cases, mias_root: Path
+) -> None:
+    """Views of two patients get no exam verdict; a mini-MIAS film beside DICOMs is flagged."""
+    at = _page("pages/exam.py")
+    for slot, case in (("lcc", 0), ("rcc", 1)):
+        path = Path(cbis_cases[case][slot])
+        at.file_uploader(key=f"exam_upload_{slot}").upload(path.name, path.read_bytes(), "")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("2 different patients" in e.value for e in at.error)
+    assert not [h for h in at.subheader if "Exam verdict" in h.value]
+    assert "P_00" not in _texts(at)
+    at = _page("pages/exam.py")
+    path = Path(cbis_cases[1]["lcc"])
+    at.file_uploader(key="exam_upload_lcc").upload(path.name, path.read_bytes(), "").run()
+    film = mias_root / "mdb003.pgm"
+    at.file_uploader(key="exam_upload_rcc").upload(film.name, film.read_bytes(), "").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("mdb003.pgm (PGM): no patient identity" in w.value for w in at.warning)
