@@ -68,6 +68,9 @@ if ablations is not None:
             "is within the noise of this data set."
         )
         st.dataframe(ablations, hide_index=True, key="exp_ablations")
+        note = plots.ablation_reference_note(results)
+        if note:
+            st.caption(note)
 
 roc_col, froc_col = st.columns(2)
 with roc_col:

@@ -215,10 +215,30 @@ def test_experiments_page_table_curves_and_sentence(
     at = _experiments_page(json.dumps(_experiments()), monkeypatch, tmp_path)
     table = at.dataframe[0].value
     assert list(table["concept"]) == ["flat-whole", "hier-whole", "det-flat", "det-hier"]
-    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.85–0.96]"
+    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.850–0.960]"
     text = _texts(at)
     assert "**det-hier** separates malignant from other images best (AUC 0.910)" in text
-    assert "do not overlap" in text
+    assert "do not overlap: det-hier's starts at 0.850, above flat-whole's end at 0.700" in text
+
+
+def test_experiments_sentence_follows_the_numbers_with_enough_decimals(
+    app_env: Path, monkeypatch, tmp_path: Path
+) -> None:
+    """Intervals 0.645-0.844 and 0.452-0.638 do not overlap; shown with two decimals they
+    looked as if they did ([0.64-0.84], [0.45-0.64]). Touching ones are said to overlap."""
+    doc = _experiments()
+    doc["concepts"]["det-hier"]["auc_malignant_ci"] = [0.644668, 0.844312]
+    doc["concepts"]["flat-whole"]["auc_malignant_ci"] = [0.452442, 0.638234]
+    at = _experiments_page(json.dumps(doc), monkeypatch, tmp_path)
+    text = _texts(at)
+    assert "det-hier's starts at 0.645, above flat-whole's end at 0.638 (only just)" in text
+    table = at.dataframe[0].value
+    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.645–0.844]"
+    assert table["AUC malignant [95% CI]"].iloc[0] == "0.610 [0.452–0.638]"
+    doc["concepts"]["flat-whole"]["auc_malignant_ci"] = [0.452442, 0.6449]
+    at = _experiments_page(json.dumps(doc), monkeypatch, tmp_path)
+    text = _texts(at)
+    assert "intervals overlap (det-hier's starts at 0.6447, flat-whole's ends at 0.6449)" in text
     assert "one run's figures" in text and "Training noise" in text
     assert len(at.get("plotly_chart")) == 2 + 4  # ROC, FROC, four confusion matrices
     assert len(at.dataframe) == 2  # the key figures, the details; no ablations in this file
@@ -260,6 +280,11 @@ def test_experiments_page_shows_ablations_with_their_paired_differences(
     assert table["FROC @1 FP, calcification"].iloc[0] == "0.06"
     assert row["FROC @1 FP, mass"] == "–"
     assert "within the noise" in _texts(at)
+    # the reference row's AUC malignant (0.760) and the main table's det-hier (0.910 here)
+    # are different scores: the page says why, with both figures
+    text = _texts(at)
+    assert "The reference row is det-hier scored without thresholds" in text
+    assert "AUC malignant 0.760 here, 0.910 in the main table" in text
 
 
 def test_experiments_page_shows_what_det_hier_finds_per_lesion_type(
@@ -280,7 +305,7 @@ def test_experiments_page_shows_what_det_hier_finds_per_lesion_type(
     calc = table.iloc[0]
     assert calc["candidate recall"] == "0.38"
     assert calc["FROC @0.5 / 1 / 2 FP"] == "0.00 / 0.06 / 0.12"
-    assert calc["AUC vs normal images [95% CI]"] == "0.551 [0.41–0.69]"
+    assert calc["AUC vs normal images [95% CI]"] == "0.551 [0.410–0.690]"
     assert table.iloc[1]["AUC vs normal images [95% CI]"] == "–"
 
 
