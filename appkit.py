@@ -575,13 +575,15 @@ def load_manifest(name: str, root: str) -> Any | None:
         stamp = Path(root).expanduser().stat().st_mtime
     except OSError:
         stamp = 0.0
-    try:
-        with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
+    with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
+        try:
             manifest = _manifest(name, root, stamp)
-            status.update(label=f"{name}: {len(manifest)} images", state="complete")
-    except HDCNNError as exc:
-        st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
-        return None
+        except HDCNNError as exc:
+            # the box must not go on saying "Scanning …" once the scan has failed
+            status.update(label=f"{name}: not loaded", state="error")
+            st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
+            return None
+        status.update(label=f"{name}: {len(manifest)} images", state="complete")
     return manifest
 
 

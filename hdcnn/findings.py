@@ -170,16 +170,7 @@ def merge_overlapping(rows: list[dict[str, Any]]) -> None:
 
 
 #: Columns of the findings table (:func:`finding_table`), in order.
-FINDING_COLUMNS = (
-    "#",
-    "status",
-    "P(lesion)",
-    "P(malignant)",
-    "why",
-    "merged",
-    "det. score",
-    "box (px)",
-)
+FINDING_COLUMNS = ("#", "status", "P(lesion)", "P(malignant)", "why", "merged", "det. score")
 #: What a table cell says where a value does not apply (never a raw "None").
 NOT_APPLICABLE = "—"
 
@@ -204,7 +195,8 @@ def status_text(row: dict[str, Any]) -> str:
 
 def finding_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """The findings table as text cells: one row per finding (merged ones inside the finding
-    they merged into), every cell a string, ``"—"`` where a value does not apply.
+    they merged into), every cell a string, ``"—"`` where a value does not apply. Boxes are
+    drawn, not listed (the JSON and PDF reports give their coordinates).
 
     Args:
         rows: :func:`hdcnn.report.finding_dicts`.
@@ -228,7 +220,6 @@ def finding_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
                 "why": str(r.get("reason") or NOT_APPLICABLE),
                 "merged": f"{len(merged) + 1}: {numbers}" if merged else "1",
                 "det. score": _num(r.get("detector_score")),
-                "box (px)": ", ".join(f"{v:.0f}" for v in r["box"]),
             }
         )
     return out

@@ -220,6 +220,28 @@ def _interval(value: Any, ci: Any, note: Any = None) -> str:
     return text
 
 
+#: What a table cell says where a value is missing (never a raw "None" or "nan").
+MISSING_CELL = "—"
+
+
+def text_cells(frame: Any, columns: Any) -> Any:
+    """A copy of ``frame`` with ``columns`` as text: numbers in their shortest form (``52``,
+    ``52.5``), missing values (None, NaN) as :data:`MISSING_CELL`."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in columns:
+        out[column] = [
+            MISSING_CELL
+            if v is None or (isinstance(v, float) and pd.isna(v))
+            else f"{v:g}"
+            if isinstance(v, float)
+            else str(v)
+            for v in out[column]
+        ]
+    return out
+
+
 def _apart(a: float, b: float, digits: int = 3) -> int:
     """Decimals (at least ``digits``, at most 6) at which ``a`` and ``b`` print differently."""
     while digits < 6 and f"{a:.{digits}f}" == f"{b:.{digits}f}":

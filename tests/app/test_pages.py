@@ -6,8 +6,11 @@ must display what the cascade decided.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -317,6 +320,13 @@ def test_experiments_page_bad_file_is_an_error_message(
     assert len(at.error) == 1 and "experiments.json" in at.error[0].value
 
 
+def _values(array: object) -> np.ndarray:
+    """A plotly JSON array: a list, or the typed ``{"dtype", "bdata"}`` form."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+    return np.asarray(array)
+
+
 def test_dataset_page_demo_cohort_is_synthetic_with_age_charts(app_env: Path) -> None:
     at = _page("pages/dataset.py")
     assert "SYNTHETIC" in _texts(at)
@@ -324,6 +334,14 @@ def test_dataset_page_demo_cohort_is_synthetic_with_age_charts(app_env: Path) ->
     assert {"dataset_age_hist", "dataset_age_mean", "dataset_labels"} <= keys
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == str(4 * 40)
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    hist = charts["dataset_age_hist"]
+    # the age charts count patients (40), not images (160)
+    assert hist["layout"]["yaxis"]["title"]["text"] == "patients"
+    assert sum(_values(t["y"]).sum() for t in hist["data"]) == int(metrics["Patients"]) == 40
+    texts = [v for t in charts["dataset_age_mean"]["data"] for v in t["text"]]
+    assert texts and all(len(v.split(".")[-1]) == 1 for v in texts), texts  # "55.0", "56.4"
+    assert "Each patient counts once" in _texts(at)
     table = at.dataframe[0].value
     assert len(table) == 60  # thumbnails only for the first rows
     assert str(table["thumbnail"].iloc[0]).startswith("data:image/png;base64,")
@@ -340,6 +358,9 @@ def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path) -> None:
     assert "records no patient ages" in _texts(at)
     keys = {getattr(c, "key", None) for c in at.get("plotly_chart")}
     assert "dataset_age_hist" not in keys and "dataset_labels" in keys
+    table = at.dataframe[0].value  # mini-MIAS has no ages: a dash, never a raw None
+    assert set(table["age"]) == {"—"}
+    assert not table.isna().any().any() and "None" not in table.astype(str).to_numpy()
 
 
 def test_dataset_page_bad_root_is_an_error_message(app_env: Path, tmp_path: Path) -> None:
@@ -348,6 +369,10 @@ def test_dataset_page_bad_root_is_an_error_message(app_env: Path, tmp_path: Path
     at.text_input(key="dataset_root").input(str(tmp_path / "nowhere")).run()
     assert not at.exception, [e.message for e in at.exception]
     assert len(at.error) == 1 and "nowhere" in at.error[0].value
+    # the status box no longer says "Scanning …" once the scan has failed
+    boxes = at.get("status")
+    assert boxes and all("Scanning" not in b.label for b in boxes), [b.label for b in boxes]
+    assert boxes[0].state == "error"
 
 
 def test_exam_page_refuses_views_of_two_patients_and_flags_a_film(
