@@ -395,3 +395,14 @@ def test_exam_page_refuses_views_of_two_patients_and_flags_a_film(
     at.file_uploader(key="exam_upload_rcc").upload(film.name, film.read_bytes(), "").run()
     assert not at.exception, [e.message for e in at.exception]
     assert any("mdb003.pgm (PGM): no patient identity" in w.value for w in at.warning)
+
+
+def test_diagnose_pgm_says_what_the_file_does_not_hold(app_env: Path, mias_root: Path) -> None:
+    """A PGM holds no laterality or view: "not in the file", never "laterality ?, view ?"."""
+    film = mias_root / "mdb003.pgm"
+    at = _page("pages/diagnose.py")
+    at.file_uploader(key="diagnose_upload").upload(film.name, film.read_bytes(), "").run()
+    assert not at.exception, [e.message for e in at.exception]
+    text = _texts(at)
+    assert "PGM, 1024 × 1024 px, 8 bit, laterality and view not in the file." in text
+    assert "?" not in text.split("PGM, ", 1)[1].split("Model", 1)[0]
