@@ -170,7 +170,7 @@ def merge_overlapping(rows: list[dict[str, Any]]) -> None:
 
 
 #: Columns of the findings table (:func:`finding_table`), in order.
-FINDING_COLUMNS = ("#", "status", "P(lesion)", "P(malignant)", "why", "merged", "det. score")
+FINDING_COLUMNS = ("No.", "status", "P(lesion)", "P(malignant)", "why", "merged", "det. score")
 #: What a table cell says where a value does not apply (never a raw "None").
 NOT_APPLICABLE = "—"
 
@@ -213,7 +213,7 @@ def finding_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
         numbers = ", ".join(f"#{n}" for n in sorted([r["number"], *merged]))
         out.append(
             {
-                "#": str(r["number"]),
+                "No.": str(r["number"]),
                 "status": status_text(r),
                 "P(lesion)": _num(r.get("p_lesion")),
                 "P(malignant)": _num(r.get("p_malignant")),

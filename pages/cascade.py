@@ -95,7 +95,7 @@ d1, d2 = st.columns([2, 3])
 d1.image(
     candidate_overlay(pred),
     caption=f"Candidates (detector score ≥ {threshold:.2f}) on the model image, before the "
-    "classifiers. The number on a box is its rank by detector score, the # of the tables below.",
+    "classifiers. The number on a box is its rank by detector score, the No. of the tables below.",
     width="stretch",
 )
 rows = [r for r in candidate_rows(pred, max_candidates=cascade.max_candidates) if r.finding]
@@ -115,7 +115,7 @@ with d2:
             pd.DataFrame(
                 [
                     {
-                        "#": str(r.number),
+                        "No.": str(r.number),
                         "detector score": f"{r.detector_score:.3f}",
                         "P(lesion)": f"{r.p_lesion:.3f}",
                         "Classifier 1": "kept" if r.p_lesion >= t.c1_lesion else "refused",
@@ -149,7 +149,7 @@ if kept:
         pd.DataFrame(
             [
                 {
-                    "#": str(r.number),
+                    "No.": str(r.number),
                     "P(lesion)": f"{r.p_lesion:.3f}",
                     "P(malignant | lesion)": f"{r.p_malignant_given_lesion:.3f}",
                     "P(malignant)": f"{r.p_lesion * r.p_malignant_given_lesion:.3f}",

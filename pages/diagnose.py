@@ -109,7 +109,7 @@ img_col, zoom_col = st.columns(2)
 with img_col:
     st.image(
         analysis.overlay_jpeg(refused=refused),
-        caption=f"{analysis.name}. Box tag = finding number (row # of the table) and label, "
+        caption=f"{analysis.name}. Box tag = finding number (No. in the table) and label, "
         "(+k): k overlapping boxes merged into it; thick red: malignant, thick orange: benign "
         "finding the verdict rests on"
         + ("; thin: weaker or refused candidates." if refused else "."),

@@ -64,7 +64,7 @@ def test_finding_dicts_merge_overlapping_kept_findings_into_the_most_suspicious(
     assert all(r["merged_into"] == 11 and not r["prominent"] for r in rows[:10])
     assert rows[12]["merged"] == [] and rows[12]["merged_into"] is None  # refused one
     table = finding_table(rows)
-    assert [row["#"] for row in table] == ["11", "12", "13"]
+    assert [row["No."] for row in table] == ["11", "12", "13"]
     assert table[0]["merged"].startswith("11: #1, #2")
     assert table[1]["merged"] == "1"
     assert table[2]["P(malignant)"] == "—"  # never a raw None

@@ -108,7 +108,7 @@ def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:
         assert len(table) == sum(r["merged_into"] is None for r in rows)
         merged = {str(r["number"]): len(r["merged"]) + 1 for r in rows if r["merged"]}
         for number, count in merged.items():
-            row = table[table["#"] == number].iloc[0]
+            row = table[table["No."] == number].iloc[0]
             assert row["merged"].startswith(f"{count}: "), row["merged"]
     assert "laterality L" not in _texts(at) and "left breast, CC view" in _texts(at)
     # The CBIS-DDSM header holds the patient id as PatientName/PatientID: never shown.
