@@ -70,10 +70,6 @@ def explanation(why: Explanation, *, thresholds: bool = True) -> None:
         st.caption(f"Thresholds in force: {thresholds_text(why.thresholds)}.")
 
 
-#: Widths (px) of the key columns of the Diagnose findings table: together they fit the
-#: table's column at a 1024 px wide window with the sidebar open, so they are never scrolled
-#: out of sight (the longer "why", score and box columns follow them).
-FINDINGS_KEY_WIDTHS: dict[str, int] = {"#": 30, "status": 130, "P(lesion)": 66, "P(malignant)": 92}
 #: Widths (px) of the Experiments table's columns (all key figures; they fit at 1024 px).
 EXPERIMENT_WIDTHS: dict[str, int] = {
     "concept": 80,
@@ -83,24 +79,6 @@ EXPERIMENT_WIDTHS: dict[str, int] = {
     "specificity": 74,
     "FROC @0.5/1/2 FP": 96,
 }
-
-
-def findings_columns() -> dict[str, Any]:
-    """``column_config`` of the Diagnose findings table."""
-    w = FINDINGS_KEY_WIDTHS
-    return {
-        "#": st.column_config.NumberColumn(width=w["#"], help="finding number, as on the boxes"),
-        "status": st.column_config.TextColumn(
-            width=w["status"], help="the stage that kept or refused the candidate"
-        ),
-        "P(lesion)": st.column_config.NumberColumn(format="%.3f", width=w["P(lesion)"]),
-        "P(malignant)": st.column_config.NumberColumn(
-            format="%.3f",
-            width=w["P(malignant)"],
-            help="P(lesion) × P(malignant | lesion), for candidates kept",
-        ),
-        "why": st.column_config.TextColumn(width="large"),
-    }
 
 
 def experiment_columns() -> dict[str, Any]:
@@ -641,13 +619,15 @@ def load_manifest(name: str, root: str) -> Any | None:
         stamp = Path(root).expanduser().stat().st_mtime
     except OSError:
         stamp = 0.0
-    try:
-        with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
+    with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
+        try:
             manifest = _manifest(name, root, stamp)
-            status.update(label=f"{name}: {len(manifest)} images", state="complete")
-    except HDCNNError as exc:
-        st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
-        return None
+        except HDCNNError as exc:
+            # the box must not go on saying "Scanning …" once the scan has failed
+            status.update(label=f"{name}: not loaded", state="error")
+            st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
+            return None
+        status.update(label=f"{name}: {len(manifest)} images", state="complete")
     return manifest
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hdcnn import __version__
+from hdcnn.findings import merge_overlapping
 from hdcnn.palette import FINDING_COLOURS, rgb
 
 log = logging.getLogger(__name__)
@@ -81,14 +82,18 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
     Returns:
         ``[{"number": int, "box": [x1, y1, x2, y2], "label": str, "status": str | None,
         "reason": str | None, "detector_score": float | None, "p_lesion": float | None,
-        "p_malignant": float | None, "prominent": bool}, ...]`` (and ``p_lesion_calibrated``
-        when the finding has one). ``number`` is the finding's
+        "p_malignant": float | None, "prominent": bool, "merged": [int], "merged_into":
+        int | None}, ...]`` (and ``p_lesion_calibrated`` when the finding has one). ``number``
+        is the finding's
         number on the boxes and in every table (its rank by detector score); ``status`` names
         the stage that kept or refused it (:class:`hdcnn.cascade.FindingStatus`) and
         ``reason`` the rule with the threshold in force (:func:`hdcnn.reasons.finding_reason`),
         when known;
         ``prominent`` whether the verdict rests on it (:func:`hdcnn.reasons.supports_verdict`;
-        for plain dicts: not ``rejected``).
+        for plain dicts: not ``rejected``). Overlapping kept findings are one finding
+        (:func:`hdcnn.findings.overlap_groups`): the group's most suspicious member lists the
+        numbers of the others in ``merged`` (and stands for the group's support of the
+        verdict); each other member names it in ``merged_into`` and is not prominent.
     """
     thresholds = _get(prediction, "thresholds", None)
     out = []
@@ -121,11 +126,14 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
                 "detector_score": _opt_float(_get(finding, "detector_score")),
                 "p_lesion": _opt_float(_get(finding, "p_lesion")),
                 "p_malignant": _opt_float(_get(finding, "p_malignant")),
+                "merged": [],
+                "merged_into": None,
             }
         )
         calibrated = _get(finding, "p_lesion_calibrated")
         if calibrated is not None:
             out[-1]["p_lesion_calibrated"] = _opt_float(calibrated)
+    merge_overlapping(out)
     return out
 
 
@@ -244,7 +252,8 @@ def _tag_text(finding: Mapping[str, Any], label: str) -> str:
     prefix = f"#{number}" if number is not None else ""
     if label in QUIET_LABELS:
         return prefix or label
-    return f"{prefix} {label}".strip()
+    merged = len(finding.get("merged") or ())
+    return f"{prefix} {label}".strip() + (f" (+{merged})" if merged else "")
 
 
 def _place(
@@ -290,7 +299,9 @@ def draw_findings(
     What the verdict rests on (``prominent`` findings; for dicts without that key every label
     but ``rejected``, e.g. a crop box) is drawn prominently: a thick box in its label colour
     and a filled tag ``"#n label"``. The rest (refused candidates, weaker kept findings) is
-    drawn quietly: a thin box and a small ``"#n"`` tag, and only when ``show_rejected``. All
+    drawn quietly: a thin box and a small ``"#n"`` tag, and only when ``show_rejected``.
+    Findings merged into another (``merged_into``) are never drawn; the one they merged into
+    says ``"(+k)"`` in its tag. All
     boxes are drawn before any tag, and tags stay inside the image without overlapping one
     another, at any number of boxes.
 
@@ -314,6 +325,8 @@ def draw_findings(
     font_scale = max(0.45, long_side / 1600)
     items = []
     for finding in findings:
+        if finding.get("merged_into") is not None:
+            continue
         label = str(finding.get("label", "lesion"))
         prominent = finding.get("prominent")
         quiet = label in QUIET_LABELS if prominent is None else not prominent
@@ -565,16 +578,14 @@ def report_pdf(
 
 
 def _status_text(finding: Mapping[str, Any]) -> str:
-    status = finding.get("status")
-    if not status:
-        return str(finding.get("label", "-"))
-    from hdcnn.reasons import STATUS_TEXT
-    from hdcnn.terms import FindingStatus
+    from hdcnn.findings import status_text
 
-    try:
-        return STATUS_TEXT[FindingStatus(status)]
-    except ValueError:
-        return str(status)
+    text = status_text({**finding, "prominent": False})
+    if finding.get("merged_into") is not None:
+        return f"{text}, merged into #{finding['merged_into']}"
+    if finding.get("merged"):
+        return f"{text} (+{len(finding['merged'])} merged)"
+    return text
 
 
 def _image_line(image: Mapping[str, Any]) -> str:

@@ -44,6 +44,9 @@ if exam is None:
 
 for warning in exam.warnings:
     st.warning(warning, icon=":material/swap_horiz:")
+if exam.refusal:
+    st.error(exam.refusal, icon=":material/block:")
+    st.stop()
 appkit.verdict_heading("Exam verdict", exam.prediction.label)
 if exam.prediction.borderline:
     st.warning(

@@ -70,6 +70,9 @@ if ablations is not None:
             "is within the noise of this data set."
         )
         st.dataframe(ablations, hide_index=True, key="exp_ablations")
+        note = plots.ablation_reference_note(results)
+        if note:
+            st.caption(note)
 
 roc_col, froc_col = st.columns(2)
 with roc_col:
@@ -97,29 +100,33 @@ with froc_col:
 
 st.subheader("Confusion matrices (rows: truth, columns: verdict)")
 order = plots.ordered_concepts(results)
-cols = st.columns(len(order))
 names = [str(c) for c in CLASSES]
-for col, name in zip(cols, order, strict=True):
-    matrix = concepts[name].get("confusion")
-    with col:
-        st.markdown(f"**{name}**")
-        if not matrix:
-            st.caption("no confusion matrix")
-            continue
-        fig = go.Figure(
-            go.Heatmap(
-                z=matrix,
-                x=names,
-                y=names,
-                colorscale="Blues",
-                showscale=False,
-                text=matrix,
-                texttemplate="%{text}",
+# two per row: four in a row left each matrix ~130 px wide at 1024 px, too narrow for its
+# three columns ("malignant" was cut off)
+for start in range(0, len(order), 2):
+    cols = st.columns(2)
+    for col, name in zip(cols, order[start : start + 2], strict=False):
+        matrix = concepts[name].get("confusion")
+        with col:
+            st.markdown(f"**{name}**")
+            if not matrix:
+                st.caption("no confusion matrix")
+                continue
+            fig = go.Figure(
+                go.Heatmap(
+                    z=matrix,
+                    x=names,
+                    y=names,
+                    colorscale="Blues",
+                    showscale=False,
+                    text=matrix,
+                    texttemplate="%{text}",
+                )
             )
-        )
-        fig.update_yaxes(autorange="reversed")
-        fig.update_layout(height=260, margin={"l": 0, "r": 0, "t": 0, "b": 0})
-        st.plotly_chart(fig, key=f"exp_confusion_{name}")
+            fig.update_yaxes(autorange="reversed", title_text="truth", automargin=True)
+            fig.update_xaxes(title_text="verdict", automargin=True, tickangle=0)
+            fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+            st.plotly_chart(fig, key=f"exp_confusion_{name}")
 
 st.subheader("Calibration: do the probabilities mean what they say?")
 try:
