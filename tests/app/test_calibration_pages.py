@@ -115,7 +115,7 @@ def test_experiments_page_calibration_section(calibrated: Path, monkeypatch, tmp
     at = _page("pages/experiments.py")
     table = next(d.value for d in at.dataframe if "map" in d.value.columns)
     assert list(table["map"]) == ["platt"] * 3
-    assert table["ECE before → after [95% CI]"][0] == "0.200 → 0.050 [0.03–0.12]"
+    assert table["ECE before → after [95% CI]"][0] == "0.200 → 0.050 [0.030–0.120]"
     assert "wrong 67% of the time" in _texts(at) and "python -m hdcnn calibrate" in _texts(at)
     assert "Checked on held-out folds" in _texts(at) and "wrong 75% of the time" in _texts(at)
 
