@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "cv": "cv",
     "compare": "compare",
+    "models": "models",
 }
 
 

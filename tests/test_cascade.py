@@ -21,9 +21,9 @@ from hdcnn.cascade import (
     choose_thresholds,
     combine_exam,
     load_cascade,
-    sha256_file,
     verdict,
 )
+from hdcnn.config import sha256_file
 from hdcnn.errors import CheckpointError, MammogramError
 from hdcnn.terms import Label
 from tests.cascade_weights import breast_image, make_weights_dir
