@@ -123,7 +123,7 @@ def test_invalid_json_is_refused(tmp_path: Path) -> None:
 def test_building_a_config_in_code_runs_the_same_checks() -> None:
     with pytest.raises(ValueError, match="field max_candidates"):
         CascadeConfig(max_candidates=0)
-    with pytest.raises(ValueError, match="field roi.context"):
+    with pytest.raises(ValueError, match=r"field roi\.context"):
         CascadeConfig(context=float("nan"))
     # plain values of a record field are parsed into the typed record
     cfg = CascadeConfig(

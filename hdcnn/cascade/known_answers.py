@@ -143,34 +143,48 @@ def stamp(cascade: Cascade) -> KnownAnswers:
 
 
 def _detector_problem(
-    expected: ReferenceAnswer, got: Candidates, cut: float, answers: KnownAnswers
+    expected: ReferenceAnswer, got: Candidates, k: int, floor: float, answers: KnownAnswers
 ) -> str | None:
-    """Why the detector's boxes differ from the expected ones (None when they agree)."""
+    """Why the detector's top ``k`` boxes differ from the expected ones (None when they agree).
+
+    Boxes match when their scores differ by at most ``tolerance`` and their corners by at most
+    ``box_tolerance``. Unmatched boxes are allowed only at the cut: when ``k`` boxes were
+    expected, expected and new boxes scored within ``tolerance`` of the ``k``-th score, as many
+    of each (a swap at the ``max_candidates`` border); with fewer, boxes within ``tolerance``
+    of the detector's own score floor (they may cross it).
+    """
     tol = answers.tolerance
     exp_boxes = np.asarray(expected.boxes, np.float64).reshape(-1, 4)
     exp_scores = np.asarray(expected.scores, np.float64)
-    boxes = np.asarray(got.boxes, np.float64).reshape(-1, 4)
-    scores = np.asarray(got.scores, np.float64)
+    boxes = np.asarray(got.boxes[:k], np.float64).reshape(-1, 4)
+    scores = np.asarray(got.scores[:k], np.float64)
     used: set[int] = set()
-    for box, score in zip(exp_boxes, exp_scores, strict=True):
+    missing: list[int] = []
+    for j, (box, score) in enumerate(zip(exp_boxes, exp_scores, strict=True)):
         close = (np.abs(scores - score) <= tol) & (
             np.abs(boxes - box).max(axis=1, initial=0.0) <= answers.box_tolerance
         )
         match = [i for i in np.flatnonzero(close) if i not in used]
         if match:
             used.add(int(match[0]))
-        elif score > cut + tol:
-            best = float(scores.max()) if len(scores) else 0.0
-            return (
-                f"expected a box scored {score:.4f} at {np.round(box, 1).tolist()}, not found "
-                f"({len(scores)} boxes, best score {best:.4f})"
-            )
-    extra = [
-        float(scores[i]) for i in range(len(scores)) if i not in used and scores[i] > cut + tol
-    ]
-    if extra:
-        return f"{len(extra)} unexpected box(es) scored up to {max(extra):.4f}"
-    return None
+        else:
+            missing.append(j)
+    extra = [i for i in range(len(scores)) if i not in used]
+    full = len(exp_scores) >= k > 0
+    cut = float(exp_scores[-1]) if full else floor
+    at_cut = all(abs(exp_scores[j] - cut) <= tol for j in missing) and all(
+        abs(scores[i] - cut) <= tol for i in extra
+    )
+    if at_cut and (len(missing) == len(extra) or not full):
+        return None
+    if missing:
+        j = missing[0]
+        best = float(scores.max()) if len(scores) else 0.0
+        return (
+            f"expected a box scored {exp_scores[j]:.4f} at {np.round(exp_boxes[j], 1).tolist()}, "
+            f"not found ({len(scores)} boxes, best score {best:.4f})"
+        )
+    return f"{len(extra)} unexpected box(es) scored up to {float(scores[extra].max()):.4f}"
 
 
 def _values_problem(
@@ -212,9 +226,9 @@ def check(cascade: Cascade, answers: KnownAnswers, *, detector_only: bool = Fals
             continue
         prep = cascade.preprocess(pixels, source=ref.name)
         k = len(ref.boxes)
-        cut = ref.scores[-1] if k and k >= cascade.max_candidates else floor
         try:
-            problem = _detector_problem(ref, cascade.detect(prep), cut, answers)
+            got = cascade.detect(prep)
+            problem = _detector_problem(ref, got, cascade.max_candidates, floor, answers)
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # broken arithmetic
             problem = f"the network failed ({type(exc).__name__})"
         if problem:
