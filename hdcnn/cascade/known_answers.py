@@ -54,6 +54,9 @@ REFERENCES: tuple[tuple[str, int, int, int], ...] = (
     ("synthetic-right", 560, 448, 23),
 )
 
+#: Failure key of an exception inside the crop classifiers (C1 and C2 run together).
+CROP_HEADS = "crop heads"
+
 _verified: set[str] = set()
 _lock = threading.Lock()
 
@@ -239,7 +242,9 @@ def check(cascade: Cascade, answers: KnownAnswers, *, detector_only: bool = Fals
         try:
             p_lesion, p_mal = _classify(cascade, prep, boxes, pixels) if k else (np.zeros(0),) * 2
         except (RuntimeError, ValueError, FloatingPointError) as exc:
-            failures.setdefault(Part.C1, f"{ref.name}: the crop classifiers failed ({exc!r:.60})")
+            failures.setdefault(
+                CROP_HEADS, f"{ref.name}: the crop classifiers failed ({type(exc).__name__})"
+            )
             continue
         for part, exp, values in (
             (Part.C1, ref.p_lesion, p_lesion),
@@ -250,7 +255,7 @@ def check(cascade: Cascade, answers: KnownAnswers, *, detector_only: bool = Fals
             )
             if problem:
                 failures.setdefault(part, f"{ref.name}: {problem}")
-        if any(p in failures for p in (Part.DETECTOR, Part.C1, Part.C2)):
+        if any(p in failures for p in (Part.DETECTOR, Part.C1, Part.C2, CROP_HEADS)):
             continue
         candidates = Candidates(boxes.astype(np.float32), np.asarray(ref.scores, np.float32))
         trace = CascadeTrace(prep, candidates, p_lesion, p_mal, np.zeros((0, 1, 1)))
@@ -276,9 +281,14 @@ def check(cascade: Cascade, answers: KnownAnswers, *, detector_only: bool = Fals
                 f"({ref.p_abnormal:.4f}, {ref.p_malignant_image:.4f}): thresholds or "
                 "max_candidates changed since the answers were written?",
             )
-    names = {Part.DETECTOR: weight_file(Part.DETECTOR), Part.C1: weight_file(Part.C1)}
-    names[Part.C2] = weight_file(Part.C2)
-    return [f"{names.get(part, part)}: {text}" for part, text in failures.items()]  # type: ignore[call-overload]
+    return [f"{_failing_part(key)}: {text}" for key, text in failures.items()]
+
+
+def _failing_part(key: str) -> str:
+    """A failure's name: the weights file of a part, else the key (``inputs``, ``verdict``)."""
+    if key == CROP_HEADS:
+        return f"{weight_file(Part.C1)} / {weight_file(Part.C2)}"
+    return weight_file(key) if key in set(Part) else key
 
 
 def verify(
