@@ -221,9 +221,21 @@ def test_a_checkpoint_with_ten_million_classes_is_refused_before_it_is_built(
         return build(ckpt)
 
     monkeypatch.setattr(hdcnn.checkpoint, "build_from_checkpoint", no_build)
-    with pytest.raises(CheckpointError, match="num_classes must be 2") as info:
+    with pytest.raises(CheckpointError, match="config num_classes") as info:
         load_cascade(stamped)
     assert info.value.source.endswith("c1_lesion.pt")
+
+
+def test_a_detector_config_with_a_huge_size_is_refused_before_it_is_built(stamped: Path) -> None:
+    path = stamped / weight_file(Part.DETECTOR)
+    ckpt = load_checkpoint(path)
+    ckpt.pop("path")
+    ckpt["config"]["fpn_channels"] = 10**7
+    torch.save(ckpt, path)
+    _rehash(stamped)
+    with pytest.raises(CheckpointError, match="config fpn_channels holds a number beyond") as info:
+        load_cascade(stamped)
+    assert info.value.source.endswith("detector.pt")
 
 
 def test_swapped_weights_files_are_refused_by_their_classes(stamped: Path) -> None:

@@ -9,6 +9,7 @@ Part of :mod:`hdcnn.cascade` (see its docstring for the rules).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: How :func:`load_cascade` treats a folder's known answers.
 KNOWN_ANSWER_MODES = ("check", "require", "skip")
+#: Largest number a checkpoint's network config may hold (sizes, counts): anything larger is a
+#: broken or hostile file, refused before a network is built (and memory allocated).
+MAX_CONFIG_NUMBER = 100_000
 #: Largest classifier input side accepted from a checkpoint (pixels).
 MAX_INPUT_SIDE = 4096
 
@@ -59,6 +63,13 @@ def _check_checkpoint(ckpt: Mapping[str, Any], part: Part, path: Path) -> None:
     config = ckpt.get("config")
     if not isinstance(config, Mapping):
         raise CheckpointError(str(path), "checkpoint config is not a dict")
+    for key, value in config.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if any(not math.isfinite(v) or abs(v) > MAX_CONFIG_NUMBER for v in numbers):
+            raise CheckpointError(
+                str(path), f"config {str(key)[:40]} holds a number beyond {MAX_CONFIG_NUMBER:g}"
+            )
     if part == Part.DETECTOR:
         return
     n = config.get("num_classes")
