@@ -508,7 +508,9 @@ def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, T
             # may have lowered c1_lesion), so calibrating twice gives the same thresholds
             base = replace(
                 experiment.detectors[concept].thresholds,
-                c1_lesion=c1_train if concept == "det-hier" and c1_train is not None else 0.5,
+                c1_lesion=c1_train
+                if concept == "det-hier" and c1_train is not None
+                else Thresholds().c1_lesion,
             )
         else:
             base = experiment.whole[concept].thresholds
