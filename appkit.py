@@ -31,12 +31,14 @@ import streamlit as st
 
 from hdcnn import analysis as lib
 from hdcnn.analysis import VIEW_TITLES, Analysis, ExamAnalysis, model_info  # noqa: F401
-from hdcnn.domain import TrainingDomain, training_domain
+from hdcnn.config import CONFIG_FILE, CascadeConfig, weight_file
+from hdcnn.domain import MIAS_DOMAIN, TrainingDomain
 from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
 from hdcnn.runtime import limit_malloc_arenas, return_free_memory
+from hdcnn.terms import Part
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,7 @@ def weights_dir() -> Path:
 
 def weights_present(directory: Path) -> bool:
     """Whether ``directory`` holds at least the detector checkpoint."""
-    return (directory / "detector.pt").is_file()
+    return (directory / weight_file(Part.DETECTOR)).is_file()
 
 
 @st.cache_resource(show_spinner="Loading the model …", max_entries=2)
@@ -159,7 +161,7 @@ def _load_cascade(path: str, stamp: float) -> Any:
     from hdcnn.cascade import load_cascade
 
     del stamp  # part of the cache key only: reload when the weights change
-    return load_cascade(path)
+    return load_cascade(path, known_answers="require")
 
 
 def get_cascade(*, quiet: bool = False) -> Any | None:
@@ -188,13 +190,16 @@ def get_cascade(*, quiet: bool = False) -> Any | None:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _training_domain(path: str, stamp: float) -> TrainingDomain:
     del stamp
-    return training_domain(path)
+    try:
+        return CascadeConfig.load(path).training_domain
+    except HDCNNError:  # the model itself is refused with the reason (get_cascade)
+        return MIAS_DOMAIN
 
 
 def domain() -> TrainingDomain:
     """The training domain of the weights in use (``cascade.json``, else mini-MIAS)."""
     directory = weights_dir()
-    config = directory / "cascade.json"
+    config = directory / CONFIG_FILE
     stamp = config.stat().st_mtime if config.is_file() else 0.0
     return _training_domain(str(directory), stamp)
 

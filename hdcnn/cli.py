@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "compare": "compare",
     "pacs": "pacs",
     "calibrate": "calibrate",
+    "models": "models",
 }
 
 

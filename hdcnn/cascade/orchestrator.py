@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from hdcnn.config import LONG_SIDE, MAX_CANDIDATES
+from hdcnn.config import CONTEXT, LONG_SIDE, MAX_CANDIDATES
 from hdcnn.errors import CheckpointError, MammogramError
-from hdcnn.roi import DEFAULT_CONTEXT, crop_rois, crop_rois_full_resolution
+from hdcnn.roi import crop_rois, crop_rois_full_resolution
 from hdcnn.terms import FindingStatus, Label
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 ImageInput = Union["Mammogram", str, os.PathLike, bytes, np.ndarray]
 
 
-DEFAULT_LONG_SIDE = LONG_SIDE
-DEFAULT_MAX_CANDIDATES = MAX_CANDIDATES
 #: Crops per classifier forward pass. Batches of 5-10 crops of 128 px run faster on the CPU than
 #: one batch of 20 (the activations stay in the CPU cache).
 CLASSIFY_BATCH = 8
@@ -91,9 +89,9 @@ class Cascade:
         head: CropHead,
         *,
         thresholds: Thresholds | None = None,
-        long_side: int = DEFAULT_LONG_SIDE,
-        context: float = DEFAULT_CONTEXT,
-        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        long_side: int = LONG_SIDE,
+        context: float = CONTEXT,
+        max_candidates: int = MAX_CANDIDATES,
         name: str = "hdcnn",
         files: Mapping[str, str] | None = None,
         calibration: Calibration | None = None,

@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     from hdcnn.cascade import load_cascade
     from hdcnn.utils import atomic_write_text
 
-    cascade = load_cascade(args.weights)
+    cascade = load_cascade(args.weights, known_answers="require")
     if args.max_candidates is not None:
         if args.max_candidates < 1:
             print("error: --max-candidates must be at least 1", file=sys.stderr)
