@@ -121,7 +121,7 @@ def closeup_image(pixels: np.ndarray, finding: dict[str, Any], *, side: int = 38
     """
     import cv2
 
-    from hdcnn.report import draw_findings
+    from hdcnn.overlay import draw_findings
 
     x0, y0, x1, y1 = closeup_window(finding["box"], pixels.shape)
     window = pixels[y0:y1, x0:x1]

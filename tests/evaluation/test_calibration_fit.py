@@ -116,14 +116,14 @@ def test_evaluate_calibration_on_other_images() -> None:
 
 
 def test_calibrate_folder_writes_cascade_json(tmp_path) -> None:
-    cfg = CascadeConfig.from_json({**CONFIG, "name": "x", "files": {"a.pt": "00"}})
+    cfg = CascadeConfig.from_json({**CONFIG, "name": "x", "files": {"a.pt": "0" * 64}})
     cfg.save(tmp_path, hash_files=False)
     doc = {"images": [r.to_dict() for r in _results()]}
     (tmp_path / "oof_predictions.json").write_text(json.dumps(doc))
     calib = cal.calibrate_folder(tmp_path, n_boot=20)
     back = CascadeConfig.load(tmp_path)
     assert back.calibration is not None and back.calibration.to_json() == calib.to_json()
-    assert back.files == {"a.pt": "00"} and back.thresholds == cfg.thresholds
+    assert back.files == {"a.pt": "0" * 64} and back.thresholds == cfg.thresholds
     assert not list(tmp_path.glob("*.tmp-*"))
     with pytest.raises(DatasetError, match=r"nothing\.json"):
         cal.calibrate_folder(tmp_path, tmp_path / "nothing.json")
