@@ -93,6 +93,10 @@ def predict_files(
 ) -> dict[str, Any]:
     """Predict every file; unreadable inputs become error entries.
 
+    The files are analysed in the process's analysis pool (:func:`hdcnn.scheduler.shared_pool`:
+    as many at once as the usable cores allow, with the app's thread rule); the results keep
+    the order of ``paths``.
+
     Args:
         cascade: a loaded :class:`hdcnn.cascade.Cascade`.
         paths: image files.
@@ -110,14 +114,22 @@ def predict_files(
     from hdcnn.cascade import combine_exam
     from hdcnn.errors import CheckpointError, HDCNNError
     from hdcnn.reader import short_reason
+    from hdcnn.scheduler import shared_pool
 
     names = names or [str(p) for p in paths]
     results: list[dict[str, Any]] = []
     groups: dict[str | None, list[tuple[str | None, str | None, Any]]] = {}
-    for path, shown in zip(paths, names, strict=True):
+    pool = shared_pool()  # the app's thread rule: files run side by side, one per worker
+    jobs = [
+        pool.submit(cascade.predict, path, name=None if shown == str(path) else shown)
+        for path, shown in zip(paths, names, strict=True)
+    ]
+    for job, shown in zip(jobs, names, strict=True):
         try:
-            pred = cascade.predict(path, name=None if shown == str(path) else shown)
+            pred = job.result()
         except CheckpointError:
+            for other in jobs:
+                other.cancel()
             raise
         except HDCNNError as exc:
             results.append({"input": shown, "error": exc.problem})
@@ -200,8 +212,10 @@ def format_table(doc: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Load the cascade, predict every path, print a table, write JSON; returns the exit code."""
     from hdcnn.cascade import load_cascade
+    from hdcnn.scheduler import shared_pool
     from hdcnn.utils import atomic_write_text
 
+    shared_pool()  # threads chosen by the one rule before torch runs anything
     cascade = load_cascade(args.weights)
     if args.max_candidates is not None:
         if args.max_candidates < 1:
