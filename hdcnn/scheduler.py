@@ -205,9 +205,10 @@ class QueueStatus:
             return f"{what} is running."
         eta = "" if self.eta_s is None else f"; it should start in about {self.eta_s:.0f} s"
         place = "next" if self.position == 1 else f"number {self.position}"
+        running = f"{self.running} {'analysis' if self.running == 1 else 'analyses'} running"
         return (
-            f"{what} is queued: {place} in line ({self.running} analyses running, "
-            f"{self.workers} at a time on this server){eta}."
+            f"{what} is queued: {place} in line ({running}, {self.workers} at a time on this "
+            f"server){eta}."
         )
 
 
@@ -244,7 +245,8 @@ class Job(Generic[T]):
         """Wait in the calling thread, telling ``on_status`` where the job stands.
 
         ``on_status`` is called at once, then each time the job's place in line changes
-        (moves up, or starts), in the caller's thread (a Streamlit script may draw in it).
+        (it moved up, or started while this was waiting), in the caller's thread (a
+        Streamlit script may draw in it). Checked every ``poll_s`` seconds.
 
         Returns:
             The call's value.

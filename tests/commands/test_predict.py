@@ -133,3 +133,24 @@ def test_max_candidates_limits_the_classified_boxes(weights_dir: Path, tmp_path:
     assert run_cli([*argv, "--max-candidates", "2"]) == 0
     assert 0 < len(json.loads(out.read_text())["results"][0]["findings"]) <= 2
     assert run_cli([*argv, "--max-candidates", "0"]) == 2
+
+
+def test_predict_runs_its_files_in_the_apps_analysis_pool(
+    weights_dir: Path, tmp_path: Path
+) -> None:
+    from hdcnn.cascade import load_cascade
+    from hdcnn.scheduler import shared_pool, thread_plan
+
+    paths = [
+        write_png(tmp_path / f"{i}.png", breast_image(120, 90, left=i % 2 == 0)) for i in range(3)
+    ]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    pool = shared_pool()
+    before = pool.finished
+    doc = predict.predict_files(load_cascade(weights_dir), [paths[0], bad, *paths[1:]])
+    assert pool.finished - before == 4  # every file, the unreadable one too, ran in the pool
+    assert [r["input"] for r in doc["results"]] == [str(p) for p in (paths[0], bad, *paths[1:])]
+    assert "error" in doc["results"][1] and "label" in doc["results"][2]
+    assert (pool.workers, pool.threads) == (thread_plan().workers, thread_plan().threads)
+    assert torch.get_num_threads() == pool.threads
