@@ -181,6 +181,7 @@ def _load_cascade(path: str, stamp: float) -> Any:
     from hdcnn.cascade import load_cascade
 
     del stamp  # part of the cache key only: reload when the weights change
+    shared_pool()  # the thread rule is applied before torch runs anything
     return load_cascade(path)
 
 

