@@ -148,6 +148,7 @@ class ThroughApp(Target):
 
         self.log = Path(tempfile.mkdtemp(prefix="hdcnn-bench-load-")) / "server.log"
         env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        env["PYTHONPATH"] = str(app_dir.resolve())  # that checkout's hdcnn, not this one's
         env["HDCNN_WEIGHTS"] = str(weights.resolve())
         env["HDCNN_SAMPLES_DIR"] = str(self.log.parent / "samples")
         with self.log.open("wb") as log:
