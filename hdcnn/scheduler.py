@@ -156,8 +156,8 @@ def configure_process(threads: int) -> None:
     - one inter-op thread (analyses never fork torch work, and a pool of idle inter-op
       threads per core only adds threads); torch refuses the change once inter-op work ran
       or after it was set: then it is left as it is;
-    - OpenCV's own thread pool (resizes, filters of the preprocessing) to the same count: its
-      threads also wait actively for work.
+    - OpenCV's own thread pool (resizes, filters of the preprocessing; pthreads in the
+      wheels) to the same count: by default it adds a thread per core beside the workers.
     """
     import cv2
     import torch
@@ -204,6 +204,8 @@ class QueueStatus:
         if not self.queued:
             return f"{what} is running."
         eta = "" if self.eta_s is None else f"; it should start in about {self.eta_s:.0f} s"
+        if self.eta_s is not None and self.eta_s < 1:
+            eta = "; it should start within a second"
         place = "next" if self.position == 1 else f"number {self.position}"
         running = f"{self.running} {'analysis' if self.running == 1 else 'analyses'} running"
         return (

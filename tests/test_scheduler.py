@@ -231,4 +231,5 @@ def test_the_queue_sentence() -> None:
     assert "2 analyses running, 2 at a time" in text and "about 2 s" in text
     assert "next in line" in QueueStatus(1, 2, 1, 2).describe("This view")
     assert "about" not in QueueStatus(1, 2, 1, 2).describe()
+    assert "within a second" in QueueStatus(1, 2, 1, 2, 0.4).describe()
     assert not QueueStatus(0, 1, 0, 2).queued
