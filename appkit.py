@@ -350,10 +350,11 @@ def queue_notice(status: QueueStatus, place: Any, *, what: str = "Your analysis"
         place.empty()
 
 
-def wait_for(job: Job, *, what: str = "Your analysis") -> Any:
+def wait_for(job: Job, *, what: str = "Your analysis", place: Any | None = None) -> Any:
     """The value of a job of the shared analysis pool; while it waits for a free worker the
-    page says so, with its place in line (:meth:`hdcnn.scheduler.Job.wait`)."""
-    place = st.empty()
+    page says so, with its place in line (:meth:`hdcnn.scheduler.Job.wait`), in ``place``
+    (an ``st.empty``; a new one here by default)."""
+    place = st.empty() if place is None else place
     try:
         return job.wait(lambda status: queue_notice(status, place, what=what))
     finally:
@@ -416,13 +417,14 @@ def _cached_analysis(
         return held
     try:
         with st.spinner(f"Analysing {name} …"):
+            job = _submit_once(f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key)
+            notice = st.empty()  # its place in line, above the result's empty layout
             holder = st.empty()
             if skeleton is not None:
                 with holder.container():
                     skeleton()
             try:
-                job = _submit_once(f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key)
-                analysis = wait_for(job)
+                analysis = wait_for(job, place=notice)
             finally:
                 holder.empty()
     except HDCNNError as exc:

@@ -159,6 +159,7 @@ class ThroughApp(Target):
                 args=("--server.enableXsrfProtection", "false"),  # the client has no cookies
             )
         self.port = int(url.rsplit(":", 1)[1])
+        self.queued = 0  # analyses whose page said they were queued (their place in line)
         self.data = [f.read_bytes() for f in files]
         print(f"app: streamlit run {app_dir.resolve()}/app.py (server log {self.log})")
 
@@ -179,6 +180,7 @@ class ThroughApp(Target):
             session.close()
         if not any(h.startswith("Verdict:") for h in shown.headings) or shown.errors:
             raise RuntimeError(f"no verdict shown: {shown.headings} {shown.errors}")
+        self.queued += any(" is queued: " in text for text in shown.texts)
         return seconds
 
     def cpu_seconds(self) -> float:
@@ -249,6 +251,8 @@ def main() -> int:
                 hog.wait()
     finally:
         target.close()
+    if isinstance(target, ThroughApp):
+        print(f"analyses whose page showed their place in the queue: {target.queued}")
     if 1 in results:
         one = results[1]
         print(
