@@ -401,7 +401,9 @@ def shared_pool() -> AnalysisPool:
     """The process's analysis pool, built on first use by :func:`thread_plan`.
 
     Every analysis of the app (images, exam views, Grad-CAM) and of ``python -m hdcnn
-    predict`` runs in it, so they never add up to more busy threads than cores.
+    predict`` runs in it, so they never add up to more busy threads than cores. A call
+    running in the pool must not wait for another job of it (with every worker busy, it
+    would wait for ever).
     """
     global _SHARED
     with _SHARED_LOCK:

@@ -124,34 +124,36 @@ def predict_files(
         pool.submit(cascade.predict, path, name=None if shown == str(path) else shown)
         for path, shown in zip(paths, names, strict=True)
     ]
-    for job, shown in zip(jobs, names, strict=True):
-        try:
-            pred = job.result()
-        except CheckpointError:
-            for other in jobs:
-                other.cancel()
-            raise
-        except HDCNNError as exc:
-            results.append({"input": shown, "error": exc.problem})
-            log.warning("%s: %s", shown, exc.problem)
-            continue
-        except OSError as exc:  # e.g. a folder given as a file
-            results.append({"input": shown, "error": exc.strerror or type(exc).__name__})
-            log.warning("%s: %s", shown, exc.strerror or type(exc).__name__)
-            continue
-        except Exception as exc:  # a bug must not cost the other files their results
-            problem = f"internal error ({short_reason(exc)})"
-            results.append({"input": shown, "error": problem})
-            log.error("%s: %s", shown, problem)
-            continue
-        entry = pred.to_dict()
-        entry["input"] = shown
-        results.append(entry)
-        meta = pred.meta
-        key = getattr(meta, "study_key", None)
-        groups.setdefault(key, []).append(
-            (getattr(meta, "laterality", None), getattr(meta, "view", None), pred)
-        )
+    try:
+        for job, shown in zip(jobs, names, strict=True):
+            try:
+                pred = job.result()
+            except CheckpointError:
+                raise
+            except HDCNNError as exc:
+                results.append({"input": shown, "error": exc.problem})
+                log.warning("%s: %s", shown, exc.problem)
+                continue
+            except OSError as exc:  # e.g. a folder given as a file
+                results.append({"input": shown, "error": exc.strerror or type(exc).__name__})
+                log.warning("%s: %s", shown, exc.strerror or type(exc).__name__)
+                continue
+            except Exception as exc:  # a bug must not cost the other files their results
+                problem = f"internal error ({short_reason(exc)})"
+                results.append({"input": shown, "error": problem})
+                log.error("%s: %s", shown, problem)
+                continue
+            entry = pred.to_dict()
+            entry["input"] = shown
+            results.append(entry)
+            meta = pred.meta
+            key = getattr(meta, "study_key", None)
+            groups.setdefault(key, []).append(
+                (getattr(meta, "laterality", None), getattr(meta, "view", None), pred)
+            )
+    finally:  # a broken model or an interrupt: the files still queued never run
+        for job in jobs:
+            job.cancel()
     exams = (
         [
             combine_exam(items, cascade.thresholds, key=key).to_dict()
