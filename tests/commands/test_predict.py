@@ -154,3 +154,19 @@ def test_predict_runs_its_files_in_the_apps_analysis_pool(
     assert "error" in doc["results"][1] and "label" in doc["results"][2]
     assert (pool.workers, pool.threads) == (thread_plan().workers, thread_plan().threads)
     assert torch.get_num_threads() == pool.threads
+
+
+def test_a_broken_model_stops_the_run_through_the_pool(tmp_path: Path) -> None:
+    from hdcnn.errors import CheckpointError
+    from hdcnn.scheduler import shared_pool
+
+    class Broken:
+        name, sha256, thresholds = "broken", "0" * 64, None
+
+        def predict(self, path: Path, name: str | None = None) -> None:
+            raise CheckpointError("detector.pt", "the networks gave non-finite outputs")
+
+    paths = [tmp_path / f"{i}.png" for i in range(5)]
+    with pytest.raises(CheckpointError, match="non-finite"):
+        predict.predict_files(Broken(), paths)
+    assert shared_pool().submit(len, paths).result(60) == 5  # the pool goes on
