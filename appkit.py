@@ -22,7 +22,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
 from hdcnn.runtime import limit_malloc_arenas, return_free_memory
+from hdcnn.scheduler import Job, QueueStatus, shared_pool
 from hdcnn.terms import Part
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
@@ -161,6 +161,7 @@ def _load_cascade(path: str, stamp: float) -> Any:
     from hdcnn.cascade import load_cascade
 
     del stamp  # part of the cache key only: reload when the weights change
+    shared_pool()  # the thread rule is applied before torch runs anything
     return load_cascade(path, known_answers="require")
 
 
@@ -234,7 +235,9 @@ def finding_cams_cached(cascade: Any, analysis: Analysis, prediction: Any, stage
     if held is not None and held[0] == key:
         return held[1]
     with st.spinner("Computing Grad-CAM …"):
-        cams = finding_cams(cascade, prediction, stage=stage)
+        job = shared_pool().submit(finding_cams, cascade, prediction, stage=stage)
+        _session_release().track(job)
+        cams = wait_for(job, what="Grad-CAM")
     st.session_state["cams"] = (key, cams)
     return cams
 
@@ -277,8 +280,17 @@ class _SessionRelease:
     def __init__(self, state: Any, session_id: str | None) -> None:
         self.state = state
         self.session_id = session_id
+        self.jobs: list[Job] = []  # this session's analyses in the shared pool
+
+    def track(self, job: Job) -> None:
+        """Cancel ``job`` on disconnect if it is still queued (keeps the unfinished ones)."""
+        self.jobs = [j for j in self.jobs if not j.done()]
+        self.jobs.append(job)
 
     def release(self) -> None:
+        for job in self.jobs:  # a visitor who left gives up its place in the queue
+            job.cancel()
+        self.jobs = []
         inner = getattr(self.state, "_state", self.state)  # SafeSessionState -> SessionState
         lock = getattr(self.state, "_lock", None)
         try:
@@ -311,6 +323,42 @@ def _session_release() -> _SessionRelease:
 
     ctx = get_script_run_ctx()
     return _SessionRelease(getattr(ctx, "session_state", None), getattr(ctx, "session_id", None))
+
+
+def queue_notice(status: QueueStatus, place: Any, *, what: str = "Your analysis") -> None:
+    """Where a queued analysis stands, in ``place`` (an ``st.empty``); nothing once it runs."""
+    if status.queued:
+        place.info(status.describe(what), icon=":material/hourglass_top:")
+    else:
+        place.empty()
+
+
+def wait_for(job: Job, *, what: str = "Your analysis", place: Any | None = None) -> Any:
+    """The value of a job of the shared analysis pool; while it waits for a free worker the
+    page says so, with its place in line (:meth:`hdcnn.scheduler.Job.wait`), in ``place``
+    (an ``st.empty``; a new one here by default)."""
+    place = st.empty() if place is None else place
+    try:
+        return job.wait(lambda status: queue_notice(status, place, what=what))
+    finally:
+        place.empty()
+
+
+def _submit_once(
+    name: str, content: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Job:
+    """``fn(*args, **kwargs)`` queued once in the shared pool for ``content`` (a digest), held
+    in session state ``name``: a rerun while it waits (the page was interrupted) waits for the
+    same job; a queued job of other content is cancelled (the user moved on)."""
+    held = st.session_state.get(name)
+    if held is not None and held[0] == content:
+        return held[1]
+    if held is not None:
+        held[1].cancel()
+    job = shared_pool().submit(fn, *args, **kwargs)
+    _session_release().track(job)  # also registers the release of this session on disconnect
+    st.session_state[name] = (content, job)
+    return job
 
 
 def analysis_for_upload(
@@ -352,24 +400,28 @@ def _cached_analysis(
         return held
     try:
         with st.spinner(f"Analysing {name} …"):
+            job = _submit_once(f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key)
+            notice = st.empty()  # its place in line, above the result's empty layout
             holder = st.empty()
             if skeleton is not None:
                 with holder.container():
                     skeleton()
             try:
-                analysis = analyse_bytes(data, name, cascade, key=key)
+                analysis = wait_for(job, place=notice)
             finally:
                 holder.empty()
     except HDCNNError as exc:
         st.session_state.pop(slot, None)
+        st.session_state.pop(f"{slot}_job", None)
         show_error(exc)
         return None
     except Exception as exc:  # never a traceback on screen: one line in the log, one message
         log.error("%s: analysis failed (%s)", name, type(exc).__name__)
         st.session_state.pop(slot, None)
+        st.session_state.pop(f"{slot}_job", None)
         st.error(f"Cannot use this image. {name}: it could not be analysed ({type(exc).__name__}).")
         return None
-    _session_release()  # registers the release of this session's state on disconnect
+    st.session_state.pop(f"{slot}_job", None)
     st.session_state[slot] = analysis
     st.session_state["last_analysis"] = analysis
     return analysis
@@ -388,40 +440,26 @@ def analysis_for_sample(
     return _cached_analysis(data, sample.title, cascade, slot=slot, skeleton=skeleton)
 
 
-@st.cache_resource(show_spinner=False)
-def _view_pool() -> ThreadPoolExecutor:
-    """Worker threads that analyse exam views (shared by all sessions).
-
-    As many workers as the CPU can run torch in parallel (cores / torch threads, at least
-    one). A view's analysis starts as soon as its bytes arrive and goes on when Streamlit
-    interrupts the run because the next view was dropped, so uploads and analyses overlap.
-    :class:`hdcnn.cascade.Cascade` keeps no per-call state: threads may share it.
-    """
-    import torch
-
-    workers = max(1, min(4, (os.cpu_count() or 1) // max(1, torch.get_num_threads())))
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hdcnn-view")
-
-
-def _exam_view(data: bytes, name: str, cascade: Any) -> Future:
-    """The analysis of one exam view, started once per session and content (a future)."""
+def _exam_view(data: bytes, name: str, cascade: Any) -> Job:
+    """The analysis of one exam view, queued once per session and content in the shared
+    pool (:func:`hdcnn.scheduler.shared_pool`, where every analysis runs)."""
     digest = hashlib.sha256(data).hexdigest()
     key = (digest, id(cascade))
-    _session_release()  # exam-only sessions are released on disconnect too
     held: dict = st.session_state.setdefault("exam_views", {})
     if key not in held:
-        held[key] = _view_pool().submit(
+        held[key] = shared_pool().submit(
             lib.analyse_bytes, data, name, cascade, domain=domain(), key=digest
         )
+        _session_release().track(held[key])
         for old in list(held)[:-8]:  # keep the last eight views of this session
-            del held[old]
+            held.pop(old).cancel()
     return held[key]
 
 
 def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnalysis | None:
     """The exam of up to four views, with per-view progress.
 
-    Every view's analysis is started first, in worker threads (:func:`_view_pool`), before
+    Every view's analysis is queued first, in the shared pool (:func:`_exam_view`), before
     anything is drawn; a view is analysed once per session (adding a fourth view analyses
     only that one). The exam is then assembled by :func:`hdcnn.analysis.assemble_exam`
     (header laterality and view win over the slot, mismatches become warnings).
@@ -445,9 +483,14 @@ def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnaly
         bar = st.progress(0.0)
         for done, slot in enumerate(order):
             name = inputs[slot][1]
-            bar.progress(done / total, text=f"View {done + 1} of {total}: {name}")
+            text = f"View {done + 1} of {total}: {name}"
+
+            def show(status: QueueStatus, done: int = done, text: str = text) -> None:
+                queued = f" — {status.describe('this view')}" if status.queued else ""
+                bar.progress(done / total, text=text + queued)
+
             try:
-                analysis = futures[slot].result()
+                analysis = futures[slot].wait(show)
             except HDCNNError as exc:
                 show_error(exc)
                 continue

@@ -110,6 +110,10 @@ def predict_files(
 ) -> dict[str, Any]:
     """Predict every file; unreadable inputs become error entries.
 
+    The files are analysed in the process's analysis pool (:func:`hdcnn.scheduler.shared_pool`:
+    as many at once as the usable cores allow, with the app's thread rule); the results keep
+    the order of ``paths``.
+
     Args:
         cascade: a loaded :class:`hdcnn.cascade.Cascade`.
         paths: image files.
@@ -127,36 +131,46 @@ def predict_files(
     from hdcnn.cascade import combine_exam
     from hdcnn.errors import CheckpointError, HDCNNError
     from hdcnn.reader import short_reason
+    from hdcnn.scheduler import shared_pool
 
     names = names or [str(p) for p in paths]
     results: list[dict[str, Any]] = []
     groups: dict[str | None, list[tuple[str | None, str | None, Any]]] = {}
-    for path, shown in zip(paths, names, strict=True):
-        try:
-            pred = cascade.predict(path, name=None if shown == str(path) else shown)
-        except CheckpointError:
-            raise
-        except HDCNNError as exc:
-            results.append({"input": shown, "error": exc.problem})
-            log.warning("%s: %s", shown, exc.problem)
-            continue
-        except OSError as exc:  # e.g. a folder given as a file
-            results.append({"input": shown, "error": exc.strerror or type(exc).__name__})
-            log.warning("%s: %s", shown, exc.strerror or type(exc).__name__)
-            continue
-        except Exception as exc:  # a bug must not cost the other files their results
-            problem = f"internal error ({short_reason(exc)})"
-            results.append({"input": shown, "error": problem})
-            log.error("%s: %s", shown, problem)
-            continue
-        entry = pred.to_dict()
-        entry["input"] = shown
-        results.append(entry)
-        meta = pred.meta
-        key = getattr(meta, "study_key", None)
-        groups.setdefault(key, []).append(
-            (getattr(meta, "laterality", None), getattr(meta, "view", None), pred)
-        )
+    pool = shared_pool()  # the app's thread rule: files run side by side, one per worker
+    jobs = [
+        pool.submit(cascade.predict, path, name=None if shown == str(path) else shown)
+        for path, shown in zip(paths, names, strict=True)
+    ]
+    try:
+        for job, shown in zip(jobs, names, strict=True):
+            try:
+                pred = job.result()
+            except CheckpointError:
+                raise
+            except HDCNNError as exc:
+                results.append({"input": shown, "error": exc.problem})
+                log.warning("%s: %s", shown, exc.problem)
+                continue
+            except OSError as exc:  # e.g. a folder given as a file
+                results.append({"input": shown, "error": exc.strerror or type(exc).__name__})
+                log.warning("%s: %s", shown, exc.strerror or type(exc).__name__)
+                continue
+            except Exception as exc:  # a bug must not cost the other files their results
+                problem = f"internal error ({short_reason(exc)})"
+                results.append({"input": shown, "error": problem})
+                log.error("%s: %s", shown, problem)
+                continue
+            entry = pred.to_dict()
+            entry["input"] = shown
+            results.append(entry)
+            meta = pred.meta
+            key = getattr(meta, "study_key", None)
+            groups.setdefault(key, []).append(
+                (getattr(meta, "laterality", None), getattr(meta, "view", None), pred)
+            )
+    finally:  # a broken model or an interrupt: the files still queued never run
+        for job in jobs:
+            job.cancel()
     exams = (
         [
             combine_exam(items, cascade.thresholds, key=key).to_dict()
@@ -229,8 +243,10 @@ def format_table(doc: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Load the cascade, predict every path, print a table, write JSON; returns the exit code."""
     from hdcnn.cascade import load_cascade
+    from hdcnn.scheduler import shared_pool
     from hdcnn.utils import atomic_write_text
 
+    shared_pool()  # threads chosen by the one rule before torch runs anything
     cascade = load_cascade(args.weights, known_answers="require")
     if args.max_candidates is not None:
         if args.max_candidates < 1:
