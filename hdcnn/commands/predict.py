@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote %s", args.json)
     skipped: list[tuple[Path, str]] = []
     if recorder is not None:
-        written, skipped = recorder.write(args.dicom_out, exam=args.exam)
+        written, skipped = recorder.write(args.dicom_out, exam=args.exam, order=paths)
         print(f"wrote {len(written)} DICOM object(s) to {args.dicom_out}")
         for path, why in skipped:
             shown = names[paths.index(path)] if names else str(path)

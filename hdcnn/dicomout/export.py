@@ -330,13 +330,19 @@ class PredictionRecorder:
         return pred
 
     def write(
-        self, folder: str | os.PathLike[str], *, exam: bool = False
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        exam: bool = False,
+        order: Sequence[str | os.PathLike[str]] | None = None,
     ) -> tuple[list[Path], list[tuple[Path, str]]]:
         """Write the DICOM objects of every recorded DICOM input into ``folder``.
 
         Args:
             exam: one report per exam (grouped as ``predict --exam`` groups) instead of one
                 per image.
+            order: the inputs in the order given (predictions finish in any order when the
+                analysis pool runs them side by side); images are numbered in this order.
 
         Returns:
             ``(written paths, [(input, why it got no output)])``: non-DICOM inputs get
@@ -345,7 +351,11 @@ class PredictionRecorder:
         images: list[SourceImage] = []
         stems: list[str] = []
         skipped: list[tuple[Path, str]] = []
-        for position, (path, pred) in enumerate(self.records, 1):
+        records = list(self.records)
+        if order is not None:
+            rank = {Path(p): i for i, p in enumerate(order)}
+            records.sort(key=lambda r: rank.get(r[0], len(rank)))
+        for position, (path, pred) in enumerate(records, 1):
             fmt = getattr(pred.meta, "format", None)
             if fmt != "dicom":
                 skipped.append((path, not_dicom_message(fmt)))
