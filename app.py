@@ -6,9 +6,15 @@ shared helpers live in ``appkit.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="HD-CNN Mammo", page_icon=":material/radiology:", layout="wide")
+#: The page icon, served by the app itself: a ":material/...:" icon would make the browser
+#: fetch it from a font host on the internet (nothing is downloaded; it works offline).
+FAVICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+
+st.set_page_config(page_title="HD-CNN Mammo", page_icon=str(FAVICON), layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -22,7 +22,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,15 @@ import streamlit as st
 
 from hdcnn import analysis as lib
 from hdcnn.analysis import VIEW_TITLES, Analysis, ExamAnalysis, model_info  # noqa: F401
-from hdcnn.domain import TrainingDomain, training_domain
+from hdcnn.config import CONFIG_FILE, CascadeConfig, weight_file
+from hdcnn.domain import MIAS_DOMAIN, TrainingDomain
 from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
 from hdcnn.runtime import limit_malloc_arenas, return_free_memory
+from hdcnn.scheduler import Job, QueueStatus, shared_pool
+from hdcnn.terms import Part
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -70,10 +72,6 @@ def explanation(why: Explanation, *, thresholds: bool = True) -> None:
         st.caption(f"Thresholds in force: {thresholds_text(why.thresholds)}.")
 
 
-#: Widths (px) of the key columns of the Diagnose findings table: together they fit the
-#: table's column at a 1024 px wide window with the sidebar open, so they are never scrolled
-#: out of sight (the longer "why", score and box columns follow them).
-FINDINGS_KEY_WIDTHS: dict[str, int] = {"#": 30, "status": 130, "P(lesion)": 66, "P(malignant)": 92}
 #: Widths (px) of the Experiments table's columns (all key figures; they fit at 1024 px).
 EXPERIMENT_WIDTHS: dict[str, int] = {
     "concept": 80,
@@ -83,24 +81,6 @@ EXPERIMENT_WIDTHS: dict[str, int] = {
     "specificity": 74,
     "FROC @0.5/1/2 FP": 96,
 }
-
-
-def findings_columns() -> dict[str, Any]:
-    """``column_config`` of the Diagnose findings table."""
-    w = FINDINGS_KEY_WIDTHS
-    return {
-        "#": st.column_config.NumberColumn(width=w["#"], help="finding number, as on the boxes"),
-        "status": st.column_config.TextColumn(
-            width=w["status"], help="the stage that kept or refused the candidate"
-        ),
-        "P(lesion)": st.column_config.NumberColumn(format="%.3f", width=w["P(lesion)"]),
-        "P(malignant)": st.column_config.NumberColumn(
-            format="%.3f",
-            width=w["P(malignant)"],
-            help="P(lesion) × P(malignant | lesion), for candidates kept",
-        ),
-        "why": st.column_config.TextColumn(width="large"),
-    }
 
 
 def experiment_columns() -> dict[str, Any]:
@@ -169,7 +149,7 @@ def weights_dir() -> Path:
 
 def weights_present(directory: Path) -> bool:
     """Whether ``directory`` holds at least the detector checkpoint."""
-    return (directory / "detector.pt").is_file()
+    return (directory / weight_file(Part.DETECTOR)).is_file()
 
 
 @st.cache_resource(show_spinner="Loading the model …", max_entries=2)
@@ -181,7 +161,8 @@ def _load_cascade(path: str, stamp: float) -> Any:
     from hdcnn.cascade import load_cascade
 
     del stamp  # part of the cache key only: reload when the weights change
-    return load_cascade(path)
+    shared_pool()  # the thread rule is applied before torch runs anything
+    return load_cascade(path, known_answers="require")
 
 
 def get_cascade(*, quiet: bool = False) -> Any | None:
@@ -210,13 +191,16 @@ def get_cascade(*, quiet: bool = False) -> Any | None:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _training_domain(path: str, stamp: float) -> TrainingDomain:
     del stamp
-    return training_domain(path)
+    try:
+        return CascadeConfig.load(path).training_domain
+    except HDCNNError:  # the model itself is refused with the reason (get_cascade)
+        return MIAS_DOMAIN
 
 
 def domain() -> TrainingDomain:
     """The training domain of the weights in use (``cascade.json``, else mini-MIAS)."""
     directory = weights_dir()
-    config = directory / "cascade.json"
+    config = directory / CONFIG_FILE
     stamp = config.stat().st_mtime if config.is_file() else 0.0
     return _training_domain(str(directory), stamp)
 
@@ -251,7 +235,9 @@ def finding_cams_cached(cascade: Any, analysis: Analysis, prediction: Any, stage
     if held is not None and held[0] == key:
         return held[1]
     with st.spinner("Computing Grad-CAM …"):
-        cams = finding_cams(cascade, prediction, stage=stage)
+        job = shared_pool().submit(finding_cams, cascade, prediction, stage=stage)
+        _session_release().track(job)
+        cams = wait_for(job, what="Grad-CAM")
     st.session_state["cams"] = (key, cams)
     return cams
 
@@ -294,8 +280,17 @@ class _SessionRelease:
     def __init__(self, state: Any, session_id: str | None) -> None:
         self.state = state
         self.session_id = session_id
+        self.jobs: list[Job] = []  # this session's analyses in the shared pool
+
+    def track(self, job: Job) -> None:
+        """Cancel ``job`` on disconnect if it is still queued (keeps the unfinished ones)."""
+        self.jobs = [j for j in self.jobs if not j.done()]
+        self.jobs.append(job)
 
     def release(self) -> None:
+        for job in self.jobs:  # a visitor who left gives up its place in the queue
+            job.cancel()
+        self.jobs = []
         inner = getattr(self.state, "_state", self.state)  # SafeSessionState -> SessionState
         lock = getattr(self.state, "_lock", None)
         try:
@@ -328,6 +323,42 @@ def _session_release() -> _SessionRelease:
 
     ctx = get_script_run_ctx()
     return _SessionRelease(getattr(ctx, "session_state", None), getattr(ctx, "session_id", None))
+
+
+def queue_notice(status: QueueStatus, place: Any, *, what: str = "Your analysis") -> None:
+    """Where a queued analysis stands, in ``place`` (an ``st.empty``); nothing once it runs."""
+    if status.queued:
+        place.info(status.describe(what), icon=":material/hourglass_top:")
+    else:
+        place.empty()
+
+
+def wait_for(job: Job, *, what: str = "Your analysis", place: Any | None = None) -> Any:
+    """The value of a job of the shared analysis pool; while it waits for a free worker the
+    page says so, with its place in line (:meth:`hdcnn.scheduler.Job.wait`), in ``place``
+    (an ``st.empty``; a new one here by default)."""
+    place = st.empty() if place is None else place
+    try:
+        return job.wait(lambda status: queue_notice(status, place, what=what))
+    finally:
+        place.empty()
+
+
+def _submit_once(
+    name: str, content: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Job:
+    """``fn(*args, **kwargs)`` queued once in the shared pool for ``content`` (a digest), held
+    in session state ``name``: a rerun while it waits (the page was interrupted) waits for the
+    same job; a queued job of other content is cancelled (the user moved on)."""
+    held = st.session_state.get(name)
+    if held is not None and held[0] == content:
+        return held[1]
+    if held is not None:
+        held[1].cancel()
+    job = shared_pool().submit(fn, *args, **kwargs)
+    _session_release().track(job)  # also registers the release of this session on disconnect
+    st.session_state[name] = (content, job)
+    return job
 
 
 def analysis_for_upload(
@@ -369,24 +400,28 @@ def _cached_analysis(
         return held
     try:
         with st.spinner(f"Analysing {name} …"):
+            job = _submit_once(f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key)
+            notice = st.empty()  # its place in line, above the result's empty layout
             holder = st.empty()
             if skeleton is not None:
                 with holder.container():
                     skeleton()
             try:
-                analysis = analyse_bytes(data, name, cascade, key=key)
+                analysis = wait_for(job, place=notice)
             finally:
                 holder.empty()
     except HDCNNError as exc:
         st.session_state.pop(slot, None)
+        st.session_state.pop(f"{slot}_job", None)
         show_error(exc)
         return None
     except Exception as exc:  # never a traceback on screen: one line in the log, one message
         log.error("%s: analysis failed (%s)", name, type(exc).__name__)
         st.session_state.pop(slot, None)
+        st.session_state.pop(f"{slot}_job", None)
         st.error(f"Cannot use this image. {name}: it could not be analysed ({type(exc).__name__}).")
         return None
-    _session_release()  # registers the release of this session's state on disconnect
+    st.session_state.pop(f"{slot}_job", None)
     st.session_state[slot] = analysis
     st.session_state["last_analysis"] = analysis
     return analysis
@@ -405,40 +440,26 @@ def analysis_for_sample(
     return _cached_analysis(data, sample.title, cascade, slot=slot, skeleton=skeleton)
 
 
-@st.cache_resource(show_spinner=False)
-def _view_pool() -> ThreadPoolExecutor:
-    """Worker threads that analyse exam views (shared by all sessions).
-
-    As many workers as the CPU can run torch in parallel (cores / torch threads, at least
-    one). A view's analysis starts as soon as its bytes arrive and goes on when Streamlit
-    interrupts the run because the next view was dropped, so uploads and analyses overlap.
-    :class:`hdcnn.cascade.Cascade` keeps no per-call state: threads may share it.
-    """
-    import torch
-
-    workers = max(1, min(4, (os.cpu_count() or 1) // max(1, torch.get_num_threads())))
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hdcnn-view")
-
-
-def _exam_view(data: bytes, name: str, cascade: Any) -> Future:
-    """The analysis of one exam view, started once per session and content (a future)."""
+def _exam_view(data: bytes, name: str, cascade: Any) -> Job:
+    """The analysis of one exam view, queued once per session and content in the shared
+    pool (:func:`hdcnn.scheduler.shared_pool`, where every analysis runs)."""
     digest = hashlib.sha256(data).hexdigest()
     key = (digest, id(cascade))
-    _session_release()  # exam-only sessions are released on disconnect too
     held: dict = st.session_state.setdefault("exam_views", {})
     if key not in held:
-        held[key] = _view_pool().submit(
+        held[key] = shared_pool().submit(
             lib.analyse_bytes, data, name, cascade, domain=domain(), key=digest
         )
+        _session_release().track(held[key])
         for old in list(held)[:-8]:  # keep the last eight views of this session
-            del held[old]
+            held.pop(old).cancel()
     return held[key]
 
 
 def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnalysis | None:
     """The exam of up to four views, with per-view progress.
 
-    Every view's analysis is started first, in worker threads (:func:`_view_pool`), before
+    Every view's analysis is queued first, in the shared pool (:func:`_exam_view`), before
     anything is drawn; a view is analysed once per session (adding a fourth view analyses
     only that one). The exam is then assembled by :func:`hdcnn.analysis.assemble_exam`
     (header laterality and view win over the slot, mismatches become warnings).
@@ -462,9 +483,14 @@ def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnaly
         bar = st.progress(0.0)
         for done, slot in enumerate(order):
             name = inputs[slot][1]
-            bar.progress(done / total, text=f"View {done + 1} of {total}: {name}")
+            text = f"View {done + 1} of {total}: {name}"
+
+            def show(status: QueueStatus, done: int = done, text: str = text) -> None:
+                queued = f" — {status.describe('this view')}" if status.queued else ""
+                bar.progress(done / total, text=text + queued)
+
             try:
-                analysis = futures[slot].result()
+                analysis = futures[slot].wait(show)
             except HDCNNError as exc:
                 show_error(exc)
                 continue
@@ -486,6 +512,50 @@ def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnaly
     exam = lib.assemble_exam(views, cascade.thresholds, seconds=seconds)
     st.session_state["exam_analysis"] = exam
     return exam
+
+
+# ----------------------------------------------------------------------------- DICOM results
+
+DICOM_BUTTON = "Download DICOM results (.zip)"
+
+
+def dicom_download(
+    analyses: list[Analysis],
+    sources: Callable[[], list[bytes]],
+    cascade: Any,
+    *,
+    key: str,
+    exam: Any = None,
+) -> None:
+    """A download of the de-identified DICOM report and presentation states
+    (:func:`hdcnn.dicomout.export.analysis_zip`) for DICOM inputs; a note for the others.
+
+    Args:
+        sources: returns the inputs' bytes (called on the click, not on every rerun).
+    """
+    from hdcnn.dicomout.export import DEIDENTIFIED_NOTE, analysis_zip, not_dicom_message
+
+    other = [a for a in analyses if a.mammogram.meta.format != "dicom"]
+    if other:
+        st.caption(f"No DICOM results: {not_dicom_message(other[0].mammogram.meta.format)}.")
+        return
+
+    def build() -> bytes:
+        data = {hashlib.sha256(b).hexdigest(): b for b in sources()}
+        return analysis_zip(data, analyses, cascade, exam=exam)
+
+    st.download_button(
+        DICOM_BUTTON,
+        data=build,
+        file_name="hdcnn-dicom.zip",
+        mime="application/zip",
+        key=key,
+        on_click="ignore",
+    )
+    st.caption(
+        "Structured report (TID 1500) and presentation state for a DICOM viewer. "
+        + DEIDENTIFIED_NOTE
+    )
 
 
 # ----------------------------------------------------------------------------- samples
@@ -597,13 +667,15 @@ def load_manifest(name: str, root: str) -> Any | None:
         stamp = Path(root).expanduser().stat().st_mtime
     except OSError:
         stamp = 0.0
-    try:
-        with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
+    with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
+        try:
             manifest = _manifest(name, root, stamp)
-            status.update(label=f"{name}: {len(manifest)} images", state="complete")
-    except HDCNNError as exc:
-        st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
-        return None
+        except HDCNNError as exc:
+            # the box must not go on saying "Scanning …" once the scan has failed
+            status.update(label=f"{name}: not loaded", state="error")
+            st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
+            return None
+        status.update(label=f"{name}: {len(manifest)} images", state="complete")
     return manifest
 
 

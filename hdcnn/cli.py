@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "cv": "cv",
     "compare": "compare",
+    "pacs": "pacs",
+    "calibrate": "calibrate",
+    "models": "models",
 }
 
 

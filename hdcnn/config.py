@@ -1,13 +1,27 @@
-"""``CascadeConfig``: the one typed reader and writer of a weights folder's ``cascade.json``.
+"""The weights folder: its file table and ``CascadeConfig``, the one reader and writer of its
+``cascade.json``.
 
-The settings that training and inference must agree on (preprocessing size, crop size and
-source, ROI context, candidate count, whole-image size) have their single default here, travel
-with the weights in ``cascade.json``, and are checked against the checkpoints when a cascade is
-loaded (:func:`hdcnn.cascade.load_cascade`). The JSON layout::
+A weights folder holds one checkpoint per :class:`~hdcnn.terms.Part` (:data:`WEIGHT_FILES`
+names its file and output classes) and :data:`CONFIG_FILE`. The settings that training and
+inference must agree on (preprocessing size, crop size and source, ROI context, candidate
+count, whole-image size) have their single default here, travel with the weights in
+``cascade.json``, and are checked against the checkpoints when a cascade is loaded
+(:func:`hdcnn.cascade.load_cascade`). The JSON layout::
 
     {"name", "preprocess": {"long_side"}, "roi": {"crop_size", "context", "crop_source"},
      "max_candidates", "whole_size", "thresholds", "concept_thresholds", "operating_points",
-     "training_domain", "split", "training", "files": {file: sha256}}
+     "training_domain", "split", "training", "files": {file: sha256}, "known_answers",
+     "calibration"}      # optional: hdcnn.calibration.Calibration (absent when not fitted)
+
+Every field is checked when the file is read (and when a :class:`CascadeConfig` is built): a
+wrong type, a value out of range or one that makes no verdict possible is refused with a
+:class:`~hdcnn.errors.CheckpointError` naming the file, the field and the value. Absent fields
+take their defaults; unknown fields are refused (a typo must not silently fall back to a
+default).
+
+Adding an optional field: a dataclass field with its default (``None`` for "absent"), its
+coercion in :meth:`CascadeConfig.__post_init__` (a typed record with ``from_json`` /
+``to_json``, like :class:`KnownAnswers`), and its key in :meth:`CascadeConfig.to_json`.
 """
 
 from __future__ import annotations
@@ -15,14 +29,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hdcnn.domain import MIAS_DOMAIN
+from hdcnn import jsonfields as jf
+from hdcnn.calibration import Calibration
+from hdcnn.domain import MIAS_DOMAIN, TrainingDomain
 from hdcnn.errors import CheckpointError
+from hdcnn.terms import Concept, Part
+from hdcnn.thresholds import Thresholds
 from hdcnn.utils import atomic_write_text
 
+#: The settings file of a weights folder.
+CONFIG_FILE = "cascade.json"
 #: Model-image long side in pixels (detector input, whole-image models' source).
 LONG_SIDE = 512
 #: Side of the square classifier crops.
@@ -35,9 +55,49 @@ SCRATCH_CROP_SIZE = 64
 MAX_CANDIDATES = 20
 #: Input ``(h, w)`` of the whole-image models.
 WHOLE_SIZE = (512, 320)
+#: Train / validation / test patient shares of a hold-out split.
+FRACTIONS = (0.6, 0.2, 0.2)
+#: Wanted sensitivity of every sensitivity operating point (C1's crops, abnormal and malignant
+#: images) unless a run says otherwise.
+SENSITIVITY = 0.9
+#: Where crops are cut: ``"model"`` = the downsampled model image, ``"original"`` = the
+#: original pixels (full resolution, see :func:`hdcnn.roi.crop_rois_full_resolution`).
+CROP_SOURCES = ("model", "original")
+#: Operating-point rules of :func:`hdcnn.cascade.choose_thresholds`.
+OPERATING_RULES = ("sensitivity", "youden")
 
 
-def _sha256(path: Path) -> str:
+@dataclass(frozen=True)
+class WeightFile:
+    """One checkpoint of a weights folder: its part, file name and output classes (in order)."""
+
+    part: Part
+    file: str
+    classes: tuple[str, ...]
+
+
+#: The one table of a weights folder's checkpoints (docs/ARCHITECTURE.md).
+WEIGHT_FILES: dict[Part, WeightFile] = {
+    w.part: w
+    for w in (
+        WeightFile(Part.DETECTOR, "detector.pt", ("lesion",)),
+        WeightFile(Part.C1, "c1_lesion.pt", ("normal", "lesion")),
+        WeightFile(Part.C2, "c2_malignancy.pt", ("benign", "malignant")),
+        WeightFile(Part.CROP_FLAT, "crop_flat.pt", ("normal", "benign", "malignant")),
+        WeightFile(Part.WHOLE_FLAT, "whole_flat.pt", ("normal", "benign", "malignant")),
+        WeightFile(Part.WHOLE_ABNORMAL, "whole_abnormal.pt", ("normal", "abnormal")),
+        WeightFile(Part.WHOLE_MALIGNANCY, "whole_malignancy.pt", ("benign", "malignant")),
+    )
+}
+
+
+def weight_file(part: Part | str) -> str:
+    """The file name of ``part`` in a weights folder (e.g. ``"c1"`` -> ``"c1_lesion.pt"``)."""
+    return WEIGHT_FILES[Part(part)].file
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -45,27 +105,300 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _thresholds(value: Any, name: str, base: Thresholds | None = None) -> Thresholds:
+    if isinstance(value, Thresholds):
+        return value
+    try:
+        return Thresholds.from_dict(jf.as_object(value, name), base)
+    except jf.FieldError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise jf.FieldError(name, str(exc)) from exc
+
+
+# ----------------------------------------------------------------------------- typed records
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """How the thresholds were (or are to be) chosen.
+
+    Attributes:
+        rule: ``"sensitivity"`` (reach the sensitivities below) or ``"youden"``.
+        sens_abnormal / sens_malignant: wanted image sensitivities of the sensitivity rule.
+        c1_lesion_sensitivity: C1's crop-level lesion sensitivity (its training threshold).
+        chosen_on: where the thresholds were chosen (a note), if recorded.
+    """
+
+    rule: str = "sensitivity"
+    sens_abnormal: float = SENSITIVITY
+    sens_malignant: float = SENSITIVITY
+    c1_lesion_sensitivity: float | None = None
+    chosen_on: str | None = None
+
+    def __post_init__(self) -> None:
+        name = "operating_points"
+        jf.as_text(self.rule, f"{name}.rule", OPERATING_RULES)
+        for key in ("sens_abnormal", "sens_malignant", "c1_lesion_sensitivity"):
+            value = getattr(self, key)
+            if value is not None or key.startswith("sens_"):
+                object.__setattr__(self, key, jf.as_real(value, f"{name}.{key}", 1e-6, 1.0))
+        if self.chosen_on is not None:
+            jf.as_text(self.chosen_on, f"{name}.chosen_on")
+
+    @classmethod
+    def from_json(cls, data: Any, name: str = "operating_points") -> OperatingPoints:
+        d = jf.as_object(data, name)
+        jf.check_keys(d, name, [f.name for f in fields(cls)])
+        return cls(**d)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """The patients the weights were trained on.
+
+    Attributes:
+        dataset: adapter name of the training data (None when unknown).
+        kind: ``"holdout"`` (train/val/test patients) or ``"k-fold"`` (cross-validation folds;
+            the shipped models then saw every patient of every fold).
+        seed / fractions: the split's seed and train/val/test shares.
+        patients: hold-out split name -> patient ids.
+        folds: fold name -> the patient ids it held out.
+        shipped_models: a note on what the shipped models were trained on.
+    """
+
+    dataset: str | None = None
+    kind: str = "holdout"
+    seed: int = 0
+    fractions: tuple[float, float, float] = FRACTIONS
+    patients: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    folds: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    shipped_models: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any, name: str = "split") -> SplitRecord:
+        d = jf.as_object(data, name)
+        jf.check_keys(d, name, [f.name for f in fields(cls)])
+        dataset, note = d.get("dataset"), d.get("shipped_models")
+        fractions = jf.as_reals(d.get("fractions", list(FRACTIONS)), f"{name}.fractions", 0, 1)
+        if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise jf.FieldError(
+                f"{name}.fractions", f"expected three shares summing to 1, got {fractions}"
+            )
+        return cls(
+            dataset=None if dataset is None else jf.as_text(dataset, f"{name}.dataset"),
+            kind=jf.as_text(d.get("kind", "holdout"), f"{name}.kind", ("holdout", "k-fold")),
+            seed=jf.as_int(d.get("seed", 0), f"{name}.seed", 0, 2**63 - 1),
+            fractions=(fractions[0], fractions[1], fractions[2]),
+            patients=_groups(d.get("patients", {}), f"{name}.patients"),
+            folds=_groups(d.get("folds", {}), f"{name}.folds"),
+            shipped_models=None if note is None else jf.as_text(note, f"{name}.shipped_models"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dataset": self.dataset, "kind": self.kind, "seed": self.seed}
+        if self.kind == "holdout":
+            out["fractions"] = list(self.fractions)
+        if self.patients:
+            out["patients"] = {k: list(v) for k, v in self.patients.items()}
+        if self.folds:
+            out["folds"] = {k: list(v) for k, v in self.folds.items()}
+        if self.shipped_models is not None:
+            out["shipped_models"] = self.shipped_models
+        return out
+
+    def same_dataset(self, dataset: str) -> bool:
+        """Whether ``dataset`` (an adapter name) is the one these weights were trained on."""
+        norm = str(self.dataset or "").replace("_", "-")
+        return bool(norm) and norm == dataset.replace("_", "-")
+
+    def trained_patients(self) -> frozenset[str]:
+        """Patient ids the weights were fitted on: every fold's (k-fold), else the train split."""
+        if self.kind == "k-fold":
+            return frozenset(p for group in self.folds.values() for p in group)
+        return frozenset(self.patients.get("train", ()))
+
+
+def _groups(value: Any, name: str) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for key, ids in jf.as_object(value, name).items():
+        if not isinstance(ids, list | tuple) or not all(isinstance(p, str) for p in ids):
+            raise jf.FieldError(
+                f"{name}.{key}", f"expected a list of patient ids, got {jf.show(ids)}"
+            )
+        out[key] = tuple(ids)
+    return out
+
+
+@dataclass(frozen=True)
+class ReferenceAnswer:
+    """The expected outputs of the det-hier cascade on one reference input.
+
+    Attributes:
+        name: the reference input (:func:`hdcnn.cascade.known_answers.reference_images`).
+        input_sha256: SHA-256 of the input's pixels, so a changed generator is told apart from
+            changed weights.
+        boxes: detector boxes, model pixels ``[x1, y1, x2, y2]``, highest score first.
+        scores: their detector scores.
+        p_lesion: C1 P(lesion) of the crops of the first ``max_candidates`` boxes.
+        p_malignant: C2 P(malignant | lesion) of the same crops.
+        label / p_abnormal / p_malignant_image: the image verdict and its probabilities.
+    """
+
+    name: str
+    input_sha256: str
+    boxes: tuple[tuple[float, float, float, float], ...]
+    scores: tuple[float, ...]
+    p_lesion: tuple[float, ...]
+    p_malignant: tuple[float, ...]
+    label: str
+    p_abnormal: float
+    p_malignant_image: float
+
+    @classmethod
+    def from_json(cls, data: Any, name: str) -> ReferenceAnswer:
+        d = jf.as_object(data, name)
+        jf.check_keys(d, name, [f.name for f in fields(cls)])
+        try:
+            boxes_in = d["boxes"]
+            if not isinstance(boxes_in, list | tuple):
+                raise jf.FieldError(
+                    f"{name}.boxes", f"expected a list of boxes, got {jf.show(boxes_in)}"
+                )
+            boxes = []
+            for i, b in enumerate(boxes_in):
+                box = jf.as_reals(b, f"{name}.boxes[{i}]", -1e6, 1e6)
+                if len(box) != 4:
+                    raise jf.FieldError(
+                        f"{name}.boxes[{i}]", f"expected [x1, y1, x2, y2], got {box}"
+                    )
+                boxes.append((box[0], box[1], box[2], box[3]))
+            out = cls(
+                name=jf.as_text(d["name"], f"{name}.name"),
+                input_sha256=jf.as_sha(d["input_sha256"], f"{name}.input_sha256"),
+                boxes=tuple(boxes),
+                scores=jf.as_reals(d["scores"], f"{name}.scores", 0, 1),
+                p_lesion=jf.as_reals(d["p_lesion"], f"{name}.p_lesion", 0, 1),
+                p_malignant=jf.as_reals(d["p_malignant"], f"{name}.p_malignant", 0, 1),
+                label=jf.as_text(d["label"], f"{name}.label", ("normal", "benign", "malignant")),
+                p_abnormal=jf.as_real(d["p_abnormal"], f"{name}.p_abnormal", 0, 1),
+                p_malignant_image=jf.as_real(
+                    d["p_malignant_image"], f"{name}.p_malignant_image", 0, 1
+                ),
+            )
+        except KeyError as exc:
+            raise jf.FieldError(f"{name}.{exc.args[0]}", "missing") from exc
+        if len(out.scores) != len(out.boxes) or len(out.p_lesion) != len(out.p_malignant):
+            raise jf.FieldError(name, "boxes/scores or p_lesion/p_malignant lengths differ")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "input_sha256": self.input_sha256,
+            "boxes": [[round(v, 4) for v in b] for b in self.boxes],
+            "scores": [round(v, 7) for v in self.scores],
+            "p_lesion": [round(v, 7) for v in self.p_lesion],
+            "p_malignant": [round(v, 7) for v in self.p_malignant],
+            "label": self.label,
+            "p_abnormal": round(self.p_abnormal, 7),
+            "p_malignant_image": round(self.p_malignant_image, 7),
+        }
+
+
+@dataclass(frozen=True)
+class KnownAnswers:
+    """Expected det-hier outputs on the reference inputs (checked when a cascade is loaded).
+
+    Attributes:
+        tolerance: largest accepted absolute difference of a score or probability.
+        box_tolerance: largest accepted difference of a box coordinate (model pixels).
+        references: one :class:`ReferenceAnswer` per reference input.
+    """
+
+    tolerance: float
+    box_tolerance: float
+    references: tuple[ReferenceAnswer, ...]
+
+    @classmethod
+    def from_json(cls, data: Any, name: str = "known_answers") -> KnownAnswers:
+        d = jf.as_object(data, name)
+        jf.check_keys(d, name, ["tolerance", "box_tolerance", "references"])
+        refs = d.get("references")
+        if not isinstance(refs, list | tuple) or not refs:
+            raise jf.FieldError(
+                f"{name}.references", f"expected a non-empty list, got {jf.show(refs)}"
+            )
+        return cls(
+            tolerance=jf.as_real(d.get("tolerance"), f"{name}.tolerance", 0, 0.1),
+            box_tolerance=jf.as_real(d.get("box_tolerance"), f"{name}.box_tolerance", 0, 16),
+            references=tuple(
+                ReferenceAnswer.from_json(r, f"{name}.references[{i}]") for i, r in enumerate(refs)
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tolerance": self.tolerance,
+            "box_tolerance": self.box_tolerance,
+            "references": [r.to_json() for r in self.references],
+        }
+
+
+def _files(value: Any, name: str = "files") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, digest in jf.as_object(value, name).items():
+        if not key.endswith(".pt") or Path(key).name != key:
+            raise jf.FieldError(
+                name, f"expected weights file names (*.pt) as keys, got {jf.show(key)}"
+            )
+        out[key] = jf.as_sha(digest, f"{name}.{key}")
+    return dict(sorted(out.items()))
+
+
+# ----------------------------------------------------------------------------- CascadeConfig
+
+#: JSON path of each field that is not stored at the top level (for error messages).
+_NESTED = {
+    "long_side": "preprocess.long_side",
+    "crop_size": "roi.crop_size",
+    "context": "roi.context",
+    "crop_source": "roi.crop_source",
+}
+_DETECTOR_CONCEPTS = tuple(str(c) for c in Concept if c.uses_detector)
+
+
 @dataclass(frozen=True)
 class CascadeConfig:
-    """Everything ``cascade.json`` holds; one default per field.
+    """Everything ``cascade.json`` holds, typed and checked; one default per field.
+
+    Built from plain values too (a dict for a record field is parsed): every construction
+    runs the checks of the module docstring and raises a ``FieldError`` (a ``ValueError``);
+    :meth:`load` / :meth:`from_json` turn that into a :class:`CheckpointError` naming the file.
 
     Attributes:
         name: model name for reports.
         long_side / crop_size / context / crop_source / max_candidates / whole_size: the
             shared preprocessing and ROI settings (module constants are the defaults).
-            ``crop_source`` is ``"original"`` (crops cut from the full-resolution original
-            image) or ``"model"`` (from the downsampled model image).
-        thresholds: the det-hier operating thresholds (``hdcnn.cascade.Thresholds`` fields).
-        concept_thresholds: per concept, thresholds of the other three concepts.
+            ``crop_source`` is one of :data:`CROP_SOURCES`.
+        thresholds: the det-hier operating thresholds.
+        concept_thresholds: thresholds of the other three concepts (:meth:`thresholds_for`).
         operating_points: how the thresholds were chosen.
-        training_domain: :class:`hdcnn.domain.TrainingDomain` as a dict (the out-of-domain
-            notice compares every image with it).
-        split: the patients each part was trained on, or the cross-validation folds.
-        training: training summary (plain JSON).
+        training_domain: what the training images looked like (the out-of-domain notice).
+        split: the patients the weights were trained on, or the cross-validation folds.
+        training: training summary (plain JSON; informational).
         files: weights file name -> SHA-256 (checked on load).
+        known_answers: expected outputs on reference inputs (checked on load), or None.
+        calibration: probability maps and threshold bands fitted on out-of-fold scores
+            (:mod:`hdcnn.calibration`); None when not fitted.
     """
 
-    FILE: ClassVar[str] = "cascade.json"
+    FILE: ClassVar[str] = CONFIG_FILE
 
     name: str = "hdcnn"
     long_side: int = LONG_SIDE
@@ -74,13 +407,78 @@ class CascadeConfig:
     crop_source: str = "original"
     max_candidates: int = MAX_CANDIDATES
     whole_size: tuple[int, int] = WHOLE_SIZE
-    thresholds: dict[str, float] = field(default_factory=dict)
-    concept_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
-    operating_points: dict[str, Any] = field(default_factory=dict)
-    training_domain: dict[str, Any] = field(default_factory=lambda: MIAS_DOMAIN.to_dict())
-    split: dict[str, Any] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    concept_thresholds: dict[str, Thresholds] = field(default_factory=dict)
+    operating_points: OperatingPoints = field(default_factory=OperatingPoints)
+    training_domain: TrainingDomain = MIAS_DOMAIN
+    split: SplitRecord = field(default_factory=SplitRecord)
     training: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    known_answers: KnownAnswers | None = None
+    calibration: Calibration | None = None
+
+    def __post_init__(self) -> None:
+        def put(key: str, value: Any) -> None:
+            object.__setattr__(self, key, value)
+
+        put("name", jf.as_text(self.name, "name"))
+        put("long_side", jf.as_int(self.long_side, _NESTED["long_side"], 32, 8192))
+        put("crop_size", jf.as_int(self.crop_size, _NESTED["crop_size"], 8, 1024))
+        put("context", jf.as_real(self.context, _NESTED["context"], 0.5, 8.0))
+        put("crop_source", jf.as_text(self.crop_source, _NESTED["crop_source"], CROP_SOURCES))
+        put("max_candidates", jf.as_int(self.max_candidates, "max_candidates", 1, 1000))
+        whole = self.whole_size
+        if not isinstance(whole, list | tuple) or len(whole) != 2:
+            raise jf.FieldError("whole_size", f"expected [height, width], got {jf.show(whole)}")
+        put("whole_size", tuple(jf.as_int(v, "whole_size", 16, 8192) for v in whole))
+        put("thresholds", _thresholds(self.thresholds, "thresholds"))
+        concepts = {}
+        for key, value in jf.as_object(self.concept_thresholds, "concept_thresholds").items():
+            if key not in {str(c) for c in Concept} - {str(Concept.DET_HIER)}:
+                others = [str(c) for c in Concept if c != Concept.DET_HIER]
+                raise jf.FieldError(
+                    "concept_thresholds", f"expected keys among {others}, got {key!r}"
+                )
+            base = self.thresholds if key in _DETECTOR_CONCEPTS else Thresholds()
+            concepts[key] = _thresholds(value, f"concept_thresholds.{key}", base)
+        put("concept_thresholds", concepts)
+        if not isinstance(self.operating_points, OperatingPoints):
+            put("operating_points", OperatingPoints.from_json(self.operating_points))
+        if not isinstance(self.training_domain, TrainingDomain):
+            entry = jf.as_object(self.training_domain, "training_domain")
+            try:
+                put("training_domain", TrainingDomain.from_dict(entry))
+            except ValueError as exc:
+                raise jf.FieldError("training_domain", str(exc)) from exc
+        if not isinstance(self.split, SplitRecord):
+            put("split", SplitRecord.from_json(self.split))
+        put("training", jf.as_json(jf.as_object(self.training, "training"), "training"))
+        put("files", _files(self.files))
+        if self.known_answers is not None and not isinstance(self.known_answers, KnownAnswers):
+            put("known_answers", KnownAnswers.from_json(self.known_answers))
+        if self.calibration is not None and not isinstance(self.calibration, Calibration):
+            try:
+                put("calibration", Calibration.from_json(self.calibration, "calibration"))
+            except CheckpointError as exc:
+                raise jf.FieldError("calibration", exc.problem) from exc
+
+    # -- views -----------------------------------------------------------------------------
+
+    def thresholds_for(self, concept: Concept | str) -> Thresholds:
+        """The thresholds of one concept: det-hier's are :attr:`thresholds`; det-flat falls back
+        on them, the whole-image concepts on the defaults."""
+        key = str(Concept(concept))
+        if key == Concept.DET_HIER:
+            return self.thresholds
+        fallback = self.thresholds if key in _DETECTOR_CONCEPTS else Thresholds()
+        return self.concept_thresholds.get(key, fallback)
+
+    def c1_training_threshold(self) -> float | None:
+        """C1's own crop-level threshold recorded by ``python -m hdcnn train``, if any."""
+        parts = self.training.get("parts")
+        c1 = parts.get("c1") if isinstance(parts, dict) else None
+        value = c1.get("threshold") if isinstance(c1, dict) else None
+        return float(value) if isinstance(value, int | float) else None
 
     def settings_dict(self) -> dict[str, Any]:
         """The shared preprocessing/ROI settings only (for reports and run configs)."""
@@ -93,9 +491,11 @@ class CascadeConfig:
             "whole_size": list(self.whole_size),
         }
 
+    # -- JSON ------------------------------------------------------------------------------
+
     def to_json(self) -> dict[str, Any]:
         """The ``cascade.json`` layout of the module docstring."""
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "preprocess": {"long_side": self.long_side},
             "roi": {
@@ -105,49 +505,50 @@ class CascadeConfig:
             },
             "max_candidates": self.max_candidates,
             "whole_size": list(self.whole_size),
-            "thresholds": dict(self.thresholds),
-            "concept_thresholds": dict(self.concept_thresholds),
-            "operating_points": dict(self.operating_points),
-            "training_domain": dict(self.training_domain),
-            "split": dict(self.split),
-            "training": dict(self.training),
+            "thresholds": self.thresholds.to_dict(),
+            "concept_thresholds": {k: t.to_dict() for k, t in self.concept_thresholds.items()},
+            "operating_points": self.operating_points.to_json(),
+            "training_domain": self.training_domain.to_dict(),
+            "split": self.split.to_json(),
+            "training": self.training,
             "files": dict(sorted(self.files.items())),
         }
+        if self.known_answers is not None:
+            out["known_answers"] = self.known_answers.to_json()
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_json()
+        return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = FILE) -> CascadeConfig:
+    def from_json(cls, data: Any, source: str = CONFIG_FILE) -> CascadeConfig:
         """Parse the layout of :meth:`to_json` (absent keys take their defaults).
 
         Raises:
-            CheckpointError: a value of the wrong type.
+            CheckpointError: naming ``source``, the field and the value, for an unknown key, a
+                value of the wrong type, or one out of range.
         """
-        if not isinstance(data, dict):
-            raise CheckpointError(source, "expected a JSON object")
-        pre = data.get("preprocess") or {}
-        roi = data.get("roi") or {}
-        base = cls()
         try:
-            cfg = cls(
-                name=str(data.get("name", base.name)),
-                long_side=int(pre.get("long_side", base.long_side)),
-                crop_size=int(roi.get("crop_size", base.crop_size)),
-                context=float(roi.get("context", base.context)),
-                crop_source=str(roi.get("crop_source", "model" if roi else base.crop_source)),
-                max_candidates=int(data.get("max_candidates", base.max_candidates)),
-                whole_size=tuple(int(v) for v in data.get("whole_size", base.whole_size)),
-                thresholds=dict(data.get("thresholds") or {}),
-                concept_thresholds=dict(data.get("concept_thresholds") or {}),
-                operating_points=dict(data.get("operating_points") or {}),
-                training_domain=dict(data.get("training_domain") or base.training_domain),
-                split=dict(data.get("split") or {}),
-                training=dict(data.get("training") or {}),
-                files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
-            )
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(source, f"bad value in cascade.json ({exc})") from exc
-        if len(cfg.whole_size) != 2:
-            raise CheckpointError(source, f"whole_size must be (h, w), got {cfg.whole_size}")
-        return cfg
+            d = jf.as_object(data, "(top level)")
+            jf.check_keys(d, "", _TOP_LEVEL)
+            pre = jf.as_object(d.get("preprocess", {}), "preprocess")
+            jf.check_keys(pre, "preprocess", ["long_side"])
+            roi = jf.as_object(d.get("roi", {}), "roi")
+            jf.check_keys(roi, "roi", ["crop_size", "context", "crop_source"])
+            base = cls()
+            # folders written before crop_source existed cropped the model image
+            legacy_source = "model" if roi else base.crop_source
+            kwargs: dict[str, Any] = {
+                "long_side": pre.get("long_side", base.long_side),
+                "crop_size": roi.get("crop_size", base.crop_size),
+                "context": roi.get("context", base.context),
+                "crop_source": roi.get("crop_source", legacy_source),
+            }
+            for key in _TOP_LEVEL:
+                if key in d and key not in ("preprocess", "roi"):
+                    kwargs[key] = d[key]
+            return cls(**kwargs)
+        except jf.FieldError as exc:
+            raise CheckpointError(source, str(exc)) from exc
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> CascadeConfig:
@@ -156,23 +557,46 @@ class CascadeConfig:
         Raises:
             CheckpointError: missing folder or file, invalid JSON or values.
         """
-        path = Path(folder) / cls.FILE
+        root = Path(folder)
+        if not root.is_dir():
+            raise CheckpointError(str(root), "weights directory not found")
+        path = root / CONFIG_FILE
         if not path.is_file():
-            raise CheckpointError(str(path), "not found")
+            raise CheckpointError(
+                str(path), "not found: a weights folder needs its settings file, none are assumed"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(str(path), f"not valid JSON ({exc})") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise CheckpointError(str(path), f"not valid JSON ({type(exc).__name__})") from exc
         return cls.from_json(data, str(path))
 
     def with_file_hashes(self, folder: str | os.PathLike[str]) -> CascadeConfig:
         """A copy whose ``files`` are the SHA-256 of every ``*.pt`` in ``folder``."""
         root = Path(folder)
-        return replace(self, files={p.name: _sha256(p) for p in sorted(root.glob("*.pt"))})
+        return replace(self, files={p.name: sha256_file(p) for p in sorted(root.glob("*.pt"))})
 
     def save(self, folder: str | os.PathLike[str], *, hash_files: bool = True) -> Path:
         """Write ``<folder>/cascade.json`` atomically (hashing the ``*.pt`` files first)."""
         cfg = self.with_file_hashes(folder) if hash_files else self
-        path = Path(folder) / self.FILE
+        path = Path(folder) / CONFIG_FILE
         atomic_write_text(path, json.dumps(cfg.to_json(), indent=2, allow_nan=False) + "\n")
         return path
+
+
+_TOP_LEVEL = (
+    "name",
+    "preprocess",
+    "roi",
+    "max_candidates",
+    "whole_size",
+    "thresholds",
+    "concept_thresholds",
+    "operating_points",
+    "training_domain",
+    "split",
+    "training",
+    "files",
+    "known_answers",
+    "calibration",
+)

@@ -226,6 +226,12 @@ def pixel_spacing_from_tags(ds: Dataset) -> tuple[float, float] | None:
     return None
 
 
+def _keyed(value: str) -> str:
+    """First 16 hex digits of HMAC-SHA256(value) under the per-process random key."""
+    digest = hmac.new(_STUDY_KEY_SALT, value.encode("utf-8", "replace"), hashlib.sha256)
+    return digest.hexdigest()[:16]
+
+
 def study_key(ds: Dataset) -> str | None:
     """A study key that groups the views of one study within this process, or None.
 
@@ -235,10 +241,27 @@ def study_key(ds: Dataset) -> str | None:
     runs (an unsalted hash could be recomputed by anyone holding the UID).
     """
     uid = text_tag(ds, "StudyInstanceUID")
-    if not uid:
-        return None
-    digest = hmac.new(_STUDY_KEY_SALT, uid.encode("ascii", "replace"), hashlib.sha256)
-    return digest.hexdigest()[:16]
+    return _keyed(uid) if uid else None
+
+
+#: Parts of a CBIS-DDSM PatientID that name the image, not the patient
+#: (``Mass-Test_P_00173_LEFT_CC``: the abnormality type and split, then breast and view).
+_IMAGE_PARTS = re.compile(
+    r"^(?:MASS|CALC)-(?:TRAINING|TEST)_|(?:[_ -](?:LEFT|RIGHT|L|R))?[_ -](?:CC|MLO)(?:[_ -]\d+)?$"
+)
+
+
+def patient_key(ds: Dataset) -> str | None:
+    """A patient key that tells one patient's files from another's within this process, or None.
+
+    Keyed like :func:`study_key` (never shown, not linkable back or across runs), over
+    PatientID, else PatientName, upper-cased, without the parts that name the image rather
+    than the patient (CBIS-DDSM gives every view its own PatientID, e.g.
+    ``Mass-Test_P_00173_LEFT_CC``: the patient is ``P_00173``).
+    """
+    identity = text_tag(ds, "PatientID") or text_tag(ds, "PatientName")
+    identity = _IMAGE_PARTS.sub("", identity.strip().upper())
+    return _keyed(f"patient:{identity}") if identity else None
 
 
 def convention_texts(ds: Dataset) -> list[str]:

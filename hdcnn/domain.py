@@ -8,19 +8,18 @@ differs.
 
 The training domain travels with the weights: ``cascade.json`` may hold a
 ``"training_domain"`` object (keys of :meth:`TrainingDomain.to_dict`); without one,
-:data:`MIAS_DOMAIN` is assumed.
+:data:`MIAS_DOMAIN` is assumed. :class:`hdcnn.config.CascadeConfig` reads it (this module
+reads no file: ``CascadeConfig.load(folder).training_domain``).
 
 Library code: no streamlit import.
 """
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-CONFIG_KEY = "training_domain"
 
 
 @dataclass(frozen=True)
@@ -73,38 +72,53 @@ class TrainingDomain:
         try:
             size = data.get("size", base.size)
             spacing = data.get("pixel_spacing_mm", base.pixel_spacing_mm)
-            return cls(
-                name=str(data.get("name", base.name)),
-                description=str(data.get("description", base.description)),
-                formats=tuple(str(f).lower() for f in data.get("formats", base.formats)),
-                size=None if size is None else (int(size[0]), int(size[1])),
-                size_tolerance=float(data.get("size_tolerance", base.size_tolerance)),
-                bit_depths=tuple(int(b) for b in data.get("bit_depths", base.bit_depths)),
-                pixel_spacing_mm=None if spacing is None else float(spacing),
-                spacing_tolerance=float(data.get("spacing_tolerance", base.spacing_tolerance)),
+            domain = cls(
+                name=_text(data.get("name", base.name), "name"),
+                description=_text(data.get("description", base.description), "description"),
+                formats=tuple(
+                    _text(f, "formats").lower() for f in data.get("formats", base.formats)
+                ),
+                size=None if size is None else (_count(size[0], "size"), _count(size[1], "size")),
+                size_tolerance=_ratio(
+                    data.get("size_tolerance", base.size_tolerance), "size_tolerance"
+                ),
+                bit_depths=tuple(
+                    _count(b, "bit_depths") for b in data.get("bit_depths", base.bit_depths)
+                ),
+                pixel_spacing_mm=None if spacing is None else _ratio(spacing, "pixel_spacing_mm"),
+                spacing_tolerance=_ratio(
+                    data.get("spacing_tolerance", base.spacing_tolerance), "spacing_tolerance"
+                ),
             )
-        except (TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise ValueError(f"bad {CONFIG_KEY} in cascade.json: {exc}") from exc
+        except (TypeError, IndexError, KeyError, AttributeError) as exc:
+            raise ValueError(f"malformed training_domain ({type(exc).__name__})") from exc
+        if size is not None and len(size) != 2:
+            raise ValueError("training_domain.size must be [height, width] or null")
+        return domain
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"training_domain.{key} must be a string")
+    return value
+
+
+def _count(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1_000_000:
+        raise ValueError(f"training_domain.{key} must hold positive integers")
+    return value
+
+
+def _ratio(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"training_domain.{key} must be a number")
+    if not (math.isfinite(value) and 0 <= value <= 100):
+        raise ValueError(f"training_domain.{key} must be a finite number in [0, 100]")
+    return float(value)
 
 
 #: The domain of the shipped models (used when ``cascade.json`` does not say).
 MIAS_DOMAIN = TrainingDomain()
-
-
-def training_domain(weights_dir: str | os.PathLike[str] | None) -> TrainingDomain:
-    """The training domain stored with a weights folder (``cascade.json``
-    ``"training_domain"``), else :data:`MIAS_DOMAIN`. A missing or unreadable file, or a bad
-    entry, also gives :data:`MIAS_DOMAIN`."""
-    from hdcnn.config import CascadeConfig  # the one reader of cascade.json
-    from hdcnn.errors import CheckpointError
-
-    if weights_dir is None:
-        return MIAS_DOMAIN
-    try:
-        entry = CascadeConfig.load(weights_dir).training_domain
-        return TrainingDomain.from_dict(entry) if isinstance(entry, Mapping) else MIAS_DOMAIN
-    except (CheckpointError, ValueError):
-        return MIAS_DOMAIN
 
 
 @dataclass(frozen=True)

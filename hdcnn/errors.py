@@ -27,3 +27,7 @@ class DatasetError(HDCNNError, ValueError):
 
 class CheckpointError(HDCNNError, ValueError):
     """A weights file or directory that cannot be loaded."""
+
+
+class PacsError(HDCNNError):
+    """A DICOM server that cannot be reached, or a study it does not hold or cannot take."""

@@ -8,6 +8,7 @@ float32 in ``[0, 1]`` (per map min-max scaled; an all-zero map stays zero).
   onto the model image at the crop window (:func:`hdcnn.roi.roi_square`).
 - :func:`whole_image_cam` -- a whole-image classifier's map on the model image.
 - :func:`heatmap_to_original` -- a model-image map to original pixels (undo resize, flip, crop).
+- :func:`cam_overlay` -- a heatmap over the tissue it explains, for display.
 
 Thread safety: Grad-CAM needs gradients and registers hooks, so it runs on a private copy of
 the classifier (they are small); the shared :class:`~hdcnn.cascade.Cascade` is never modified.
@@ -223,4 +224,44 @@ def heatmap_to_original(heatmap: np.ndarray, geometry: Geometry) -> np.ndarray:
     if geometry.flipped:
         resized = resized[:, ::-1]
     out[y0 : y0 + ch, x0 : x0 + cw] = resized[: height - y0, : width - x0]
+    return out
+
+
+#: Heat-map weight at full heat in :func:`cam_overlay` (the tissue keeps the rest).
+CAM_ALPHA = 0.5
+
+
+def cam_overlay(image: np.ndarray, cam: np.ndarray, *, side: int | None = None) -> np.ndarray:
+    """A Grad-CAM map drawn over the tissue it explains (for thumbnails and figures).
+
+    The tissue is contrast-stretched (min-max of the crop) so it shows even where the crop is
+    dim; the map is coloured (jet: blue low, red high) and blended in proportion to its
+    heat, so cold regions show the tissue unchanged.
+
+    Args:
+        image: float ``(h, w)`` the classifier crop (or model image) the map belongs to.
+        cam: float ``(h, w)`` heatmap in ``[0, 1]`` (resized to ``image`` if it differs).
+        side: longer side of the result (default: the image's size).
+
+    Returns:
+        uint8 RGB ``(h', w', 3)``.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"image must be (h, w), got {img.shape}")
+    h, w = img.shape
+    heat = np.clip(np.asarray(cam, dtype=np.float32), 0.0, 1.0)
+    if heat.shape != img.shape:
+        heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
+    lo, hi = float(img.min()), float(img.max())
+    grey = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    tissue = np.repeat((grey * 255.0)[:, :, None], 3, axis=2)
+    colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    colour = colour[:, :, ::-1].astype(np.float32)  # BGR -> RGB
+    weight = (CAM_ALPHA * heat)[:, :, None]
+    out = np.clip(tissue * (1.0 - weight) + colour * weight + 0.5, 0, 255).astype(np.uint8)
+    if side is not None and max(h, w) != side:
+        scale = side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        out = cv2.resize(out, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
     return out

@@ -50,6 +50,12 @@ LABEL_NAMED: dict[Label, str] = {
 #: Colour of anything the maps above do not name.
 FALLBACK = "#777777"
 
+#: Reliability diagram: raw scores (grey) and calibrated probabilities (det-hier's colour).
+CALIBRATION_COLOURS: dict[str, str] = {
+    "before": FALLBACK,
+    "after": CONCEPT_COLOURS[Concept.DET_HIER],
+}
+
 
 def rgb(colour: str) -> tuple[int, int, int]:
     """``"#rrggbb"`` -> ``(r, g, b)`` ints in ``[0, 255]``."""

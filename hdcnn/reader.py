@@ -94,6 +94,9 @@ class MammogramMeta:
             (HMAC-SHA256 of StudyInstanceUID under a per-process random key: not linkable
             back to the UID or across runs; :func:`hdcnn.dicom.study_key`), or None.
         presentation_intent: ``"FOR PRESENTATION"`` | ``"FOR PROCESSING"`` | None.
+        patient_key: 16 hex digits telling one patient's files from another's within this
+            process, keyed like ``study_key`` (:func:`hdcnn.dicom.patient_key`), or None;
+            never shown or reported.
     """
 
     source: str
@@ -107,6 +110,7 @@ class MammogramMeta:
     pixel_spacing: tuple[float, float] | None = None
     study_key: str | None = None
     presentation_intent: str | None = None
+    patient_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -419,6 +423,7 @@ def _read_dicom(
         pixel_spacing=_optional(dicom.pixel_spacing_from_tags, ds),
         study_key=dicom.study_key(ds),
         presentation_intent=intent,
+        patient_key=dicom.patient_key(ds),
     )
     logger.debug("read %s: DICOM %dx%d, %d bits", display, rows, cols, meta.bit_depth)
     return Mammogram(pixels=pixels, meta=meta)

@@ -16,13 +16,20 @@ import enum
 import io
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from hdcnn import __version__
-from hdcnn.palette import FINDING_COLOURS, rgb
+from hdcnn.findings import merge_overlapping
+from hdcnn.overlay import (  # noqa: F401  (re-exported: the report's overlay)
+    COLOURS,
+    QUIET_LABELS,
+    display_image,
+    draw_findings,
+    render_overlay,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +49,6 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "pixel_spacing",
     "presentation_intent",
 )
-
-#: Overlay colours (RGB) by finding label (:data:`hdcnn.palette.FINDING_COLOURS`).
-COLOURS: dict[str, tuple[int, int, int]] = {k: rgb(v) for k, v in FINDING_COLOURS.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -81,13 +85,18 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
     Returns:
         ``[{"number": int, "box": [x1, y1, x2, y2], "label": str, "status": str | None,
         "reason": str | None, "detector_score": float | None, "p_lesion": float | None,
-        "p_malignant": float | None, "prominent": bool}, ...]``. ``number`` is the finding's
+        "p_malignant": float | None, "prominent": bool, "merged": [int], "merged_into":
+        int | None}, ...]`` (and ``p_lesion_calibrated`` when the finding has one). ``number``
+        is the finding's
         number on the boxes and in every table (its rank by detector score); ``status`` names
         the stage that kept or refused it (:class:`hdcnn.cascade.FindingStatus`) and
         ``reason`` the rule with the threshold in force (:func:`hdcnn.reasons.finding_reason`),
         when known;
         ``prominent`` whether the verdict rests on it (:func:`hdcnn.reasons.supports_verdict`;
-        for plain dicts: not ``rejected``).
+        for plain dicts: not ``rejected``). Overlapping kept findings are one finding
+        (:func:`hdcnn.findings.overlap_groups`): the group's most suspicious member lists the
+        numbers of the others in ``merged`` (and stands for the group's support of the
+        verdict); each other member names it in ``merged_into`` and is not prominent.
     """
     thresholds = _get(prediction, "thresholds", None)
     out = []
@@ -120,8 +129,14 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
                 "detector_score": _opt_float(_get(finding, "detector_score")),
                 "p_lesion": _opt_float(_get(finding, "p_lesion")),
                 "p_malignant": _opt_float(_get(finding, "p_malignant")),
+                "merged": [],
+                "merged_into": None,
             }
         )
+        calibrated = _get(finding, "p_lesion_calibrated")
+        if calibrated is not None:
+            out[-1]["p_lesion_calibrated"] = _opt_float(calibrated)
+    merge_overlapping(out)
     return out
 
 
@@ -154,6 +169,8 @@ def build_report(
         "model", "verdict": {"label", "p_abnormal", "p_malignant"}, "findings", "timing_ms"}``;
         for a :class:`hdcnn.cascade.Prediction` the verdict also holds ``decided_by``,
         ``rule``, ``threshold``, ``reason`` and ``thresholds`` (:func:`hdcnn.reasons.explain`).
+        With a shipped calibration the verdict also holds ``calibrated`` (``{"p_abnormal",
+        "p_malignant"}``) and ``borderline`` (the near-call decisions, :mod:`hdcnn.calibration`).
     """
     created = created or _dt.datetime.now(_dt.timezone.utc)
     image = {}
@@ -168,6 +185,9 @@ def build_report(
         "p_abnormal": _opt_float(_get(prediction, "p_abnormal")),
         "p_malignant": _opt_float(_get(prediction, "p_malignant")),
     }
+    if _get(prediction, "calibrated") is not None:
+        verdict["calibrated"] = _plain(dict(_get(prediction, "calibrated")))
+        verdict["borderline"] = [str(d) for d in _get(prediction, "borderline", ())]
     if not isinstance(prediction, Mapping) and _get(prediction, "thresholds") is not None:
         from hdcnn.reasons import explain
 
@@ -195,177 +215,6 @@ def build_report(
 def report_json(report: Mapping[str, Any]) -> bytes:
     """The report as indented UTF-8 JSON bytes."""
     return json.dumps(_plain(dict(report)), indent=2, ensure_ascii=False).encode("utf-8")
-
-
-#: Finding labels drawn quietly (thin grey box, small number): refused candidates.
-QUIET_LABELS = frozenset({"rejected"})
-#: Text colour on each tag background (dark text on light colours).
-_TAG_TEXT = {"benign": (0, 0, 0), "rejected": (0, 0, 0)}
-
-
-def display_image(pixels: np.ndarray, *, max_side: int = 1024) -> tuple[np.ndarray, float]:
-    """The image as uint8 grey for display, shrunk to ``max_side`` (never enlarged).
-
-    Returns:
-        ``(uint8 (h, w), scale)`` with ``scale`` = display pixels per original pixel.
-    """
-    import cv2
-
-    pixels = np.asarray(pixels)
-    if pixels.ndim != 2:
-        raise ValueError(f"pixels must be 2-D (H, W), got shape {pixels.shape}")
-    height, width = pixels.shape
-    scale = min(1.0, max_side / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if scale < 1.0:  # shrink first: converting the full-size image costs far more
-        pixels = cv2.resize(
-            pixels if pixels.dtype == np.uint8 else np.asarray(pixels, dtype=np.float32),
-            size,
-            interpolation=cv2.INTER_AREA,
-        )
-    if pixels.dtype == np.uint8:
-        return pixels, scale
-    return np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8), scale
-
-
-def _tag_text(finding: Mapping[str, Any], label: str) -> str:
-    if "text" in finding:
-        return str(finding["text"])
-    number = finding.get("number")
-    prefix = f"#{number}" if number is not None else ""
-    if label in QUIET_LABELS:
-        return prefix or label
-    return f"{prefix} {label}".strip()
-
-
-def _place(
-    rect: tuple[int, int, int, int],
-    box: tuple[int, int, int, int],
-    placed: list[tuple[int, int, int, int]],
-    bounds: tuple[int, int],
-) -> tuple[int, int]:
-    """Top-left corner of a ``(w, h)`` tag near ``box``, inside the image, clear of ``placed``."""
-    tw, th = rect[2], rect[3]
-    width, height = bounds
-    x1, y1, x2, y2 = box
-    candidates = [(x1, y1 - th), (x1, y1), (x1, y2), (x2 - tw, y2 - th), (x2, y1), (x1 - tw, y1)]
-
-    def clamp(x: int, y: int) -> tuple[int, int]:
-        return min(max(0, x), max(0, width - tw)), min(max(0, y), max(0, height - th))
-
-    def free(x: int, y: int) -> bool:
-        return all(x + tw <= a or a + c <= x or y + th <= b or b + d <= y for a, b, c, d in placed)
-
-    spots = [clamp(x, y) for x, y in candidates]
-    for x, y in spots:
-        if free(x, y):
-            return x, y
-    x, y = spots[0]
-    for step in range(1, 40):  # slide down (then up) until a free place turns up
-        for dy in (step * th, -step * th):
-            cx, cy = clamp(x, y + dy)
-            if free(cx, cy):
-                return cx, cy
-    return x, y
-
-
-def draw_findings(
-    grey: np.ndarray,
-    findings: Sequence[Mapping[str, Any]],
-    *,
-    scale: float = 1.0,
-    show_rejected: bool = True,
-) -> np.ndarray:
-    """Draw numbered boxes on a display image.
-
-    What the verdict rests on (``prominent`` findings; for dicts without that key every label
-    but ``rejected``, e.g. a crop box) is drawn prominently: a thick box in its label colour
-    and a filled tag ``"#n label"``. The rest (refused candidates, weaker kept findings) is
-    drawn quietly: a thin box and a small ``"#n"`` tag, and only when ``show_rejected``. All
-    boxes are drawn before any tag, and tags stay inside the image without overlapping one
-    another, at any number of boxes.
-
-    Args:
-        grey: uint8 ``(h, w)`` display image (:func:`display_image`).
-        findings: dicts with ``box`` in original pixels, ``label``, optional ``number`` (the
-            finding's number in the tables), ``prominent`` and ``text`` (replaces the tag).
-        scale: display pixels per original pixel.
-        show_rejected: draw the quiet boxes too.
-
-    Returns:
-        uint8 RGB ``(h, w, 3)``.
-    """
-    import cv2
-
-    rgb = np.ascontiguousarray(np.repeat(np.asarray(grey, dtype=np.uint8)[:, :, None], 3, axis=2))
-    height, width = rgb.shape[:2]
-    long_side = max(height, width)
-    thick = max(2, round(long_side / 300))
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    font_scale = max(0.45, long_side / 1600)
-    items = []
-    for finding in findings:
-        label = str(finding.get("label", "lesion"))
-        prominent = finding.get("prominent")
-        quiet = label in QUIET_LABELS if prominent is None else not prominent
-        if quiet and not show_rejected:
-            continue
-        colour = COLOURS.get(label, COLOURS["lesion"])
-        x1, y1, x2, y2 = (round(float(v) * scale) for v in finding["box"])
-        x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
-        y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
-        text = _tag_text(finding, "rejected" if quiet else label)
-        items.append((quiet, label, colour, (x1, y1, x2, y2), text))
-    # boxes: quiet first, so that prominent ones are drawn over them; then every tag on top
-    items.sort(key=lambda item: not item[0])
-    for quiet, _, colour, (x1, y1, x2, y2), _ in items:
-        cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, 1 if quiet else thick)
-    placed: list[tuple[int, int, int, int]] = []
-    for quiet, label, colour, box, text in sorted(items, key=lambda item: item[0]):
-        if not text:
-            continue
-        fs = font_scale * (0.8 if quiet else 1.0)
-        weight = 1 if quiet or fs < 0.9 else 2
-        (tw, th), base = cv2.getTextSize(text, font, fs, weight)
-        pad = max(2, round(th / 4))
-        tag = (0, 0, tw + 2 * pad, th + base + 2 * pad)
-        tx, ty = _place(tag, box, placed, (width, height))
-        placed.append((tx, ty, tag[2], tag[3]))
-        cv2.rectangle(rgb, (tx, ty), (tx + tag[2] - 1, ty + tag[3] - 1), colour, -1)
-        cv2.putText(
-            rgb,
-            text,
-            (tx + pad, ty + pad + th),
-            font,
-            fs,
-            _TAG_TEXT.get(label, (255, 255, 255)),
-            weight,
-            cv2.LINE_AA,
-        )
-    return rgb
-
-
-def render_overlay(
-    pixels: np.ndarray,
-    findings: Sequence[Mapping[str, Any]],
-    *,
-    max_side: int = 1024,
-    show_rejected: bool = True,
-) -> np.ndarray:
-    """The image with numbered findings drawn (:func:`draw_findings`), shrunk to ``max_side``.
-
-    Args:
-        pixels: float32 ``(H, W)`` in ``[0, 1]`` (original pixels, as read) or uint8.
-        findings: dicts from :func:`finding_dicts` (boxes in original pixels); an optional
-            ``"text"`` key replaces the drawn tag (default: ``"#number label"``).
-        max_side: the output's longer side (the image is only ever shrunk).
-        show_rejected: draw findings labelled ``rejected`` (thin grey boxes).
-
-    Returns:
-        uint8 RGB array ``(h, w, 3)``.
-    """
-    grey, scale = display_image(pixels, max_side=max_side)
-    return draw_findings(grey, findings, scale=scale, show_rejected=show_rejected)
 
 
 _LATIN1_SPELLING = {"≥": ">=", "≤": "<=", "—": "-", "–": "-", "→": "->", "…": "..."}
@@ -440,6 +289,31 @@ def report_pdf(
         new_x="LMARGIN",
         new_y="NEXT",
     )
+    if verdict.get("calibrated"):
+        from hdcnn.calibration import borderline_text
+
+        cal = verdict["calibrated"]
+        pdf.set_font("Helvetica", "", 9)
+        pdf.multi_cell(
+            width,
+            4.5,
+            _latin1(
+                f"Calibrated: P(abnormal) = {_fmt(cal.get('p_abnormal'))}    "
+                f"P(malignant) = {_fmt(cal.get('p_malignant'))} (maps fitted on out-of-fold "
+                "scores; the verdict is decided on the scores above)"
+            ),
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+        if verdict.get("borderline"):
+            pdf.set_font("Helvetica", "B", 9)
+            pdf.multi_cell(
+                width,
+                4.5,
+                _latin1(borderline_text(verdict["borderline"])),
+                new_x="LMARGIN",
+                new_y="NEXT",
+            )
     if verdict.get("reason"):
         pdf.set_font("Helvetica", "", 9)
         pdf.multi_cell(
@@ -531,16 +405,14 @@ def report_pdf(
 
 
 def _status_text(finding: Mapping[str, Any]) -> str:
-    status = finding.get("status")
-    if not status:
-        return str(finding.get("label", "-"))
-    from hdcnn.reasons import STATUS_TEXT
-    from hdcnn.terms import FindingStatus
+    from hdcnn.findings import status_text
 
-    try:
-        return STATUS_TEXT[FindingStatus(status)]
-    except ValueError:
-        return str(status)
+    text = status_text({**finding, "prominent": False})
+    if finding.get("merged_into") is not None:
+        return f"{text}, merged into #{finding['merged_into']}"
+    if finding.get("merged"):
+        return f"{text} (+{len(finding['merged'])} merged)"
+    return text
 
 
 def _image_line(image: Mapping[str, Any]) -> str:

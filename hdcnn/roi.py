@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from hdcnn.config import CROP_SIZE
+from hdcnn.config import CONTEXT, CROP_SIZE
 
 if TYPE_CHECKING:
     from hdcnn.preprocess import Geometry
 
 #: Default ratio of the crop side to the longer side of the box (the box plus its surroundings).
-DEFAULT_CONTEXT = 1.5
+DEFAULT_CONTEXT = CONTEXT  # the one default is hdcnn.config.CONTEXT
 #: Default smallest crop side in model pixels, so tiny findings (calcifications) keep context.
 DEFAULT_MIN_SIDE = 24.0
 

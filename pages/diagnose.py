@@ -7,29 +7,33 @@ import pandas as pd
 import streamlit as st
 
 import appkit
-from hdcnn.reasons import STATUS_TEXT
+from hdcnn.analysis import header_text
+from hdcnn.calibration import borderline_text, calibrated_text
+from hdcnn.findings import FINDING_COLUMNS, finding_table, status_text
 from hdcnn.report import report_json
 
-METRICS = ("P(abnormal)", "P(malignant)", "Verdict rests on", "Time")
-FINDING_COLUMNS = ("#", "status", "P(lesion)", "P(malignant)", "why", "det. score", "box (px)")
+METRICS = ("P(abnormal)", "P(malignant)", "Key findings", "Time")
 TOGGLE = "Show weaker and refused candidates"
 PDF_BUTTON = "Download PDF report"
+#: What the analysis does, said while it runs (instead of empty placeholders alone).
+WORKING = (
+    "Analysing the image: reading the file, finding the breast, proposing candidate regions "
+    "with the detector, then grading each with both classifiers. The verdict, its findings "
+    "and the reports appear here in a few seconds."
+)
 
 
 def result_skeleton() -> None:
-    """The result's layout, empty, while the networks run."""
-    st.caption("The verdict, its findings and the reports appear here.")
+    """The result's layout, empty, while the networks run, with words saying what runs."""
+    st.info(WORKING, icon=":material/hourglass_top:")
     for col, name in zip(st.columns(4), METRICS, strict=True):
-        col.metric(name, "…")
-    img_col, table_col = st.columns([2, 3])
-    img_col.toggle(TOGGLE, disabled=True, key="diagnose_skeleton_toggle")
-    img_col.image(np.full((48, 32), 235, np.uint8), width="stretch")
-    table_col.dataframe(
-        pd.DataFrame(columns=list(FINDING_COLUMNS)),
-        hide_index=True,
-        column_config=appkit.findings_columns(),
-    )
-    table_col.download_button(PDF_BUTTON, b"", disabled=True, key="diagnose_skeleton_pdf")
+        col.metric(name, "…", "running", delta_color="off", delta_arrow="off")
+    st.toggle(TOGGLE, disabled=True, key="diagnose_skeleton_toggle")
+    img_col, zoom_col = st.columns(2)
+    img_col.image(np.full((48, 32), 235, np.uint8), caption="the image, with its findings")
+    zoom_col.caption("close-ups of the findings")
+    st.table(pd.DataFrame(columns=list(FINDING_COLUMNS)), hide_index=True)
+    st.download_button(PDF_BUTTON, b"", disabled=True, key="diagnose_skeleton_pdf")
 
 
 appkit.sidebar()
@@ -68,6 +72,8 @@ pred = analysis.prediction
 why = analysis.explanation
 t = pred.thresholds
 appkit.verdict_heading("Verdict", pred.label)
+if pred.borderline:
+    st.warning(borderline_text(pred.borderline), icon=":material/balance:")
 appkit.explanation(why)
 appkit.domain_notice(analysis)
 
@@ -89,71 +95,61 @@ cols[1].metric(
 basis = [f for f in analysis.findings if f["prominent"]]
 cols[2].metric(
     METRICS[2],
-    f"{len(basis)} finding{'s' if len(basis) != 1 else ''}",
+    f"{len(basis)}",
     f"of {len(analysis.findings)} candidates",
     delta_color="off",
     delta_arrow="off",
+    help="Findings the verdict rests on; overlapping boxes on one lesion count once.",
 )
 cols[3].metric(METRICS[3], f"{pred.timing_ms.get('total', 0.0) / 1000:.2f} s")
+if pred.calibrated:
+    st.caption(calibrated_text(pred.calibrated))
 
-img_col, table_col = st.columns([2, 3])
+refused = st.toggle(
+    TOGGLE,
+    key="diagnose_show_refused",
+    help="Thin boxes: candidates the verdict does not rest on.",
+)
+img_col, zoom_col = st.columns(2)
 with img_col:
-    refused = st.toggle(
-        TOGGLE,
-        key="diagnose_show_refused",
-        help="Thin boxes: candidates the verdict does not rest on.",
-    )
     st.image(
         analysis.overlay_jpeg(refused=refused),
-        caption=f"{analysis.name}. Box tag = finding number (row # of the table) and label; "
-        "thick red: malignant, thick orange: benign finding the verdict rests on"
+        caption=f"{analysis.name}. Box tag = finding number (No. in the table) and label, "
+        "(+k): k overlapping boxes merged into it; thick red: malignant, thick orange: benign "
+        "finding the verdict rests on"
         + ("; thin: weaker or refused candidates." if refused else "."),
         width="stretch",
     )
-with table_col:
-    st.markdown(
-        "**Findings**: each candidate and the stage that kept or refused it "
-        "(✓: the verdict rests on it)"
-    )
-    if analysis.findings:
-        table = pd.DataFrame(
-            [
-                (
-                    f["number"],
-                    STATUS_TEXT.get(f["status"], f["status"]) + (" ✓" if f["prominent"] else ""),
-                    f["p_lesion"],
-                    f["p_malignant"],
-                    f["reason"],
-                    f["detector_score"],
-                    ", ".join(f"{v:.0f}" for v in f["box"]),
-                )
-                for f in analysis.findings
-            ],
-            columns=list(FINDING_COLUMNS),
+with zoom_col:
+    for number in analysis.closeup_numbers():
+        finding = next(f for f in analysis.findings if f["number"] == number)
+        st.image(
+            analysis.closeup_jpeg(number),
+            caption=f"Close-up of #{number} ({status_text(finding)}), original pixels",
+            width="stretch",
         )
-        st.dataframe(
-            table,
-            hide_index=True,
-            key="diagnose_findings",
-            column_config=appkit.findings_columns(),
-        )
-    else:
-        st.write(
-            f"No detector box scored at least the detector score threshold "
-            f"({t.detector_score:.3f})."
-        )
-    st.caption(
-        "Time per stage: "
-        + ", ".join(f"{k} {v:.0f} ms" for k, v in pred.timing_ms.items() if k != "total")
-        + f"; total {pred.timing_ms.get('total', 0.0):.0f} ms."
+
+st.markdown(
+    "**Findings**: each finding and the stage that kept or refused it (✓: the verdict rests "
+    "on it; overlapping kept boxes read as one finding)"
+)
+if analysis.findings:
+    st.table(
+        pd.DataFrame(finding_table(analysis.findings), columns=FINDING_COLUMNS), hide_index=True
     )
-    meta = analysis.mammogram.meta
-    st.caption(
-        f"{meta.format.upper()}, {meta.original_size[1]} × {meta.original_size[0]} px, "
-        f"{meta.bit_depth} bit, laterality {meta.laterality or '?'}, view {meta.view or '?'}. "
-        f"Model {analysis.model.get('name')} "
-        f"(sha256 {str(analysis.model.get('sha256'))[:12]}…)."
+else:
+    st.write(
+        f"No detector box scored at least the detector score threshold ({t.detector_score:.3f})."
     )
+st.caption(
+    "Time per stage: "
+    + ", ".join(f"{k} {v:.0f} ms" for k, v in pred.timing_ms.items() if k != "total")
+    + f"; total {pred.timing_ms.get('total', 0.0):.0f} ms."
+)
+st.caption(
+    f"{header_text(analysis.mammogram.meta)} Model {analysis.model.get('name')} "
+    f"(sha256 {str(analysis.model.get('sha256'))[:12]}…)."
+)
 
 st.markdown("**Report** (de-identified: no names, ids or file names)")
 d1, d2 = st.columns(2)
@@ -173,3 +169,5 @@ d2.download_button(
     key="diagnose_json",
     on_click="ignore",
 )
+source = upload.getvalue if upload is not None else sample.read_bytes
+appkit.dicom_download([analysis], lambda: [source()], cascade, key="diagnose_dicom")

@@ -6,6 +6,7 @@ import streamlit as st
 
 import appkit
 from hdcnn.analysis import EXAM_DISPLAY_SIDE, VIEW_KEYS, VIEW_TITLES
+from hdcnn.calibration import borderline_text, calibrated_text
 from hdcnn.domain import exam_notice
 
 appkit.sidebar()
@@ -43,7 +44,14 @@ if exam is None:
 
 for warning in exam.warnings:
     st.warning(warning, icon=":material/swap_horiz:")
+if exam.refusal:
+    st.error(exam.refusal, icon=":material/block:")
+    st.stop()
 appkit.verdict_heading("Exam verdict", exam.prediction.label)
+if exam.prediction.borderline:
+    st.warning(
+        borderline_text(exam.prediction.borderline, "exam verdict"), icon=":material/balance:"
+    )
 appkit.explanation(exam.explanation)
 notice = exam_notice([v.analysis.domain for v in exam.views])
 if notice:
@@ -62,6 +70,10 @@ for col, side in zip(breast_cols, ("R", "L"), strict=True):
             f"(P(abnormal) {breast.p_abnormal:.3f}, P(malignant) {breast.p_malignant:.3f})"
         )
         col.caption(f"Decided by the {why.threshold_name}: {why.reason}.")
+        if breast.borderline:
+            col.warning(borderline_text(breast.borderline, "breast verdict"))
+        if breast.calibrated:
+            col.caption(calibrated_text(breast.calibrated))
 if "unknown" in exam.prediction.breasts:
     st.markdown(f"**Breast of unknown side**: {exam.prediction.breasts['unknown'].label}")
 
@@ -93,4 +105,11 @@ for view in exam.extra_views:
 st.caption(
     "Box tag = finding number and label (the Diagnose page lists every candidate). "
     f"Analysis time {exam.seconds:.1f} s."
+)
+appkit.dicom_download(
+    [v.analysis for v in exam.views],
+    lambda: [p() if callable(p) else p for p, _ in inputs.values()],
+    cascade,
+    key="exam_dicom",
+    exam=exam.prediction,
 )

@@ -6,6 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import appkit
+from hdcnn.config import CascadeConfig
+from hdcnn.errors import CheckpointError
 from hdcnn.evaluation import plots
 from hdcnn.terms import CLASSES
 
@@ -68,6 +70,9 @@ if ablations is not None:
             "is within the noise of this data set."
         )
         st.dataframe(ablations, hide_index=True, key="exp_ablations")
+        note = plots.ablation_reference_note(results)
+        if note:
+            st.caption(note)
 
 roc_col, froc_col = st.columns(2)
 with roc_col:
@@ -95,26 +100,82 @@ with froc_col:
 
 st.subheader("Confusion matrices (rows: truth, columns: verdict)")
 order = plots.ordered_concepts(results)
-cols = st.columns(len(order))
 names = [str(c) for c in CLASSES]
-for col, name in zip(cols, order, strict=True):
-    matrix = concepts[name].get("confusion")
-    with col:
-        st.markdown(f"**{name}**")
-        if not matrix:
-            st.caption("no confusion matrix")
-            continue
-        fig = go.Figure(
-            go.Heatmap(
-                z=matrix,
-                x=names,
-                y=names,
-                colorscale="Blues",
-                showscale=False,
-                text=matrix,
-                texttemplate="%{text}",
+# two per row: four in a row left each matrix ~130 px wide at 1024 px, too narrow for its
+# three columns ("malignant" was cut off)
+for start in range(0, len(order), 2):
+    cols = st.columns(2)
+    for col, name in zip(cols, order[start : start + 2], strict=False):
+        matrix = concepts[name].get("confusion")
+        with col:
+            st.markdown(f"**{name}**")
+            if not matrix:
+                st.caption("no confusion matrix")
+                continue
+            fig = go.Figure(
+                go.Heatmap(
+                    z=matrix,
+                    x=names,
+                    y=names,
+                    colorscale="Blues",
+                    showscale=False,
+                    text=matrix,
+                    texttemplate="%{text}",
+                )
             )
+            fig.update_yaxes(autorange="reversed", title_text="truth", automargin=True)
+            fig.update_xaxes(title_text="verdict", automargin=True, tickangle=0)
+            fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+            st.plotly_chart(fig, key=f"exp_confusion_{name}")
+
+st.subheader("Calibration: do the probabilities mean what they say?")
+try:
+    calibration = CascadeConfig.load(appkit.weights_dir()).calibration
+except CheckpointError:
+    calibration = None
+if calibration is None or not calibration.report.get("probabilities"):
+    st.caption(
+        "These weights ship no probability calibration (`python -m hdcnn calibrate` fits one "
+        "on a cross-validation run's out-of-fold scores)."
+    )
+else:
+    report = dict(calibration.report)
+    st.caption(
+        f"Each probability's map (Platt or isotonic, whichever has the lower Brier score) is "
+        f"fitted on the {report.get('fitted_on', 'out-of-fold scores')}; the 'after' figures "
+        f"are cross-fitted on the {report.get('cross_fitting', 'patient folds')}: each fold is "
+        f"calibrated by a map fitted on the others. ECE: {report.get('n_bins')} equal-width "
+        "bins, 95 % patient-bootstrap interval (the bootstrap ECE is biased upwards, so the "
+        f"interval can sit above the estimate). Reproduce: `{report.get('command')}`. The "
+        "verdicts are decided on the raw scores: calibration changes none."
+    )
+    st.dataframe(plots.calibration_table(report), hide_index=True, key="exp_calibration")
+    name = st.radio(
+        "Reliability diagram of",
+        list(report["probabilities"]),
+        key="exp_reliability_of",
+        horizontal=True,
+        format_func=lambda n: plots.PROBABILITY_TITLES.get(n, n),
+    )
+    fig = plots.reliability_figure(report, name)
+    fig.update_layout(height=460)
+    st.plotly_chart(fig, key="exp_reliability_plot")
+    bl = report.get("borderline") or {}
+    if bl.get("error_rate_borderline") is not None and bl.get("error_rate_clear") is not None:
+        st.markdown(
+            f"**Borderline verdicts.** A verdict is borderline when its deciding score lies "
+            f"within the patient-bootstrap interval ({100 * report.get('band_level', 0):.0f} % "
+            f"central) of its threshold. Out of fold, {bl['n_borderline']} of "
+            f"{bl['n_images']} verdicts were borderline, and they were wrong "
+            f"{bl['error_rate_borderline']:.0%} of the time, against "
+            f"{bl['error_rate_clear']:.0%} for the clear ones (the bands come from the same "
+            "images)."
         )
-        fig.update_yaxes(autorange="reversed")
-        fig.update_layout(height=260, margin={"l": 0, "r": 0, "t": 0, "b": 0})
-        st.plotly_chart(fig, key=f"exp_confusion_{name}")
+    cf = report.get("borderline_cross_fitted") or {}
+    if cf.get("error_rate_borderline") is not None and cf.get("error_rate_clear") is not None:
+        st.caption(
+            f"Checked on held-out folds (each fold's thresholds and bands chosen on the other "
+            f"folds): {cf['n_borderline']} of {cf['n_images']} verdicts borderline, wrong "
+            f"{cf['error_rate_borderline']:.0%} of the time, against "
+            f"{cf['error_rate_clear']:.0%} for the clear ones."
+        )

@@ -5,26 +5,28 @@ No trained weights are needed to test the cascade's plumbing: shapes, mappings, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from hdcnn.cascade import stamp_known_answers
 from hdcnn.checkpoint import save_checkpoint
+from hdcnn.config import CONFIG_FILE, WEIGHT_FILES
+from hdcnn.errors import HDCNNError
 from hdcnn.nets import ClassifierConfig, DetectorConfig, build_classifier, build_detector
+from hdcnn.terms import Part
 
 LONG_SIDE = 96
 CROP = 16
 WHOLE = (32, 24)
 
 CLASSIFIERS: dict[str, tuple[tuple[str, ...], tuple[int, int]]] = {
-    "c1_lesion.pt": (("normal", "lesion"), (CROP, CROP)),
-    "c2_malignancy.pt": (("benign", "malignant"), (CROP, CROP)),
-    "crop_flat.pt": (("normal", "benign", "malignant"), (CROP, CROP)),
-    "whole_flat.pt": (("normal", "benign", "malignant"), WHOLE),
-    "whole_abnormal.pt": (("normal", "abnormal"), WHOLE),
-    "whole_malignancy.pt": (("benign", "malignant"), WHOLE),
+    w.file: (w.classes, WHOLE if w.part.startswith("whole") else (CROP, CROP))
+    for w in WEIGHT_FILES.values()
+    if w.part != Part.DETECTOR
 }
 
 
@@ -43,13 +45,16 @@ def tiny_detector_config() -> DetectorConfig:
     )
 
 
-def make_weights_dir(path: Path, *, seed: int = 0, config: dict | None = None) -> Path:
+def make_weights_dir(
+    path: Path, *, seed: int = 0, config: dict | None = None, stamp: bool = True
+) -> Path:
     """Write every weights file of docs/ARCHITECTURE.md plus ``cascade.json`` into ``path``.
 
     Args:
         path: folder to create.
         seed: torch seed of the random weights.
         config: extra/overriding ``cascade.json`` keys.
+        stamp: also write the known answers (as shipping does), when the folder loads.
 
     Returns:
         ``path``.
@@ -58,13 +63,13 @@ def make_weights_dir(path: Path, *, seed: int = 0, config: dict | None = None) -
     path.mkdir(parents=True, exist_ok=True)
     det_cfg = tiny_detector_config()
     save_checkpoint(
-        path / "detector.pt",
+        path / WEIGHT_FILES[Part.DETECTOR].file,
         kind="detector",
         config=det_cfg,
         model=build_detector(det_cfg),
         classes=["lesion"],
     )
-    for name, (classes, size) in CLASSIFIERS.items():
+    for name, (classes, size) in CLASSIFIERS.items():  # the file table's classes
         cfg = ClassifierConfig(num_classes=len(classes), input_size=size, widths=(4, 8))
         model = build_classifier(cfg)
         with torch.no_grad():  # spread the logits so probabilities are not all ~0.5
@@ -78,7 +83,10 @@ def make_weights_dir(path: Path, *, seed: int = 0, config: dict | None = None) -
         "thresholds": {"detector_score": 0.0, "c1_lesion": 0.3, "abnormal": 0.3, "malignant": 0.2},
     }
     cascade.update(config or {})
-    (path / "cascade.json").write_text(json.dumps(cascade, indent=2))
+    (path / CONFIG_FILE).write_text(json.dumps(cascade, indent=2))
+    if stamp:
+        with contextlib.suppress(HDCNNError):  # a deliberately broken folder: left as asked
+            stamp_known_answers(path)
     return path
 
 

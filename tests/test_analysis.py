@@ -37,11 +37,20 @@ def _png(seed: int = 0, *, left: bool = True) -> bytes:
     return buf.tobytes()
 
 
-def _mammogram(lat: str | None, view: str | None, *, seed: int = 0, study: str | None = None):
+def _mammogram(
+    lat: str | None,
+    view: str | None,
+    *,
+    seed: int = 0,
+    study: str | None = None,
+    patient: str | None = None,
+    fmt: str = "dicom",
+):
     pixels = breast_image(seed=seed, left=lat != "R")
     meta = MammogramMeta(
         source=f"{lat}{view}.dcm",
-        format="dicom",
+        format=fmt,
+        patient_key=patient,
         original_size=pixels.shape,
         bit_depth=16,
         laterality=lat,
@@ -125,6 +134,35 @@ def test_assemble_exam_flags_duplicate_views_and_other_studies(cascade) -> None:
     d = analyse_mammogram(_mammogram("R", "CC", seed=5, study="s3"), cascade, key="d", name="d.dcm")
     exam = assemble_exam([("rcc", c), ("lcc", d)], cascade.thresholds)
     assert any("different studies" in w for w in exam.warnings)
+
+
+def test_assemble_exam_refuses_two_patients_and_flags_a_film_without_identity(cascade) -> None:
+    def view(lat, v, name, **kw):
+        return analyse_mammogram(_mammogram(lat, v, **kw), cascade, key=name, name=name)
+
+    one = [
+        ("lcc", view("L", "CC", "a.dcm", study="s1", patient="p1")),
+        ("rcc", view("R", "CC", "b.dcm", study="s1", patient="p1")),
+    ]
+    exam = assemble_exam(one, cascade.thresholds)
+    assert exam.refusal is None and not exam.warnings
+    two = [*one, ("lmlo", view("L", "MLO", "c.dcm", study="s9", patient="p2"))]
+    exam = assemble_exam(two, cascade.thresholds)
+    assert exam.refusal and "2 different patients" in exam.refusal
+    assert "p1" not in exam.refusal and "p2" not in exam.refusal  # keys never shown
+    film = [*one, ("rmlo", view("R", "MLO", "mdb002.pgm", fmt="pgm"))]
+    exam = assemble_exam(film, cascade.thresholds)
+    assert exam.refusal is None
+    assert any(w.startswith("mdb002.pgm (PGM): no patient identity") for w in exam.warnings)
+
+
+def test_patient_key_ignores_the_parts_naming_the_image(cbis_cases) -> None:
+    from hdcnn.reader import read_mammogram
+
+    keys = [{read_mammogram(p).meta.patient_key for p in case.values()} for case in cbis_cases]
+    assert all(len(k) == 1 and None not in k for k in keys)  # one patient per exam
+    assert keys[0] != keys[1]  # two patients
+    assert all(len(next(iter(k))) == 16 for k in keys)
 
 
 def test_group_exams_is_the_rule_the_cli_uses() -> None:

@@ -21,9 +21,9 @@ from hdcnn.cascade import (
     choose_thresholds,
     combine_exam,
     load_cascade,
-    sha256_file,
     verdict,
 )
+from hdcnn.config import sha256_file
 from hdcnn.errors import CheckpointError, MammogramError
 from hdcnn.terms import Label
 from tests.cascade_weights import breast_image, make_weights_dir
@@ -276,8 +276,8 @@ def test_flat_crop_head(weights_dir: Path) -> None:
 def test_load_errors(weights_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError):
         load_cascade(tmp_path / "missing")
-    with pytest.raises(CheckpointError, match=r"detector\.pt"):
-        load_cascade(tmp_path)  # exists but empty
+    with pytest.raises(CheckpointError, match=r"cascade\.json: not found"):
+        load_cascade(tmp_path)  # exists but empty: no settings are assumed
     changed = make_weights_dir(tmp_path / "w", config={"files": {"detector.pt": "0" * 64}})
     with pytest.raises(CheckpointError, match="sha256"):
         load_cascade(changed)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from hdcnn.config import CascadeConfig
 from hdcnn.domain import (
     MIAS_DOMAIN,
     TrainingDomain,
     check_domain,
     exam_notice,
-    training_domain,
 )
+from hdcnn.errors import CheckpointError
 from hdcnn.reader import MammogramMeta
 
 
@@ -46,17 +49,25 @@ def test_small_size_and_spacing_differences_are_tolerated() -> None:
 
 
 def test_training_domain_from_cascade_json_or_mias(tmp_path: Path) -> None:
-    assert training_domain(tmp_path) == MIAS_DOMAIN  # no cascade.json
-    assert training_domain(None) == MIAS_DOMAIN
+    (tmp_path / "cascade.json").write_text("{}")
+    assert CascadeConfig.load(tmp_path).training_domain == MIAS_DOMAIN  # not recorded
     custom = TrainingDomain(name="CBIS", formats=("dicom",), size=None, bit_depths=(16,))
     (tmp_path / "cascade.json").write_text(json.dumps({"training_domain": custom.to_dict()}))
-    got = training_domain(tmp_path)
+    got = CascadeConfig.load(tmp_path).training_domain
     assert got == custom
     assert check_domain(
         _meta(format="dicom", original_size=(4000, 3000), bit_depth=16), got
     ).in_domain
-    (tmp_path / "cascade.json").write_text(json.dumps({"training_domain": {"size": "big"}}))
-    assert training_domain(tmp_path) == MIAS_DOMAIN  # a bad entry falls back
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"size": "big"}, {"size_tolerance": float("nan")}, {"bit_depths": [0]}, {"name": 3}, [1]],
+)
+def test_a_bad_training_domain_is_refused_by_name(tmp_path: Path, entry: object) -> None:
+    (tmp_path / "cascade.json").write_text(json.dumps({"training_domain": entry}))
+    with pytest.raises(CheckpointError, match=r"cascade\.json: field training_domain"):
+        CascadeConfig.load(tmp_path)
 
 
 def test_exam_notice_counts_the_views_out_of_domain() -> None:

@@ -84,3 +84,22 @@ def test_paste_and_map_to_original_with_flip() -> None:
     assert orig[50, 78] == pytest.approx(1.0)  # right edge of the crop
     assert orig[50, 35] == 0.0
     assert orig[5, 78] == 0.0  # above the crop
+
+
+def test_cam_overlay_shows_the_tissue_under_the_heat() -> None:
+    """A thumbnail is the crop's tissue with the map blended in, not a grey blob of the map."""
+    from hdcnn.explain import cam_overlay
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    tissue = (0.2 + 0.1 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.float32)  # dim texture
+    cam = np.zeros((64, 64), np.float32)
+    cam[40:, 40:] = 1.0  # heat in one corner only
+    out = cam_overlay(tissue, cam)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    cold = out[:32, :32]
+    # cold region: grey tissue, contrast-stretched (full range) and unchanged in colour
+    assert cold[..., 0].std() > 20 and np.array_equal(cold[..., 0], cold[..., 2])
+    hot = out[48:, 48:].astype(int)
+    assert (hot[..., 0] - hot[..., 2]).mean() > 40  # red where the heat is
+    assert hot[..., 0].std() > 5  # with the tissue still visible under it
+    assert cam_overlay(tissue, cam[::2, ::2], side=128).shape == (128, 128, 3)

@@ -164,7 +164,7 @@ def test_overlay_numbers_boxes_and_keeps_tags_inside_at_any_count() -> None:
     # the prominent tag "#41 malignant" is drawn (red fill) and stays inside the image
     assert np.all(rgb == COLOURS["malignant"], axis=2).sum() > 200
     # tags are placed inside the image and clear of one another while there is room
-    from hdcnn.report import _place
+    from hdcnn.overlay import _place
 
     placed: list[tuple[int, int, int, int]] = []
     for i in range(30):

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from hdcnn.errors import DatasetError
-from hdcnn.samples import VIEW_KEYS, exams, get_sample, real_samples, synthetic_samples
+from hdcnn.samples import (
+    VIEW_KEYS,
+    exam_title,
+    exams,
+    get_sample,
+    real_samples,
+    synthetic_samples,
+)
 from hdcnn.terms import Label
 
 
@@ -23,6 +30,14 @@ def test_real_samples_are_the_packages_exams_without_identifiers(cbis_cases) -> 
     assert lcc.path == Path(cbis_cases[1]["lcc"])
     assert lcc.truth == Label.MALIGNANT and not lcc.synthetic
     assert (lcc.laterality, lcc.view) == ("L", "CC")
+    # each view is named by its own breast's truth: the malignant case's right breast is benign
+    rcc = grouped["cbis-malignant-1"]["rcc"]
+    assert rcc.truth == Label.BENIGN
+    assert rcc.title.endswith("right CC, benign breast"), rcc.title
+    assert lcc.title.endswith("left CC, malignant breast"), lcc.title
+    assert exam_title(grouped["cbis-malignant-1"]).endswith("(left malignant, right benign)")
+    assert exam_title(grouped["cbis-benign-1"]).endswith("(both breasts benign)")
+    assert all(s.truth == Label.BENIGN for s in grouped["cbis-benign-1"].values())
     for s in samples:
         # CBIS-DDSM headers name the patient (e.g. "Mass-Test_P_00173_LEFT_CC"): never in titles.
         assert "P_0" not in s.title and "Mass-Test" not in s.title

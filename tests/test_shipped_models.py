@@ -72,9 +72,9 @@ def test_the_card_ablation_table_is_the_shipped_report() -> None:
 
 
 def test_folds_are_patient_disjoint_and_cover_every_patient(config: CascadeConfig) -> None:
-    folds = [set(p) for p in config.split["folds"].values()]
+    folds = [set(p) for p in config.split.folds.values()]
     assert sum(len(f) for f in folds) == len(set().union(*folds)) == 121
-    assert config.split["kind"] == "k-fold" and len(folds) == 5
+    assert config.split.kind == "k-fold" and len(folds) == 5
 
 
 def test_reported_figures_derive_from_the_published_out_of_fold_scores() -> None:

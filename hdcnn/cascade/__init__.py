@@ -24,6 +24,10 @@ classifier 2):
 Exam rule: per breast the max over its views of ``p_abnormal`` and ``p_malignant`` and the same
 verdict; per exam the worse breast.
 
+Calibration (optional, ``cascade.json`` ``calibration``, :mod:`hdcnn.calibration`): verdicts
+stay decided on the scores above; predictions, breasts and exams also carry calibrated
+probabilities and the decisions that were borderline (within a threshold's measured band).
+
 Thread safety: networks are put in eval mode once at load time and run under
 :func:`torch.inference_mode`; a :class:`Cascade` keeps no per-call state, so one instance can
 be shared by several threads (the Streamlit app caches one with ``st.cache_resource``).
@@ -31,8 +35,10 @@ be shared by several threads (the Streamlit app caches one with ``st.cache_resou
 Package layout (the data's walk): :mod:`~hdcnn.cascade.rules` (thresholds, verdict, threshold
 choice), :mod:`~hdcnn.cascade.results` (result types), :mod:`~hdcnn.cascade.exam` (exam rule),
 :mod:`~hdcnn.cascade.heads` (crop classifiers), :mod:`~hdcnn.cascade.orchestrator`
-(:class:`Cascade`, which only sequences the stages) and :mod:`~hdcnn.cascade.loading`
-(:func:`load_cascade`).
+(:class:`Cascade`, which only sequences the stages), :mod:`~hdcnn.cascade.loading`
+(:func:`load_cascade`) and :mod:`~hdcnn.cascade.known_answers` (the load-time check of a
+folder's outputs on reference inputs). A weights folder's files and settings are
+:mod:`hdcnn.config`'s.
 """
 
 from __future__ import annotations
@@ -46,23 +52,8 @@ from hdcnn.cascade.heads import (
     _class_index,
     _input_size,
 )
-from hdcnn.cascade.loading import (
-    C1_FILE,
-    C2_FILE,
-    CONFIG_FILE,
-    CROP_FLAT_FILE,
-    DETECTOR_FILE,
-    load_cascade,
-    load_model_file,
-    read_cascade_config,
-    sha256_file,
-)
-from hdcnn.cascade.orchestrator import (
-    DEFAULT_LONG_SIDE,
-    DEFAULT_MAX_CANDIDATES,
-    Cascade,
-    ImageInput,
-)
+from hdcnn.cascade.loading import flat_head, load_cascade, load_model_file, stamp_known_answers
+from hdcnn.cascade.orchestrator import Cascade, ImageInput
 from hdcnn.cascade.results import (
     BreastVerdict,
     Candidates,
@@ -75,14 +66,7 @@ from hdcnn.cascade.rules import OPERATING_RULES, Thresholds, choose_thresholds, 
 from hdcnn.terms import FindingStatus
 
 __all__ = [
-    "C1_FILE",
-    "C2_FILE",
-    "CONFIG_FILE",
-    "CROP_FLAT_FILE",
     "CROP_SOURCES",
-    "DEFAULT_LONG_SIDE",
-    "DEFAULT_MAX_CANDIDATES",
-    "DETECTOR_FILE",
     "OPERATING_RULES",
     "BreastVerdict",
     "Candidates",
@@ -101,9 +85,9 @@ __all__ = [
     "_input_size",
     "choose_thresholds",
     "combine_exam",
+    "flat_head",
     "load_cascade",
     "load_model_file",
-    "read_cascade_config",
-    "sha256_file",
+    "stamp_known_answers",
     "verdict",
 ]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from hdcnn.terms import worst_label
+from hdcnn.terms import Label, worst_label
 
 if TYPE_CHECKING:
     pass
@@ -35,7 +35,9 @@ def combine_exam(
         key: exam identifier to report (a de-identified study key), or None.
 
     Returns:
-        :class:`ExamPrediction` with one :class:`BreastVerdict` per laterality present.
+        :class:`ExamPrediction` with one :class:`BreastVerdict` per laterality present. When the
+        predictions carry a calibration, breast and exam verdicts get calibrated probabilities
+        (the image maps applied to the max-rule probabilities) and their borderline flags.
     """
     if not items:
         raise ValueError("an exam needs at least one image")
@@ -43,6 +45,16 @@ def combine_exam(
     for laterality, view, pred in items:
         lat = str(laterality).upper() if laterality else "unknown"
         groups.setdefault(lat, []).append((str(view) if view else "?", pred))
+    calibration = next((p.calibration for *_, p in items if p.calibration is not None), None)
+
+    def calibrated(label: Label, pa: float, pm: float) -> dict[str, Any]:
+        if calibration is None:
+            return {}
+        return {
+            "calibrated": calibration.calibrated(pa, pm),
+            "borderline": calibration.borderline(label, pa, pm, thresholds),
+        }
+
     breasts: dict[str, BreastVerdict] = {}
     for lat in sorted(groups):
         members = groups[lat]
@@ -52,13 +64,23 @@ def combine_exam(
             pa, pm, t_abnormal=thresholds.effective_abnormal, t_malignant=thresholds.malignant
         )
         breasts[lat] = BreastVerdict(
-            lat, label, pa, pm, [v for v, _ in members], [p.source for _, p in members]
+            lat,
+            label,
+            pa,
+            pm,
+            [v for v, _ in members],
+            [p.source for _, p in members],
+            **calibrated(label, pa, pm),
         )
+    label = worst_label(b.label for b in breasts.values())
+    pa = max(b.p_abnormal for b in breasts.values())
+    pm = max(b.p_malignant for b in breasts.values())
     return ExamPrediction(
         key=key,
-        label=worst_label(b.label for b in breasts.values()),
-        p_abnormal=max(b.p_abnormal for b in breasts.values()),
-        p_malignant=max(b.p_malignant for b in breasts.values()),
+        label=label,
+        p_abnormal=pa,
+        p_malignant=pm,
         breasts=breasts,
         images=[p for _, _, p in items],
+        **calibrated(label, pa, pm),
     )

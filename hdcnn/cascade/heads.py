@@ -9,17 +9,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from hdcnn.config import CROP_SOURCES  # noqa: F401  (re-exported by hdcnn.cascade)
 from hdcnn.errors import CheckpointError
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +24,7 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------- crop heads
 
 
-#: Where crops are cut: ``"model"`` = the downsampled model image, ``"original"`` = the
-#: original pixels (full resolution, see :func:`hdcnn.roi.crop_rois_full_resolution`).
-CROP_SOURCES = ("model", "original")
+# CROP_SOURCES (where crops are cut) is a cascade.json setting: hdcnn.config owns it
 
 
 def _shares_trunk(a: nn.Module, b: nn.Module) -> bool:

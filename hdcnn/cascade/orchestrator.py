@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from hdcnn.config import LONG_SIDE, MAX_CANDIDATES
+from hdcnn.config import CONTEXT, LONG_SIDE, MAX_CANDIDATES
 from hdcnn.errors import CheckpointError, MammogramError
-from hdcnn.roi import DEFAULT_CONTEXT, crop_rois, crop_rois_full_resolution
+from hdcnn.roi import crop_rois, crop_rois_full_resolution
 from hdcnn.terms import FindingStatus, Label
 
 if TYPE_CHECKING:
+    from hdcnn.calibration import Calibration
     from hdcnn.preprocess import Preprocessed
     from hdcnn.reader import Mammogram, MammogramMeta
 
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 ImageInput = Union["Mammogram", str, os.PathLike, bytes, np.ndarray]
 
 
-DEFAULT_LONG_SIDE = LONG_SIDE
-DEFAULT_MAX_CANDIDATES = MAX_CANDIDATES
 #: Crops per classifier forward pass. Batches of 5-10 crops of 128 px run faster on the CPU than
 #: one batch of 20 (the activations stay in the CPU cache).
 CLASSIFY_BATCH = 8
@@ -79,6 +78,9 @@ class Cascade:
         max_candidates: at most this many candidates (highest detector score) are used.
         name: model name for reports.
         files: weights file name -> sha256 of everything loaded (for the model hash).
+        calibration: probability maps and threshold bands (:mod:`hdcnn.calibration`); the
+            verdicts never depend on it, predictions carry calibrated probabilities and
+            borderline flags when it is given.
     """
 
     def __init__(
@@ -87,11 +89,12 @@ class Cascade:
         head: CropHead,
         *,
         thresholds: Thresholds | None = None,
-        long_side: int = DEFAULT_LONG_SIDE,
-        context: float = DEFAULT_CONTEXT,
-        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        long_side: int = LONG_SIDE,
+        context: float = CONTEXT,
+        max_candidates: int = MAX_CANDIDATES,
         name: str = "hdcnn",
         files: Mapping[str, str] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.detector = detector.eval()
         self.head = head
@@ -106,6 +109,7 @@ class Cascade:
         self.max_candidates = int(max_candidates)
         self.name = name
         self.files = dict(files or {})
+        self.calibration = calibration
 
     # -- identity -------------------------------------------------------------------------
 
@@ -240,6 +244,10 @@ class Cascade:
         findings: list[Finding] = []
         p_abnormal = 0.0
         p_malignant = 0.0
+        cal = self.calibration
+        lesion_cal = (
+            None if cal is None else cal.probabilities("p_lesion", trace.p_lesion[selected])
+        )
         for row, i in enumerate(selected):
             lesion = float(trace.p_lesion[i])
             p_abnormal = max(p_abnormal, lesion)
@@ -260,6 +268,7 @@ class Cascade:
                     model_box=tuple(float(v) for v in model_boxes[row]),
                     index=int(i),
                     status=status,
+                    p_lesion_calibrated=None if lesion_cal is None else float(lesion_cal[row]),
                 )
             )
         label = verdict(
@@ -289,6 +298,9 @@ class Cascade:
             meta=meta,
             trace=trace if keep_trace else None,
             thresholds=t,
+            calibration=cal,
+            calibrated=None if cal is None else cal.calibrated(p_abnormal, p_malignant),
+            borderline=() if cal is None else cal.borderline(label, p_abnormal, p_malignant, t),
         )
 
     # -- whole pipeline --------------------------------------------------------------------

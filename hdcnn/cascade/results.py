@@ -14,6 +14,7 @@ import numpy as np
 from hdcnn.terms import FindingStatus, Label
 
 if TYPE_CHECKING:
+    from hdcnn.calibration import Calibration
     from hdcnn.preprocess import Preprocessed
     from hdcnn.reader import MammogramMeta
 
@@ -25,13 +26,24 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------- results
 
 
-def _verdict_json(label: Label, p_abnormal: float, p_malignant: float) -> dict[str, Any]:
-    """The verdict fields shared by the image, breast and exam JSON forms."""
-    return {
+def _verdict_json(
+    label: Label,
+    p_abnormal: float,
+    p_malignant: float,
+    calibrated: dict[str, float] | None = None,
+    borderline: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The verdict fields shared by the image, breast and exam JSON forms; ``calibrated`` and
+    ``borderline`` only when the weights ship a calibration."""
+    out: dict[str, Any] = {
         "label": str(label),
         "p_abnormal": round(float(p_abnormal), 6),
         "p_malignant": round(float(p_malignant), 6),
     }
+    if calibrated is not None:
+        out["calibrated"] = {k: round(float(v), 6) for k, v in calibrated.items()}
+        out["borderline"] = list(borderline)
+    return out
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class Finding:
         index: row of this candidate in the trace (``CascadeTrace.candidates``, ``.crops``).
         status: the stage that kept or refused it (:class:`FindingStatus`); None for findings
             built outside :meth:`Cascade.decide`.
+        p_lesion_calibrated: ``p_lesion`` through the shipped calibration map (None without
+            one): the probability that this box points at a lesion.
     """
 
     box: tuple[float, float, float, float]
@@ -59,20 +73,25 @@ class Finding:
     model_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     index: int = -1
     status: FindingStatus | None = None
+    p_lesion_calibrated: float | None = None
 
     @property
     def kept(self) -> bool:
         return self.label != "rejected"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: ``{"box", "detector_score", "p_lesion", "p_malignant", "label"}``."""
-        return {
+        """JSON form: ``{"box", "detector_score", "p_lesion", "p_malignant", "label"}`` (and
+        ``p_lesion_calibrated`` when calibrated)."""
+        out: dict[str, Any] = {
             "box": [round(float(v), 2) for v in self.box],
             "detector_score": round(float(self.detector_score), 6),
             "p_lesion": round(float(self.p_lesion), 6),
             "p_malignant": None if self.p_malignant is None else round(self.p_malignant, 6),
             "label": self.label,
         }
+        if self.p_lesion_calibrated is not None:
+            out["p_lesion_calibrated"] = round(float(self.p_lesion_calibrated), 6)
+        return out
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,12 @@ class Prediction:
         meta: the reader's metadata (laterality, view, de-identified study key), if read.
         trace: intermediate results when ``predict(..., detail=True)``.
         thresholds: the thresholds the verdict was made with.
+        calibration: the weights' shipped calibration (None: not fitted); breast and exam
+            verdicts built from this prediction use it too.
+        calibrated: ``{"p_abnormal", "p_malignant"}`` through the calibration maps (None
+            without a calibration).
+        borderline: the decisions of this verdict that were near calls
+            (:meth:`hdcnn.calibration.Calibration.borderline`; empty: a clear verdict).
     """
 
     source: str
@@ -137,6 +162,9 @@ class Prediction:
     meta: MammogramMeta | None = None
     trace: CascadeTrace | None = field(default=None, repr=False)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    calibration: Calibration | None = field(default=None, repr=False)
+    calibrated: dict[str, float] | None = None
+    borderline: tuple[str, ...] = ()
 
     @property
     def kept_findings(self) -> list[Finding]:
@@ -146,7 +174,9 @@ class Prediction:
         """JSON form used by ``predict --json``."""
         return {
             "input": self.source,
-            **_verdict_json(self.label, self.p_abnormal, self.p_malignant),
+            **_verdict_json(
+                self.label, self.p_abnormal, self.p_malignant, self.calibrated, self.borderline
+            ),
             "findings": [f.to_dict() for f in self.findings],
             "timing_ms": {k: round(float(v), 1) for k, v in self.timing_ms.items()},
         }
@@ -162,11 +192,15 @@ class BreastVerdict:
     p_malignant: float
     views: list[str]  # view of each image ("CC", "MLO", "other" or "?")
     inputs: list[str]  # source name of each image
+    calibrated: dict[str, float] | None = None  # as Prediction.calibrated
+    borderline: tuple[str, ...] = ()  # as Prediction.borderline
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "laterality": self.laterality,
-            **_verdict_json(self.label, self.p_abnormal, self.p_malignant),
+            **_verdict_json(
+                self.label, self.p_abnormal, self.p_malignant, self.calibrated, self.borderline
+            ),
             "views": list(self.views),
             "inputs": list(self.inputs),
         }
@@ -182,10 +216,14 @@ class ExamPrediction:
     p_malignant: float
     breasts: dict[str, BreastVerdict]
     images: list[Prediction] = field(default_factory=list, repr=False)
+    calibrated: dict[str, float] | None = None  # as Prediction.calibrated
+    borderline: tuple[str, ...] = ()  # as Prediction.borderline
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "exam": self.key,
-            **_verdict_json(self.label, self.p_abnormal, self.p_malignant),
+            **_verdict_json(
+                self.label, self.p_abnormal, self.p_malignant, self.calibrated, self.borderline
+            ),
             "breasts": {k: v.to_dict() for k, v in self.breasts.items()},
         }

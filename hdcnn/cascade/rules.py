@@ -1,4 +1,5 @@
-"""Operating thresholds, the three-way verdict rule and threshold choice.
+"""The three-way verdict rule and threshold choice (:class:`Thresholds` lives in
+:mod:`hdcnn.thresholds`, below the cascade and evaluation packages).
 
 Part of :mod:`hdcnn.cascade` (see its docstring for the rules).
 """
@@ -6,65 +7,16 @@ Part of :mod:`hdcnn.cascade` (see its docstring for the rules).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from hdcnn.evaluation.metrics import threshold_at_sensitivity, threshold_youden
+from hdcnn.config import OPERATING_RULES, SENSITIVITY
 from hdcnn.terms import Label
-
-if TYPE_CHECKING:
-    pass
-
+from hdcnn.thresholds import Thresholds, threshold_at_sensitivity, threshold_youden
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- thresholds
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Operating thresholds of the cascade (all probabilities in ``[0, 1]``).
-
-    Attributes:
-        detector_score: a detector box is a candidate when its score is at least this.
-        c1_lesion: a candidate is a kept finding when classifier 1's P(lesion) is at least this.
-        abnormal: the image is abnormal when ``p_abnormal >= max(abnormal, c1_lesion)``.
-        malignant: an abnormal image is malignant when ``p_malignant >= malignant``.
-    """
-
-    detector_score: float = 0.05
-    c1_lesion: float = 0.5
-    abnormal: float = 0.5
-    malignant: float = 0.5
-
-    @property
-    def effective_abnormal(self) -> float:
-        """The image-level abnormal threshold actually applied: ``max(abnormal, c1_lesion)``."""
-        return max(self.abnormal, self.c1_lesion)
-
-    def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base: Thresholds | None = None) -> Thresholds:
-        """Thresholds from a JSON mapping; keys that are absent keep ``base`` (or defaults).
-
-        Raises:
-            ValueError: a value is not a number in ``[0, 1]``.
-        """
-        base = base or cls()
-        values = asdict(base)
-        for key in values:
-            if key in data and data[key] is not None:
-                value = float(data[key])
-                if not 0.0 <= value <= 1.0:
-                    raise ValueError(f"threshold {key} must be in [0, 1], got {value}")
-                values[key] = value
-        return cls(**values)
 
 
 def verdict(
@@ -86,17 +38,13 @@ def verdict(
     return Label.MALIGNANT if p_malignant >= t_malignant else Label.BENIGN
 
 
-#: Operating-point rules of :func:`choose_thresholds`.
-OPERATING_RULES = ("sensitivity", "youden")
-
-
 def choose_thresholds(
     p_abnormal: Sequence[float] | np.ndarray,
     p_malignant: Sequence[float] | np.ndarray,
     labels: Sequence[Label | str],
     *,
-    sens_abnormal: float = 0.9,
-    sens_malignant: float = 0.9,
+    sens_abnormal: float = SENSITIVITY,
+    sens_malignant: float = SENSITIVITY,
     rule: str = "sensitivity",
     base: Thresholds | None = None,
 ) -> Thresholds:

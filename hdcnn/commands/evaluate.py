@@ -113,7 +113,43 @@ def format_table(doc: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(3, "  ".join("-" * w for w in widths))
     notes = {f"{c}: {m[k]}" for c, m in doc["concepts"].items() for k in m if k.endswith("_note")}
-    return "\n".join([*lines, "", *froc_lines, *sorted(n for n in notes if "FROC" not in n)])
+    out = [*lines, "", *froc_lines, *sorted(n for n in notes if "FROC" not in n)]
+    out += lesion_type_lines(doc.get("lesion_types") or {})
+    return "\n".join(out + calibration_lines(doc.get("probability_calibration") or {}))
+
+
+def calibration_lines(probs: dict[str, Any]) -> list[str]:
+    """det-hier's shipped calibration on these images (hdcnn.evaluation.calibration)."""
+    if not probs:
+        return []
+    lines = ["", "det-hier probabilities, raw -> calibrated (maps of cascade.json):"]
+    for name, r in probs.items():
+        b, a = r["before"], r["after"]
+        lines.append(
+            f"  {name} ({r['n']}, {r['n_positive']} positive): Brier {_fmt(b['brier'])} -> "
+            f"{_fmt(a['brier'])}, ECE {_fmt(b['ece'])} -> {_fmt(a['ece'])}"
+        )
+    return lines
+
+
+def lesion_type_lines(types: dict[str, Any]) -> list[str]:
+    """det-hier per lesion type (:mod:`hdcnn.evaluation.lesion_types`) as text lines."""
+    if not types:
+        return []
+    lines = [
+        "",
+        "det-hier by lesion type (recall: lesions with a candidate; AUC vs normal images):",
+    ]
+    for kind, t in types.items():
+        f = t["froc"]
+        ci = t.get("auc_vs_normal_ci")
+        span = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
+        lines.append(
+            f"  {kind}: {t['n_lesions']} lesions, recall {_fmt(t['candidate_recall'])}, "
+            f"FROC @0.5/1/2 {_fmt(f['0.5'])}/{_fmt(f['1'])}/{_fmt(f['2'])}, "
+            f"AUC {_fmt(t['auc_vs_normal'])}{span} ({t['n_images']} images)"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,19 @@ JSON (``--json OUT``, written atomically)::
 
     {"model": {"name", "sha256"},
      "results": [{"input", "label", "p_abnormal", "p_malignant",
+                  "calibrated": {"p_abnormal", "p_malignant"}, "borderline": [decision, ...],
                   "findings": [{"box": [x1, y1, x2, y2] original pixels, "detector_score",
-                                "p_lesion", "p_malignant", "label"}],
+                                "p_lesion", "p_malignant", "label", "p_lesion_calibrated"}],
                   "timing_ms": {"read", "preprocess", "detect", "classify", "total"}}
                  | {"input", "error"}],
-     "exams": [{"exam", "label", "p_abnormal", "p_malignant", "breasts": {...}}]}  # --exam
+     "exams": [{"exam", "label", "p_abnormal", "p_malignant", "calibrated", "borderline",
+                "breasts": {...}}]}  # --exam
+
+``p_abnormal`` / ``p_malignant`` are the scores the verdict is decided on; ``calibrated``,
+``borderline`` and ``p_lesion_calibrated`` appear when the weights ship a calibration
+(:mod:`hdcnn.calibration`): calibrated probabilities, and the decisions ("abnormal",
+"malignant") whose score lies within the measured uncertainty of its threshold. The table
+marks such a verdict "borderline".
 
 An input that cannot be read gets an ``{"input", "error"}`` entry, the others are still
 processed, and the exit status is 1 (even an unforeseen failure on one file is reported as
@@ -76,6 +84,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave input paths out of the table and JSON (they can hold patient ids): each "
         "input is named '#<position> <hash>' instead, the hash keyed per run",
     )
+    parser.add_argument(
+        "--dicom-out",
+        type=Path,
+        metavar="DIR",
+        help="also write DICOM results for DICOM inputs into DIR: a structured report "
+        "(TID 1500; one per image, or one per exam with --exam) and a presentation state "
+        "drawing the findings on each image, filed in the source's study with the source's "
+        "patient identity kept (so a PACS files them with the study; see docs/DICOM.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -92,6 +109,10 @@ def predict_files(
     cascade: Any, paths: list[Path], *, exam: bool = False, names: list[str] | None = None
 ) -> dict[str, Any]:
     """Predict every file; unreadable inputs become error entries.
+
+    The files are analysed in the process's analysis pool (:func:`hdcnn.scheduler.shared_pool`:
+    as many at once as the usable cores allow, with the app's thread rule); the results keep
+    the order of ``paths``.
 
     Args:
         cascade: a loaded :class:`hdcnn.cascade.Cascade`.
@@ -110,36 +131,46 @@ def predict_files(
     from hdcnn.cascade import combine_exam
     from hdcnn.errors import CheckpointError, HDCNNError
     from hdcnn.reader import short_reason
+    from hdcnn.scheduler import shared_pool
 
     names = names or [str(p) for p in paths]
     results: list[dict[str, Any]] = []
     groups: dict[str | None, list[tuple[str | None, str | None, Any]]] = {}
-    for path, shown in zip(paths, names, strict=True):
-        try:
-            pred = cascade.predict(path, name=None if shown == str(path) else shown)
-        except CheckpointError:
-            raise
-        except HDCNNError as exc:
-            results.append({"input": shown, "error": exc.problem})
-            log.warning("%s: %s", shown, exc.problem)
-            continue
-        except OSError as exc:  # e.g. a folder given as a file
-            results.append({"input": shown, "error": exc.strerror or type(exc).__name__})
-            log.warning("%s: %s", shown, exc.strerror or type(exc).__name__)
-            continue
-        except Exception as exc:  # a bug must not cost the other files their results
-            problem = f"internal error ({short_reason(exc)})"
-            results.append({"input": shown, "error": problem})
-            log.error("%s: %s", shown, problem)
-            continue
-        entry = pred.to_dict()
-        entry["input"] = shown
-        results.append(entry)
-        meta = pred.meta
-        key = getattr(meta, "study_key", None)
-        groups.setdefault(key, []).append(
-            (getattr(meta, "laterality", None), getattr(meta, "view", None), pred)
-        )
+    pool = shared_pool()  # the app's thread rule: files run side by side, one per worker
+    jobs = [
+        pool.submit(cascade.predict, path, name=None if shown == str(path) else shown)
+        for path, shown in zip(paths, names, strict=True)
+    ]
+    try:
+        for job, shown in zip(jobs, names, strict=True):
+            try:
+                pred = job.result()
+            except CheckpointError:
+                raise
+            except HDCNNError as exc:
+                results.append({"input": shown, "error": exc.problem})
+                log.warning("%s: %s", shown, exc.problem)
+                continue
+            except OSError as exc:  # e.g. a folder given as a file
+                results.append({"input": shown, "error": exc.strerror or type(exc).__name__})
+                log.warning("%s: %s", shown, exc.strerror or type(exc).__name__)
+                continue
+            except Exception as exc:  # a bug must not cost the other files their results
+                problem = f"internal error ({short_reason(exc)})"
+                results.append({"input": shown, "error": problem})
+                log.error("%s: %s", shown, problem)
+                continue
+            entry = pred.to_dict()
+            entry["input"] = shown
+            results.append(entry)
+            meta = pred.meta
+            key = getattr(meta, "study_key", None)
+            groups.setdefault(key, []).append(
+                (getattr(meta, "laterality", None), getattr(meta, "view", None), pred)
+            )
+    finally:  # a broken model or an interrupt: the files still queued never run
+        for job in jobs:
+            job.cancel()
     exams = (
         [
             combine_exam(items, cascade.thresholds, key=key).to_dict()
@@ -165,6 +196,18 @@ def exam_groups(
     return group_exams(groups)
 
 
+def _label(entry: dict[str, Any]) -> str:
+    """A verdict's label, marked when it is borderline."""
+    near = entry.get("borderline")
+    return f"{entry['label']} (borderline: {', '.join(near)})" if near else entry["label"]
+
+
+def _p(entry: dict[str, Any], name: str) -> str:
+    """A score, with its calibrated probability when there is one."""
+    cal = (entry.get("calibrated") or {}).get(name)
+    return f"{entry[name]:.3f}" + ("" if cal is None else f" (cal {cal:.2f})")
+
+
 def format_table(doc: dict[str, Any]) -> str:
     """Readable text table of a predict document."""
     rows = [("input", "label", "p_abnormal", "p_malignant", "findings", "ms")]
@@ -177,9 +220,9 @@ def format_table(doc: dict[str, Any]) -> str:
         rows.append(
             (
                 name,
-                r["label"],
-                f"{r['p_abnormal']:.3f}",
-                f"{r['p_malignant']:.3f}",
+                _label(r),
+                _p(r, "p_abnormal"),
+                _p(r, "p_malignant"),
                 f"{kept} kept / {len(r['findings'])}",
                 f"{r['timing_ms']['total']:.0f}",
             )
@@ -190,19 +233,21 @@ def format_table(doc: dict[str, Any]) -> str:
     for exam in doc.get("exams", []):
         title = f"exam {exam['exam']}" if exam["exam"] else "exam (no study key)"
         breasts = ", ".join(
-            f"{lat}: {b['label']} (p_abn {b['p_abnormal']:.3f}, p_mal {b['p_malignant']:.3f})"
+            f"{lat}: {_label(b)} (p_abn {_p(b, 'p_abnormal')}, p_mal {_p(b, 'p_malignant')})"
             for lat, b in exam["breasts"].items()
         )
-        lines.append(f"{title}: {exam['label']}  [{breasts}]")
+        lines.append(f"{title}: {_label(exam)}  [{breasts}]")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the cascade, predict every path, print a table, write JSON; returns the exit code."""
     from hdcnn.cascade import load_cascade
+    from hdcnn.scheduler import shared_pool
     from hdcnn.utils import atomic_write_text
 
-    cascade = load_cascade(args.weights)
+    shared_pool()  # threads chosen by the one rule before torch runs anything
+    cascade = load_cascade(args.weights, known_answers="require")
     if args.max_candidates is not None:
         if args.max_candidates < 1:
             print("error: --max-candidates must be at least 1", file=sys.stderr)
@@ -210,6 +255,11 @@ def run(args: argparse.Namespace) -> int:
         cascade.max_candidates = args.max_candidates
     paths = list(args.paths)
     names = anonymous_names(paths) if getattr(args, "no_paths", False) else None
+    recorder = None
+    if getattr(args, "dicom_out", None) is not None:
+        from hdcnn.dicomout.export import PredictionRecorder
+
+        recorder = cascade = PredictionRecorder(cascade)
     doc = predict_files(cascade, paths, exam=args.exam, names=names)
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"  # strict JSON, checked first
     print(format_table(doc))
@@ -217,8 +267,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         atomic_write_text(args.json, text)
         log.info("wrote %s", args.json)
+    skipped: list[tuple[Path, str]] = []
+    if recorder is not None:
+        written, skipped = recorder.write(args.dicom_out, exam=args.exam, order=paths)
+        print(f"wrote {len(written)} DICOM object(s) to {args.dicom_out}")
+        for path, why in skipped:
+            shown = names[paths.index(path)] if names else str(path)
+            print(f"{shown}: no DICOM output: {why}", file=sys.stderr)
     failed = sum(1 for r in doc["results"] if "error" in r)
     if failed:
         print(f"{failed} of {len(doc['results'])} inputs could not be read", file=sys.stderr)
         return 1
-    return 0
+    return 1 if skipped else 0

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hdcnn.data.tables import read_csv
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label, Laterality, LesionSource, View, worst_label
 from hdcnn.utils import atomic_path
@@ -68,17 +69,23 @@ class Lesion:
     source: LesionSource = LesionSource.BOX
 
     def __post_init__(self) -> None:
-        box = tuple(float(v) for v in self.box)
+        # The messages never quote the values: they may come from an annotation file.
+        try:
+            box = tuple(float(v) for v in self.box)
+        except (TypeError, ValueError):
+            raise ValueError("lesion box must be 4 finite numbers") from None
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
-            raise ValueError(f"lesion box must be 4 finite numbers, got {self.box!r}")
+            raise ValueError("lesion box must be 4 finite numbers")
         if box[2] < box[0] or box[3] < box[1]:
-            raise ValueError(f"lesion box must have x1 <= x2 and y1 <= y2, got {box!r}")
+            raise ValueError("lesion box must have x1 <= x2 and y1 <= y2")
         self.box = box  # type: ignore[assignment]
+        if self.label not in set(Label) or self.label == Label.NORMAL:
+            raise ValueError("lesion label must be benign, malignant or unknown")
         self.label = Label(self.label)
-        if self.label == Label.NORMAL:
-            raise ValueError("a lesion cannot be labelled normal")
         if self.kind not in LESION_KINDS:
             raise ValueError(f"lesion kind must be one of {', '.join(LESION_KINDS)}")
+        if self.source not in set(LesionSource):
+            raise ValueError(f"lesion source must be one of {', '.join(LesionSource)}")
         self.source = LesionSource(self.source)
 
     def to_dict(self) -> dict[str, object]:
@@ -95,12 +102,12 @@ class Lesion:
         """Inverse of :meth:`to_dict`. Raises ``ValueError``/``KeyError`` on a bad object."""
         box = data["box"]
         if not isinstance(box, list | tuple):
-            raise ValueError(f"lesion box must be a list of 4 numbers, got {box!r}")
+            raise ValueError("lesion box must be a list of 4 numbers")
         return cls(
             box=tuple(box),  # type: ignore[arg-type]
-            label=Label(str(data.get("label", "unknown"))),
+            label=str(data.get("label", "unknown")),  # type: ignore[arg-type]
             kind=str(data.get("kind", "mass")),
-            source=LesionSource(str(data.get("source", "box"))),
+            source=str(data.get("source", "box")),  # type: ignore[arg-type]
         )
 
 
@@ -266,11 +273,7 @@ class Manifest:
         source = Path(path)
         if not source.is_file():
             raise DatasetError(str(source), "manifest CSV not found")
-        try:
-            frame = pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise DatasetError(str(source), f"not a readable manifest CSV ({exc})") from exc
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame = read_csv(source, encoding="utf-8")
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise DatasetError(
@@ -304,25 +307,25 @@ def _record_from_row(row: dict[str, str], number: int, source: Path) -> ImageRec
         raise fail("patient_id", "empty patient id")
     label_text = (cell("label") or "unknown").lower()
     if label_text not in {str(label) for label in Label}:
-        raise fail("label", f"{label_text!r} is not one of normal, benign, malignant, unknown")
+        raise fail("label", "not one of normal, benign, malignant, unknown")
     laterality = cell("laterality")
     if laterality is not None:
         laterality = laterality.upper()
         if laterality not in {"L", "R"}:
-            raise fail("laterality", f"{laterality!r} is not L or R")
+            raise fail("laterality", "not L or R")
     view = cell("view")
     if view is not None:
         view = {"cc": "CC", "mlo": "MLO", "other": "other"}.get(view.lower())
         if view is None:
-            raise fail("view", f"{cell('view')!r} is not CC, MLO or other")
+            raise fail("view", "not CC, MLO or other")
     age: float | None = None
     if cell("age") is not None:
         try:
             age = float(cell("age"))  # type: ignore[arg-type]
         except ValueError:
-            raise fail("age", f"{cell('age')!r} is not a number") from None
+            raise fail("age", "not a number") from None
         if not math.isfinite(age) or age < 0:
-            raise fail("age", f"{cell('age')!r} is not a valid age")
+            raise fail("age", "not a valid age (a finite number >= 0)")
     lesions = _lesions_from_json(cell("lesions") or "[]", fail)
     return ImageRecord(
         image_path=image_path,
@@ -352,6 +355,8 @@ def _lesions_from_json(text: str, fail: Callable[[str, str], DatasetError]) -> l
             raise fail("lesions", f"lesion {i} is not an object")
         try:
             lesions.append(Lesion.from_dict(item))
-        except (KeyError, ValueError, TypeError) as exc:
+        except KeyError:
+            raise fail("lesions", f"lesion {i} has no box") from None
+        except (ValueError, TypeError) as exc:  # Lesion's messages never quote the values
             raise fail("lesions", f"lesion {i}: {exc}") from None
     return lesions

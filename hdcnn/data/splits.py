@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Sequence
 
+from hdcnn.config import FRACTIONS
 from hdcnn.data.manifest import Manifest
 from hdcnn.terms import Label
 
@@ -41,7 +42,7 @@ def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
 
 
 def split_patients(
-    manifest: Manifest, *, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
+    manifest: Manifest, *, fractions: Sequence[float] = FRACTIONS, seed: int = 0
 ) -> dict[str, list[str]]:
     """Assign every patient to train/val/test.
 
@@ -79,7 +80,7 @@ def split_patients(
 
 
 def patient_split(
-    manifest: Manifest, *, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
+    manifest: Manifest, *, fractions: Sequence[float] = FRACTIONS, seed: int = 0
 ) -> dict[str, Manifest]:
     """Patient-level stratified train/val/test split of ``manifest``.
 

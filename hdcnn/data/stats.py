@@ -95,14 +95,33 @@ def lesion_frame(manifest: Manifest) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "width", "height", "side"])
 
 
-def age_histogram_frame(manifest: Manifest, bin_years: int = AGE_BIN_YEARS) -> pd.DataFrame:
-    """Image counts per fixed age bin and label (every bin between the youngest and oldest).
+def patient_age_frame(manifest: Manifest) -> pd.DataFrame:
+    """One row per patient with an age: what the age charts count (patients, not images).
 
     Returns:
-        Columns ``bin_start`` (int years), ``age_bin`` (``"40-44"``), ``label``, ``count``;
-        empty when no image has an age.
+        Columns ``patient_id``, ``label`` (the patient's worst image label,
+        :meth:`Manifest.patient_labels`) and ``age`` (the median of the patient's image ages,
+        years); patients without any age are left out.
     """
     frame = image_frame(manifest).dropna(subset=["age"])
+    columns = ["patient_id", "label", "age"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    worst = {str(p): str(label) for p, label in manifest.patient_labels().items()}
+    ages = frame.groupby("patient_id", sort=False)["age"].median()
+    rows = [(p, worst.get(str(p), str(MISSING)), float(age)) for p, age in ages.items()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def age_histogram_frame(manifest: Manifest, bin_years: int = AGE_BIN_YEARS) -> pd.DataFrame:
+    """Patient counts per fixed age bin and label (every bin between the youngest and oldest
+    patient; :func:`patient_age_frame`).
+
+    Returns:
+        Columns ``bin_start`` (int years), ``age_bin`` (``"40-44"``), ``label``, ``count``
+        (patients); empty when no patient has an age.
+    """
+    frame = patient_age_frame(manifest)
     columns = ["bin_start", "age_bin", "label", "count"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
@@ -118,13 +137,14 @@ def age_histogram_frame(manifest: Manifest, bin_years: int = AGE_BIN_YEARS) -> p
 
 
 def age_by_label_frame(manifest: Manifest) -> pd.DataFrame:
-    """Age summary per image label (images with an age only).
+    """Age summary per patient label (patients with an age only; :func:`patient_age_frame`).
 
     Returns:
-        Columns ``label, count, mean, median, min, max`` (ages in years), labels in the order
-        normal, benign, malignant, unknown; empty when no image has an age.
+        Columns ``label, count, mean, median, min, max`` (count: patients; ages in years),
+        labels in the order normal, benign, malignant, unknown; empty when no patient has an
+        age.
     """
-    frame = image_frame(manifest).dropna(subset=["age"])
+    frame = patient_age_frame(manifest)
     rows = []
     for label in LABEL_ORDER:
         ages = frame.loc[frame["label"] == label, "age"]
@@ -171,9 +191,10 @@ def dataset_stats(manifest: Manifest) -> dict:
         A dict with ``images``, ``patients``, ``studies``, ``datasets``, ``labels`` (images per
         label), ``patient_labels`` (patients per worst label), ``views``, ``laterality``,
         ``density``, ``source_split`` (count dicts; ``"unknown"`` = missing), ``age`` and
-        ``lesions``. ``age`` is ``{"available": False, "missing": n}`` when no image has an
-        age, else ``{"available": True, "count", "missing", "mean", "median", "min", "max",
-        "bin_years", "histogram": {label: {"40-44": n, ...}}, "mean_by_label": {label: mean}}``.
+        ``lesions``. ``age`` counts patients (:func:`patient_age_frame`): ``{"available": False,
+        "missing": n}`` when no patient has an age, else ``{"available": True, "count",
+        "missing", "mean", "median", "min", "max", "bin_years", "histogram": {label:
+        {"40-44": n, ...}}, "mean_by_label": {label: mean}}`` (ages rounded to 0.1 year).
         ``lesions`` holds ``total``, ``images_with_lesions``, ``by_label``, ``by_kind``,
         ``by_source``, ``by_label_kind`` (``{label: {kind: n}}``) and ``size_px`` (summary of
         the box side ``max(w, h)`` in original pixels, absent when there is no lesion).
@@ -194,9 +215,9 @@ def dataset_stats(manifest: Manifest) -> dict:
         "density": _counts([r.density for r in manifest], ("A", "B", "C", "D")),
         "source_split": _counts([r.source_split for r in manifest]),
     }
-    ages = images["age"].dropna()
+    ages = patient_age_frame(manifest)["age"]
     if ages.empty:
-        stats["age"] = {"available": False, "missing": len(images)}
+        stats["age"] = {"available": False, "missing": stats["patients"]}
     else:
         histogram: dict[str, dict[str, int]] = {}
         for row in age_histogram_frame(manifest).itertuples(index=False):
@@ -204,7 +225,7 @@ def dataset_stats(manifest: Manifest) -> dict:
         stats["age"] = {
             "available": True,
             **_summary(ages),
-            "missing": int(len(images) - len(ages)),
+            "missing": int(stats["patients"] - len(ages)),
             "bin_years": AGE_BIN_YEARS,
             "histogram": histogram,
             "mean_by_label": {
@@ -248,10 +269,11 @@ def format_stats(stats: dict) -> str:
     ]
     age = stats["age"]
     if age["available"]:
-        by_label = ", ".join(f"{k} {v:g}" for k, v in age["mean_by_label"].items())
+        by_label = ", ".join(f"{k} {v:.1f}" for k, v in age["mean_by_label"].items())
         lines.append(
-            f"age           {age['count']} with age ({age['missing']} missing): mean "
-            f"{age['mean']:g}, median {age['median']:g}, range {age['min']:g}-{age['max']:g}"
+            f"age           {age['count']} patients with an age ({age['missing']} without): "
+            f"mean {age['mean']:.1f}, median {age['median']:.1f}, "
+            f"range {age['min']:.1f}-{age['max']:.1f}"
         )
         lines.append(f"mean age      {by_label}")
     else:

@@ -1,64 +1,88 @@
 """A weights folder's four concepts on one dataset split (``python -m hdcnn evaluate``).
 
-The split is the training split: ``cascade.json["split"]["patients"][NAME]`` when the weights
-were trained on this dataset, otherwise recomputed with ``patient_split`` from the stored seed
-and fractions; weights shipped after k-fold cross-validation have no held-out split of their
-own dataset. ``calibrate`` first chooses every concept's thresholds on the validation split
-(docs/CASCADE.md) and writes them into ``cascade.json``. Output is deterministic: the same
-weights, data and ``seed`` give the same document.
+The split is the training split: ``CascadeConfig.split.patients[NAME]`` when the weights were
+trained on this dataset, otherwise recomputed with ``patient_split`` from the stored seed and
+fractions; weights shipped after k-fold cross-validation have no held-out split of their own
+dataset. ``--split all`` warns, with the counts, when images' patients were in training.
+``calibrate`` first chooses every concept's thresholds on the validation split (docs/CASCADE.md)
+and writes them into ``cascade.json`` (and the known answers again). Output is deterministic:
+the same weights, data and ``seed`` give the same document.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from hdcnn.config import CascadeConfig
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "all")
 
 
-def select_split(manifest: Any, config: dict[str, Any], dataset: str, split: str) -> Any:
+def select_split(manifest: Any, config: CascadeConfig, dataset: str, split: str) -> Any:
     """The images of ``split`` (see module docstring).
 
     Args:
         manifest: the whole dataset's :class:`~hdcnn.data.manifest.Manifest`.
-        config: ``cascade.json`` as a dict.
+        config: the weights folder's settings.
         dataset: adapter name given on the command line.
         split: ``train`` | ``val`` | ``test`` | ``all``.
 
     Returns:
-        A :class:`~hdcnn.data.manifest.Manifest`.
+        A :class:`~hdcnn.data.manifest.Manifest`. With ``all``, a warning says how many of its
+        patients (and images) the weights were trained on, when any were.
     """
     from hdcnn.data.splits import patient_split
     from hdcnn.errors import DatasetError
 
-    info = config.get("split") or {}
-    same_dataset = str(info.get("dataset", "")).replace("_", "-") == dataset.replace("_", "-")
-    if same_dataset and info.get("kind") == "k-fold":
+    info = config.split
+    same_dataset = info.same_dataset(dataset)
+    if same_dataset and info.kind == "k-fold" and split != "all":
         # shipped after cross-validation: trained on every patient of this dataset
-        if split != "all":
-            raise DatasetError(
-                dataset,
-                f"these weights were trained on every patient of {dataset} after k-fold "
-                "cross-validation, so it has no held-out split; the out-of-fold figures are "
-                "in experiments.json (python -m hdcnn cv). --split all scores the training "
-                "images themselves (in-sample).",
-            )
-        log.warning("scoring the images these weights were trained on: figures are in-sample")
+        raise DatasetError(
+            dataset,
+            f"these weights were trained on every patient of {dataset} after k-fold "
+            "cross-validation, so it has no held-out split; the out-of-fold figures are "
+            "in experiments.json (python -m hdcnn cv). --split all scores every image given, "
+            "in-sample where its patient was in the folds.",
+        )
     if split == "all":
+        if same_dataset:
+            warn_in_sample(manifest, info.trained_patients())
         return manifest
-    patients = (info.get("patients") or {}).get(split)
+    patients = info.patients.get(split)
     if patients is not None and same_dataset:
-        subset = manifest.subset(patients)
+        subset = manifest.subset(list(patients))
         if len(subset):
             return subset
         log.warning("stored %s patients not found in this dataset; recomputing the split", split)
-    fractions = tuple(float(f) for f in info.get("fractions", (0.6, 0.2, 0.2)))
-    seed = int(info.get("seed", 0))
-    return patient_split(manifest, fractions=fractions, seed=seed)[split]
+    return patient_split(manifest, fractions=info.fractions, seed=info.seed)[split]
+
+
+def warn_in_sample(manifest: Any, trained: frozenset[str]) -> int:
+    """Warn when images' patients are among those the weights were trained on.
+
+    Returns:
+        How many of the manifest's images belong to such patients (0: no warning).
+    """
+    patients = {r.patient_id for r in manifest}
+    seen = patients & trained
+    images = sum(1 for r in manifest if r.patient_id in trained)
+    if seen:
+        log.warning(
+            "%d of %d patients (%d of %d images) were in the weights' training data: their "
+            "figures are in-sample",
+            len(seen),
+            len(patients),
+            images,
+            len(manifest),
+        )
+    return images
 
 
 def evaluate(
@@ -91,19 +115,21 @@ def evaluate(
     calibration: dict[str, Any] | None = None
     if calibrate:
         if operating_point is not None:
-            ops = dict(experiment.config.get("operating_points") or {})
-            experiment.config["operating_points"] = {**ops, "rule": operating_point}
+            ops = replace(experiment.config.operating_points, rule=operating_point)
+            experiment.config = replace(experiment.config, operating_points=ops)
         val = select_split(manifest, experiment.config, dataset, "val")
         if not len(val):
             raise DatasetError(str(root), "the validation split is empty: cannot calibrate")
         chosen = choose(
             experiment.run(val, progress=progress(len(val)) if progress else None), experiment
         )
-        from hdcnn.config import CascadeConfig
-
-        new = CascadeConfig.from_json(updated_config(experiment.config, chosen))
+        new = updated_config(experiment.config, chosen)
         path = new.save(weights, hash_files=False)
         log.info("wrote calibrated thresholds to %s", path)
+        if new.known_answers is not None:  # the stored verdicts follow the new thresholds
+            from hdcnn.cascade import stamp_known_answers
+
+            stamp_known_answers(weights)
         calibration = {
             "split": "val",
             "n_images": len(val),
@@ -115,16 +141,29 @@ def evaluate(
         raise DatasetError(str(root), f"the {split} split has no images")
     results = experiment.run(images, progress=progress(len(images)) if progress else None)
     body = evaluate_results(results, experiment.concepts, n_boot=n_boot, seed=seed)
+    from hdcnn.evaluation.lesion_types import lesion_type_figures
+
+    kinds = [[str(les.kind) for les in record.lesions] for record in images]
+    by_type = lesion_type_figures(results, kinds, n_boot=n_boot, seed=seed)
     cascade = experiment.cascade
     doc: dict[str, Any] = {
         "dataset": dataset,
         "split": split,
         "model": {
-            "name": str(experiment.config.get("name") or Path(weights).resolve().name),
+            "name": experiment.config.name or Path(weights).resolve().name,
             "sha256": cascade.sha256 if cascade is not None else None,
         },
         **body,
     }
+    if by_type:
+        doc["lesion_types"] = by_type
+    hier = experiment.detectors.get("det-hier")
+    if hier is not None and hier.calibration is not None:
+        from hdcnn.evaluation.calibration import evaluate_calibration
+
+        probs = evaluate_calibration(results, hier.calibration, n_boot=n_boot, seed=seed)
+        if probs:
+            doc["probability_calibration"] = probs
     if experiment.notes:
         doc["concept_notes"] = dict(experiment.notes)
     if calibration is not None:

@@ -28,21 +28,19 @@ import torch
 from torch import nn
 
 from hdcnn.cascade import (
-    CROP_FLAT_FILE,
     Cascade,
     CascadeTrace,
-    FlatCropHead,
     Thresholds,
     _class_index,
     _input_size,
+    flat_head,
     load_cascade,
     load_model_file,
-    read_cascade_config,
     verdict,
 )
-from hdcnn.config import LONG_SIDE
+from hdcnn.config import WEIGHT_FILES, CascadeConfig
 from hdcnn.errors import CheckpointError, HDCNNError
-from hdcnn.terms import Label
+from hdcnn.terms import Label, Part
 
 if TYPE_CHECKING:
     from hdcnn.data.manifest import Manifest
@@ -177,29 +175,19 @@ class WholeImageConcept:
         )
 
 
-def _concept_thresholds(config: dict[str, Any], concept: str) -> Thresholds:
-    base = Thresholds.from_dict(config.get("thresholds") or {})
-    if concept == "det-hier":
-        return base
-    extra = (config.get("concept_thresholds") or {}).get(concept) or {}
-    if concept in ("flat-whole", "hier-whole"):
-        return Thresholds.from_dict(extra, Thresholds(abnormal=0.5, malignant=0.5))
-    return Thresholds.from_dict(extra, base)
-
-
-def _load_whole(root: Path, config: dict[str, Any], concept: str) -> WholeImageConcept:
-    thresholds = _concept_thresholds(config, concept)
+def _load_whole(root: Path, config: CascadeConfig, concept: str) -> WholeImageConcept:
+    thresholds = config.thresholds_for(concept)
     if concept == "flat-whole":
-        model, ckpt, _ = load_model_file(root, "whole_flat.pt", config)
-        path = root / "whole_flat.pt"
+        model, ckpt, _ = load_model_file(root, Part.WHOLE_FLAT, config)
+        path = root / WEIGHT_FILES[Part.WHOLE_FLAT].file
         idx = (_class_index(ckpt, "normal", path), _class_index(ckpt, "malignant", path))
         return WholeImageConcept([model], idx, _input_size(ckpt, path), False, thresholds)
-    m1, c1, _ = load_model_file(root, "whole_abnormal.pt", config)
-    m2, c2, _ = load_model_file(root, "whole_malignancy.pt", config)
-    p1, p2 = root / "whole_abnormal.pt", root / "whole_malignancy.pt"
+    m1, c1, _ = load_model_file(root, Part.WHOLE_ABNORMAL, config)
+    m2, c2, _ = load_model_file(root, Part.WHOLE_MALIGNANCY, config)
+    p1, p2 = (root / WEIGHT_FILES[p].file for p in (Part.WHOLE_ABNORMAL, Part.WHOLE_MALIGNANCY))
     size = _input_size(c1, p1)
     if _input_size(c2, p2) != size:
-        raise CheckpointError(str(p2), "input_size differs from whole_abnormal.pt")
+        raise CheckpointError(str(p2), f"input_size differs from {p1.name}")
     idx = (_class_index(c1, "abnormal", p1), _class_index(c2, "malignant", p2))
     return WholeImageConcept([m1, m2], idx, size, True, thresholds)
 
@@ -217,7 +205,7 @@ class Experiment:
         whole: loaded whole-image concepts by name.
         detectors: loaded detector concepts by name -> :class:`Cascade`.
         notes: concept -> why it was skipped.
-        config: the ``cascade.json`` dict.
+        config: the folder's :class:`~hdcnn.config.CascadeConfig`.
 
     Raises:
         CheckpointError: no concept could be loaded, or a file that exists is broken.
@@ -228,7 +216,7 @@ class Experiment:
     ) -> None:
         root = Path(weights_dir)
         self.root = root
-        self.config = read_cascade_config(root)
+        self.config = CascadeConfig.load(root)
         wanted = [c for c in CONCEPTS if c in set(concepts)]
         self.notes: dict[str, str] = {}
         self.whole: dict[str, WholeImageConcept] = {}
@@ -255,25 +243,21 @@ class Experiment:
         if not self.whole and not self.detectors:
             raise CheckpointError(str(root), "no concept could be loaded: " + str(self.notes))
         self.cascade: Cascade | None = next(iter(self.detectors.values()), None)
-        self.long_side = self.cascade.long_side if self.cascade else self._long_side()
-
-    def _long_side(self) -> int:
-        return int((self.config.get("preprocess") or {}).get("long_side", LONG_SIDE))
+        self.long_side = self.cascade.long_side if self.cascade else self.config.long_side
 
     def _flat_cascade(self) -> Cascade:
-        """det-flat: the det-hier cascade's detector with the flat crop head (no copy of code)."""
+        """det-flat: the det-hier cascade's detector with the flat crop head (no copy of code),
+        cropping where ``cascade.json`` says (the crops it was trained on)."""
         hier = self.detectors.get("det-hier")
         if hier is None:
             return load_cascade(self.root, crop_head="flat")
-        model, ckpt, sha = load_model_file(self.root, CROP_FLAT_FILE, self.config)
-        path = self.root / CROP_FLAT_FILE
-        indices = tuple(_class_index(ckpt, c, path) for c in ("normal", "benign", "malignant"))
-        head = FlatCropHead(model, indices, _input_size(ckpt, path)[0], {CROP_FLAT_FILE: sha})
-        det_files = {k: v for k, v in hier.files.items() if k == "detector.pt"}
+        head = flat_head(self.root, self.config)
+        detector_file = WEIGHT_FILES[Part.DETECTOR].file
+        det_files = {k: v for k, v in hier.files.items() if k == detector_file}
         return Cascade(
             hier.detector,
             head,
-            thresholds=_concept_thresholds(self.config, "det-flat"),
+            thresholds=self.config.thresholds_for("det-flat"),
             long_side=hier.long_side,
             context=hier.context,
             max_candidates=hier.max_candidates,
@@ -514,12 +498,8 @@ def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, T
     """
     from hdcnn.cascade import choose_thresholds
 
-    ops = experiment.config.get("operating_points") or {}
-    sens_a = float(ops.get("sens_abnormal", 0.9))
-    sens_m = float(ops.get("sens_malignant", 0.9))
-    rule = str(ops.get("rule", "sensitivity"))
-    c1_part = ((experiment.config.get("training") or {}).get("parts") or {}).get("c1") or {}
-    c1_train = c1_part.get("threshold")
+    ops = experiment.config.operating_points
+    c1_train = experiment.config.c1_training_threshold()
     chosen: dict[str, Thresholds] = {}
     for concept in experiment.concepts:
         rows = [r for r in results if concept in r.outputs and r.truth != Label.UNKNOWN]
@@ -528,7 +508,9 @@ def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, T
             # may have lowered c1_lesion), so calibrating twice gives the same thresholds
             base = replace(
                 experiment.detectors[concept].thresholds,
-                c1_lesion=c1_train if concept == "det-hier" and c1_train is not None else 0.5,
+                c1_lesion=c1_train
+                if concept == "det-hier" and c1_train is not None
+                else Thresholds().c1_lesion,
             )
         else:
             base = experiment.whole[concept].thresholds
@@ -536,25 +518,24 @@ def calibrate(results: list[ImageResult], experiment: Experiment) -> dict[str, T
             [r.outputs[concept].p_abnormal for r in rows],
             [r.outputs[concept].p_malignant for r in rows],
             [r.truth for r in rows],
-            sens_abnormal=sens_a,
-            sens_malignant=sens_m,
-            rule=rule,
+            sens_abnormal=ops.sens_abnormal,
+            sens_malignant=ops.sens_malignant,
+            rule=ops.rule,
             base=base,
         )
     return chosen
 
 
-def updated_config(config: dict[str, Any], chosen: dict[str, Thresholds]) -> dict[str, Any]:
-    """``cascade.json`` with calibrated thresholds: det-hier in ``thresholds``, the other
-    concepts in ``concept_thresholds``."""
-    data = dict(config)
-    extra = dict(data.get("concept_thresholds") or {})
+def updated_config(config: CascadeConfig, chosen: dict[str, Thresholds]) -> CascadeConfig:
+    """The settings with calibrated thresholds: det-hier in ``thresholds``, the other concepts
+    in ``concept_thresholds``."""
+    extra = dict(config.concept_thresholds)
+    thresholds = config.thresholds
     for concept, t in chosen.items():
         if concept == "det-hier":
-            data["thresholds"] = t.to_dict()
+            thresholds = t
         elif concept in DETECTOR_CONCEPTS:
-            extra[concept] = t.to_dict()
+            extra[concept] = t
         else:
-            extra[concept] = {"abnormal": t.abnormal, "malignant": t.malignant}
-    data["concept_thresholds"] = extra
-    return data
+            extra[concept] = Thresholds(abnormal=t.abnormal, malignant=t.malignant)
+    return replace(config, thresholds=thresholds, concept_thresholds=extra)

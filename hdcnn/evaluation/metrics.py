@@ -5,7 +5,8 @@ selection, ``python -m hdcnn evaluate``, the app and the tests.
   below (``None`` for undefined values, the class order of :data:`hdcnn.terms.CLASSES`).
 - Operating points: :func:`threshold_at_sensitivity` (the largest threshold that reaches a
   stated sensitivity) and :func:`threshold_youden` (Youden's J) -- the cascade's calibration and
-  training's C1 threshold use these, nothing else.
+  training's C1 threshold use these, nothing else. They are written in :mod:`hdcnn.thresholds`
+  (which the cascade imports without importing this package) and re-exported here.
 - The patient-level bootstrap (:func:`bootstrap_indices`, :func:`bootstrap_auc_ci`, the paired
   :func:`bootstrap_auc_difference` of two recipes on the same images; the
   resamples' AUCs at once by :func:`weighted_aucs`, equal to scikit-learn's with sample
@@ -25,19 +26,26 @@ Metrics that are undefined for the data (an AUC with one class present, a sensit
 positives) return ``None`` rather than a number.
 
 scikit-learn and torchvision are imported inside the functions that use them, so importing this
-module (the cascade does, for its thresholds) stays cheap.
+module stays cheap.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from hdcnn.terms import CLASSES, Label
+
+# the threshold rules are written once in hdcnn.thresholds (below the cascade and this
+# package, which both use them) and are part of this engine's API
+from hdcnn.thresholds import (  # noqa: F401
+    NEUTRAL_THRESHOLD,
+    threshold_at_sensitivity,
+    threshold_youden,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +55,6 @@ FROC_RATES: tuple[float, ...] = (0.5, 1.0, 2.0)
 #: The one FROC hit rule (see :func:`lesion_hits`): a predicted box hits a lesion when the
 #: box's centre lies inside the lesion's box.
 FROC_HIT = "center"
-
-#: Threshold of :func:`threshold_at_sensitivity` when there is no positive score to set it.
-NEUTRAL_THRESHOLD = 0.5
 
 
 # --- binary scores -------------------------------------------------------------------------
@@ -114,53 +119,6 @@ def roc_curve(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
     thresholds = np.asarray(thresholds, dtype=np.float64)
     thresholds[0] = np.inf  # scikit-learn >= 1.3 already does; older ones gave max + 1
     return np.asarray(fpr, np.float64), np.asarray(tpr, np.float64), thresholds
-
-
-def threshold_at_sensitivity(scores: Any, sensitivity: float) -> float:
-    """The largest threshold ``t`` with ``mean(scores >= t) >= sensitivity``.
-
-    The operating-point rule of the cascade's calibration (``choose_thresholds``) and of C1's
-    training threshold.
-
-    Args:
-        scores: 1-D float scores of the positive examples only, any order.
-        sensitivity: wanted fraction of positives at or above ``t``, in ``[0, 1]``.
-
-    Returns:
-        ``t``, one of ``scores`` (:data:`NEUTRAL_THRESHOLD` when ``scores`` is empty).
-    """
-    if not 0.0 <= sensitivity <= 1.0:
-        raise ValueError(f"sensitivity must be in [0, 1], got {sensitivity}")
-    ordered = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))[::-1]
-    if ordered.size == 0:
-        return NEUTRAL_THRESHOLD
-    needed = max(1, math.ceil(sensitivity * ordered.size - 1e-9))
-    return float(ordered[min(needed, ordered.size) - 1])
-
-
-def threshold_youden(positives: Any, negatives: Any) -> float:
-    """The threshold ``t`` maximising Youden's J = sensitivity + specificity - 1.
-
-    Sensitivity is ``mean(positives >= t)``, specificity ``mean(negatives < t)``; candidates are
-    the observed scores (the points of :func:`roc_curve`); among equal J the largest ``t`` (the
-    more specific) wins.
-
-    Args:
-        positives: 1-D float scores of the positive examples (at least one).
-        negatives: 1-D float scores of the negative examples (at least one).
-
-    Returns:
-        ``t``, one of the observed scores.
-    """
-    pos = np.asarray(positives, dtype=np.float64).reshape(-1)
-    neg = np.asarray(negatives, dtype=np.float64).reshape(-1)
-    if pos.size == 0 or neg.size == 0:
-        raise ValueError("threshold_youden needs at least one positive and one negative score")
-    curve = roc_curve(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])
-    assert curve is not None  # both classes are present
-    fpr, tpr, thresholds = (a[1:] for a in curve)  # drop the (0, 0) point at +inf
-    j = tpr - fpr
-    return float(thresholds[np.flatnonzero(j >= j.max() - 1e-12)[0]])
 
 
 def _at_specificity(y_true: Any, scores: Any, specificity: float) -> tuple[float, float] | None:

@@ -210,12 +210,43 @@ def froc_figure(doc: dict[str, Any]) -> Any:
 
 
 def _interval(value: Any, ci: Any, note: Any = None) -> str:
+    """``0.752 [0.645–0.844]``: the interval with as many decimals as the value, so that two
+    intervals that do not overlap never look as if they did."""
     if value is None:
         return f"– ({note})" if note else "–"
     text = f"{float(value):.3f}"
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
-        text += f" [{float(ci[0]):.2f}–{float(ci[1]):.2f}]"
+        text += f" [{float(ci[0]):.3f}–{float(ci[1]):.3f}]"
     return text
+
+
+#: What a table cell says where a value is missing (never a raw "None" or "nan").
+MISSING_CELL = "—"
+
+
+def text_cells(frame: Any, columns: Any) -> Any:
+    """A copy of ``frame`` with ``columns`` as text: numbers in their shortest form (``52``,
+    ``52.5``), missing values (None, NaN) as :data:`MISSING_CELL`."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in columns:
+        out[column] = [
+            MISSING_CELL
+            if v is None or (isinstance(v, float) and pd.isna(v))
+            else f"{v:g}"
+            if isinstance(v, float)
+            else str(v)
+            for v in out[column]
+        ]
+    return out
+
+
+def _apart(a: float, b: float, digits: int = 3) -> int:
+    """Decimals (at least ``digits``, at most 6) at which ``a`` and ``b`` print differently."""
+    while digits < 6 and f"{a:.{digits}f}" == f"{b:.{digits}f}":
+        digits += 1
+    return digits
 
 
 def _num(value: Any) -> str:
@@ -319,6 +350,43 @@ def ablations_table(doc: dict[str, Any]) -> Any:
     return pd.DataFrame(out)
 
 
+#: Name of the ablations' reference row (``python -m hdcnn cv --ablations``).
+REFERENCE_ROW = "reference"
+
+
+def ablation_reference_note(doc: dict[str, Any]) -> str | None:
+    """Why the ablations' reference row and the main table's det-hier differ, from the file's
+    numbers; None when there is nothing to reconcile.
+
+    The reference row is det-hier's recipe scored without thresholds (the ``Ablations``
+    protocol): P(malignant) = max over every candidate of P(lesion) · P(malignant | lesion).
+    The main table scores det-hier as the cascade does: only candidates kept by Classifier 1
+    (P(lesion) ≥ its threshold) count, and an image with none gets P(malignant) 0, so those
+    images tie. P(abnormal) = max P(lesion) takes no threshold in either, so its AUCs agree.
+    """
+    ref = ((doc.get("ablations") or {}).get("rows") or {}).get(REFERENCE_ROW)
+    main = (doc.get("concepts") or {}).get("det-hier")
+    if not isinstance(ref, dict) or not isinstance(main, dict):
+        return None
+    parts = []
+    for key, name in (("auc_malignant", "AUC malignant"), ("auc_abnormal", "AUC abnormal")):
+        a, b = ref.get(key), main.get(key)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            parts.append((name, float(a), float(b)))
+    if not parts:
+        return None
+    c1 = ((doc.get("thresholds") or {}).get("det-hier") or {}).get("c1_lesion")
+    c1_text = f" (P(lesion) ≥ {float(c1):.3f})" if isinstance(c1, (int, float)) else ""
+    figures = "; ".join(f"{name} {a:.3f} here, {b:.3f} in the main table" for name, a, b in parts)
+    return (
+        f"The reference row is det-hier scored without thresholds: its P(malignant) is the "
+        "highest P(lesion) · P(malignant | lesion) over every candidate. The main table scores "
+        f"det-hier as the app does: only candidates Classifier 1 keeps{c1_text} count, and an "
+        "image with none gets P(malignant) 0, so those images tie. P(abnormal), the highest "
+        f"P(lesion), takes no threshold in either. Hence {figures}."
+    )
+
+
 def lesion_types_table(doc: dict[str, Any]) -> Any:
     """One row per lesion type of ``doc["lesion_types"]`` (written by ``python -m hdcnn cv``),
     then ``all``: lesions, det-hier's candidate recall at the top candidates, its FROC at 0.5 /
@@ -349,6 +417,78 @@ def lesion_types_table(doc: dict[str, Any]) -> Any:
     return pd.DataFrame(out)
 
 
+#: The calibrated probabilities, as the tables name them.
+PROBABILITY_TITLES = {
+    "p_abnormal": "P(abnormal)",
+    "p_malignant": "P(malignant)",
+    "p_lesion": "P(lesion) of a finding",
+}
+
+
+def calibration_table(report: dict[str, Any]) -> Any:
+    """One row per calibrated probability of a calibration report
+    (:func:`hdcnn.evaluation.calibration.fit_calibration`): its examples, the chosen map, and
+    Brier score and ECE before and after (cross-fitted), with the ECE's bootstrap interval."""
+    import pandas as pd
+
+    rows = []
+    for name, r in (report.get("probabilities") or {}).items():
+        before, after = r["before"], r["after"]
+        rows.append(
+            {
+                "probability": PROBABILITY_TITLES.get(name, name),
+                "examples (positive)": f"{r['n']} ({r['n_positive']})",
+                "map": r["method"],
+                "Brier before → after": f"{before['brier']:.3f} → {after['brier']:.3f}",
+                "ECE before → after [95% CI]": f"{before['ece']:.3f} → "
+                + _interval(after["ece"], after.get("ece_ci")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def reliability_figure(report: dict[str, Any], name: str) -> Any:
+    """plotly reliability diagram of one probability: observed frequency against the mean
+    probability of each bin, raw scores and calibrated (cross-fitted), marker size = count."""
+    import plotly.graph_objects as go
+
+    from hdcnn.palette import CALIBRATION_COLOURS, FALLBACK
+
+    r = report["probabilities"][name]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            line={"dash": "dot", "color": FALLBACK},
+            name="perfectly calibrated",
+            hoverinfo="skip",
+        )
+    )
+    for stage, title in (("before", "raw score"), ("after", "calibrated (held-out folds)")):
+        bins = r[stage]["reliability"]
+        n = [b["n"] for b in bins]
+        fig.add_trace(
+            go.Scatter(
+                x=[b["mean_p"] for b in bins],
+                y=[b["frequency"] for b in bins],
+                mode="lines+markers",
+                name=f"{title}, ECE {r[stage]['ece']:.3f}",
+                marker={"size": [6 + 14 * (k / max(n)) ** 0.5 for k in n]},
+                line={"color": CALIBRATION_COLOURS[stage]},
+                text=[f"{k} examples" for k in n],
+            )
+        )
+    fig.update_layout(
+        title=f"Reliability of {PROBABILITY_TITLES.get(name, name)}",
+        xaxis={"title": "mean probability in the bin", "range": [0, 1]},
+        yaxis={"title": "observed frequency", "range": [0, 1]},
+        **_LEGEND_BELOW,
+    )
+    return fig
+
+
 def _two_decimals(value: Any) -> str:
     """A fraction (a FROC sensitivity, a recall) with two decimals, ``–`` when there is none."""
     return "–" if value is None else f"{float(value):.2f}"
@@ -369,12 +509,18 @@ def experiments_summary(concepts: dict[str, dict[str, Any]]) -> str:
     lo_best = (scored[best].get("auc_malignant_ci") or [None, None])[0]
     hi_worst = (scored[worst].get("auc_malignant_ci") or [None, None])[1]
     if best != worst and lo_best is not None and hi_worst is not None:
+        d = _apart(float(lo_best), float(hi_worst))
+        low, high = f"{float(lo_best):.{d}f}", f"{float(hi_worst):.{d}f}"
         if lo_best > hi_worst:
-            text += " Their 95 % intervals do not overlap."
+            text += (
+                f" Their 95 % intervals do not overlap: {best}'s starts at {low}, above "
+                f"{worst}'s end at {high}"
+                + (" (only just)." if float(lo_best) - float(hi_worst) < 0.01 else ".")
+            )
         else:
             text += (
-                " Their 95 % intervals overlap, so this test set cannot tell them apart with "
-                "confidence."
+                f" Their 95 % intervals overlap ({best}'s starts at {low}, {worst}'s ends at "
+                f"{high}), so this test set cannot tell them apart with confidence."
             )
     if "det-hier" in scored and "flat-whole" in scored and best != "det-hier":
         diff = scored["det-hier"]["auc_malignant"] - scored["flat-whole"]["auc_malignant"]

@@ -1,22 +1,19 @@
 """Training configuration and the table of trainable parts."""
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from hdcnn.config import LONG_SIDE, SCRATCH_CROP_SIZE
+from hdcnn.config import FRACTIONS, LONG_SIDE, SCRATCH_CROP_SIZE, SENSITIVITY, WEIGHT_FILES
+from hdcnn.terms import Part
+from hdcnn.thresholds import DETECTOR_SCORE
 
-#: part name -> (weights file, checkpoint kind, output classes)
+#: part name -> (weights file, checkpoint kind, output classes): the weights-folder table of
+#: :data:`hdcnn.config.WEIGHT_FILES` with this recipe's checkpoint kinds
 PARTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "detector": ("detector.pt", "detector", ("lesion",)),
-    "c1": ("c1_lesion.pt", "classifier", ("normal", "lesion")),
-    "c2": ("c2_malignancy.pt", "classifier", ("benign", "malignant")),
-    "crop-flat": ("crop_flat.pt", "classifier", ("normal", "benign", "malignant")),
-    "whole-flat": ("whole_flat.pt", "classifier", ("normal", "benign", "malignant")),
-    "whole-abnormal": ("whole_abnormal.pt", "classifier", ("normal", "abnormal")),
-    "whole-malignancy": ("whole_malignancy.pt", "classifier", ("benign", "malignant")),
+    str(part): (w.file, "detector" if part == Part.DETECTOR else "classifier", w.classes)
+    for part, w in WEIGHT_FILES.items()
 }
 
 #: default epochs per part, sized so all seven parts train on mini-MIAS (146 training images,
@@ -79,7 +76,8 @@ class TrainConfig:
         c2_min_keep: floor of the C1 filter for C2 training, as a fraction of the lesion crops.
         hard_negatives: detector false positives per image added to the normal-tissue crops of
             c1 and crop-flat (0: none); needs the detector (trained first or in ``out``).
-        hard_negative_score: minimum detector score of a hard negative.
+        hard_negative_score: minimum detector score of a hard negative (default: the cascade's
+            detector threshold, below which a box never reaches C1).
         resume: continue each part from ``last_<part>.pt`` when present.
         pretrained_backbone: optional mobilenet_v3_small state_dict for the detector.
         detector_backbone: ``"tiny"`` or ``"mobilenet_v3_small"``.
@@ -102,13 +100,13 @@ class TrainConfig:
     whole_size: tuple[int, int] = (256, 160)
     widths: tuple[int, ...] = (16, 32, 64, 128)
     seed: int = 0
-    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    fractions: tuple[float, float, float] = FRACTIONS
     threads: int = 2
     workers: int = 0
-    c1_sensitivity: float = 0.9
+    c1_sensitivity: float = SENSITIVITY
     c2_min_keep: float = 0.5
     hard_negatives: int = 3
-    hard_negative_score: float = 0.05
+    hard_negative_score: float = DETECTOR_SCORE
     resume: bool = False
     pretrained_backbone: Path | None = None
     detector_backbone: str = "tiny"

@@ -3,7 +3,8 @@
 Order: detector, c1, c2, crop-flat, whole-flat, whole-abnormal, whole-malignancy.
 Classifier 2 is trained on what Classifier 1 accepts (see :func:`c1_accept`), so C1 is trained
 (or read from ``<out>/c1_lesion.pt``) first. At the end rank 0 writes ``cascade.json``
-(merged with an existing one, so training a subset of parts keeps the others' entries).
+(merged with an existing one, so training a subset of parts keeps the others' entries) and,
+when the folder holds a detector, C1 and C2, its known answers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hdcnn.checkpoint import load_model
-from hdcnn.config import CascadeConfig
+from hdcnn.config import CONFIG_FILE, CascadeConfig, SplitRecord, sha256_file, weight_file
 from hdcnn.errors import CheckpointError
 from hdcnn.nets.classifier import ClassifierConfig, build_classifier
 from hdcnn.nets.detector import DetectorConfig, build_detector
@@ -42,10 +43,6 @@ from hdcnn.train.datasets import (
 from hdcnn.train.engine import FitResult, Job, fit, hits, threshold_at_sensitivity
 
 log = logging.getLogger(__name__)
-
-CASCADE_JSON = "cascade.json"
-DEFAULT_DETECTOR_SCORE = 0.05
-DEFAULT_MAX_CANDIDATES = 20
 
 
 def load_manifest(dataset: str, root: Path) -> Any:
@@ -239,8 +236,7 @@ class Trainer:
         val_set: Dataset = Relabeled(val_base, mapping, dataset_labels(val_base))
         extra: dict[str, Any] = {}
         if self.cfg.hard_negatives > 0 and self.detector() is not None:
-            from hdcnn.roi import DEFAULT_CONTEXT
-
+            context = self.folder_config().context
             crops = {}
             for split in ("train", "val"):
                 crops[split] = BoxCrops(
@@ -248,7 +244,7 @@ class Trainer:
                     self.negatives(split),
                     label=0,
                     crop_size=self.cfg.crop_size,
-                    context=DEFAULT_CONTEXT,
+                    context=context,
                     train=split == "train",
                 )
             train_set = Joined([train_set, crops["train"]])
@@ -443,46 +439,24 @@ class Trainer:
             )
         distributed.barrier(self.ctx)
 
+    def folder_config(self) -> CascadeConfig:
+        """The settings already in ``<out>/cascade.json`` (defaults when there is none)."""
+        out = Path(self.cfg.out)
+        if (out / CONFIG_FILE).is_file():
+            try:
+                return CascadeConfig.load(out)
+            except CheckpointError as exc:
+                log.warning("%s; rewriting it", exc)
+        return CascadeConfig(name=f"hdcnn-{self.cfg.dataset}", crop_source="model")
+
     def write_cascade_json(self) -> Path:
         """Merge this run's facts into ``<out>/cascade.json`` (rank 0 only)."""
-        from hdcnn.cascade import sha256_file
-
         out = Path(self.cfg.out)
-        path = out / CASCADE_JSON
-        data: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                log.warning("%s: unreadable, rewriting it", path)
-        data.setdefault("name", f"hdcnn-{self.cfg.dataset}")
-        data["preprocess"] = {"long_side": self.cfg.long_side}
-        data["roi"] = {
-            "crop_size": self.cfg.crop_size,
-            "context": float(data.get("roi", {}).get("context", 1.5)),
-        }
-        data.setdefault("max_candidates", DEFAULT_MAX_CANDIDATES)
-        thresholds = {
-            "detector_score": DEFAULT_DETECTOR_SCORE,
-            "c1_lesion": 0.5,
-            "abnormal": 0.5,
-            "malignant": 0.5,
-        }
-        thresholds.update(data.get("thresholds") or {})
+        base = self.folder_config()
+        thresholds = base.thresholds
         if self.c1_threshold is not None:
-            thresholds["c1_lesion"] = self.c1_threshold
-        data["thresholds"] = thresholds
-        ops = {"sens_abnormal": 0.9, "sens_malignant": 0.9}
-        ops.update(data.get("operating_points") or {})
-        ops["c1_lesion_sensitivity"] = self.cfg.c1_sensitivity
-        data["operating_points"] = ops
-        data["split"] = {
-            "dataset": self.cfg.dataset,
-            "seed": self.cfg.seed,
-            "fractions": list(self.cfg.fractions),
-            "patients": {k: sorted(v.patients()) for k, v in self.splits.items()},
-        }
-        train_info = dict(data.get("training") or {})
+            thresholds = replace(thresholds, c1_lesion=self.c1_threshold)
+        train_info = dict(base.training)
         earlier = dict(train_info.get("parts") or {})
         parts = {**earlier, **self.summary}
         for part, record in self.summary.items():
@@ -505,15 +479,40 @@ class Trainer:
         }
         if self.c2_filter is not None:
             train_info["c2_filter"] = self.c2_filter
-        data["training"] = train_info
-        data["files"] = {
-            f: sha256_file(out / f) for f, _, _ in PARTS.values() if (out / f).is_file()
-        }
-        # CascadeConfig is the one writer: it checks the types and writes atomically
-        plain = json.loads(json.dumps(_finite(data), default=_plain, allow_nan=False))
-        CascadeConfig.from_json(plain, str(path)).save(out, hash_files=False)
+        files = [weight_file(p) for p in PARTS if (out / weight_file(p)).is_file()]
+        cfg = replace(
+            base,
+            long_side=self.cfg.long_side,
+            crop_size=self.cfg.crop_size,
+            crop_source="model",  # this recipe crops the model image
+            whole_size=tuple(self.cfg.whole_size),
+            thresholds=thresholds,
+            operating_points=replace(
+                base.operating_points, c1_lesion_sensitivity=self.cfg.c1_sensitivity
+            ),
+            split=SplitRecord(
+                dataset=self.cfg.dataset,
+                seed=self.cfg.seed,
+                fractions=self.cfg.fractions,
+                patients={k: tuple(sorted(v.patients())) for k, v in self.splits.items()},
+            ),
+            # plain JSON: CascadeConfig is the one writer, it checks the types
+            training=json.loads(json.dumps(_finite(train_info), default=_plain, allow_nan=False)),
+            files={f: sha256_file(out / f) for f in files},
+            known_answers=None,  # new weights: stamped again by train() when it can
+        )
+        path = cfg.save(out, hash_files=False)
         log.info("wrote %s", path)
         return path
+
+    def stamp(self) -> None:
+        """Write the known answers when the folder holds a whole det-hier cascade."""
+        from hdcnn.cascade import stamp_known_answers
+
+        out = Path(self.cfg.out)
+        if all((out / weight_file(p)).is_file() for p in ("detector", "c1", "c2")):
+            stamp_known_answers(out)
+            log.info("wrote the known answers of %s", out)
 
 
 def _epochs_done(last_path: Path) -> int:
@@ -572,6 +571,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
             trainer.train_part(part, stop_after=stop_after)
         if ctx.is_main:
             trainer.write_cascade_json()
+            trainer.stamp()
         ok = True
         return trainer.summary
     finally:

@@ -30,6 +30,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, tiny_weights: Path, samples_dir: Pa
     monkeypatch.setenv("HDCNN_WEIGHTS", str(tiny_weights))
     monkeypatch.setenv("HDCNN_SAMPLES_DIR", str(samples_dir))
     monkeypatch.delenv("HDCNN_EXPERIMENTS", raising=False)
+    monkeypatch.delenv("HDCNN_DATA_ROOTS", raising=False)  # no dataset folder unless set
     monkeypatch.chdir(REPO)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return tiny_weights

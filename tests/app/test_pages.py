@@ -6,9 +6,11 @@ must display what the cascade decided.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -80,9 +82,14 @@ def test_diagnose_sample_pick_shows_the_cascades_verdict(app_env: Path) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["P(abnormal)"] == f"{expected.p_abnormal:.3f}"
     assert metrics["P(malignant)"] == f"{expected.p_malignant:.3f}"
-    assert len(at.get("download_button")) == 2
+    assert len(at.get("download_button")) == 3  # PDF, JSON, DICOM (the samples are DICOM)
     # the empty layout shown while the networks ran was removed: one of each element remains
-    assert len(at.metric) == 4 and len(at.dataframe) == 1 and "appear here" not in _texts(at)
+    assert len(at.metric) == 4 and len(at.table) == 1 and "appear here" not in _texts(at)
+    # words say what runs while the networks run; they are gone with the result
+    assert "Analysing the image" not in _texts(at)
+    # tables never show a raw None: a refused candidate's P(malignant) reads "—"
+    cells = at.table[0].value.astype(str).to_numpy().ravel().tolist()
+    assert "None" not in cells and "nan" not in cells
 
 
 def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:
@@ -93,9 +100,17 @@ def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:
     at.file_uploader(key="diagnose_upload").upload(path.name, data, "application/dicom").run()
     assert not at.exception, [e.message for e in at.exception]
     assert _verdict(at) == str(expected.label)
-    findings = at.dataframe[0].value if expected.findings else None
-    if findings is not None:
-        assert len(findings) == len(expected.findings)
+    from hdcnn.report import finding_dicts
+
+    rows = finding_dicts(expected)
+    if rows:  # one row per finding, overlapping kept boxes merged into one
+        table = at.table[0].value
+        assert len(table) == sum(r["merged_into"] is None for r in rows)
+        merged = {str(r["number"]): len(r["merged"]) + 1 for r in rows if r["merged"]}
+        for number, count in merged.items():
+            row = table[table["No."] == number].iloc[0]
+            assert row["merged"].startswith(f"{count}: "), row["merged"]
+    assert "laterality L" not in _texts(at) and "left breast, CC view" in _texts(at)
     # The CBIS-DDSM header holds the patient id as PatientName/PatientID: never shown.
     assert "P_00820" not in _texts(at)
 
@@ -202,10 +217,30 @@ def test_experiments_page_table_curves_and_sentence(
     at = _experiments_page(json.dumps(_experiments()), monkeypatch, tmp_path)
     table = at.dataframe[0].value
     assert list(table["concept"]) == ["flat-whole", "hier-whole", "det-flat", "det-hier"]
-    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.85–0.96]"
+    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.850–0.960]"
     text = _texts(at)
     assert "**det-hier** separates malignant from other images best (AUC 0.910)" in text
-    assert "do not overlap" in text
+    assert "do not overlap: det-hier's starts at 0.850, above flat-whole's end at 0.700" in text
+
+
+def test_experiments_sentence_follows_the_numbers_with_enough_decimals(
+    app_env: Path, monkeypatch, tmp_path: Path
+) -> None:
+    """Intervals 0.645-0.844 and 0.452-0.638 do not overlap; shown with two decimals they
+    looked as if they did ([0.64-0.84], [0.45-0.64]). Touching ones are said to overlap."""
+    doc = _experiments()
+    doc["concepts"]["det-hier"]["auc_malignant_ci"] = [0.644668, 0.844312]
+    doc["concepts"]["flat-whole"]["auc_malignant_ci"] = [0.452442, 0.638234]
+    at = _experiments_page(json.dumps(doc), monkeypatch, tmp_path)
+    text = _texts(at)
+    assert "det-hier's starts at 0.645, above flat-whole's end at 0.638 (only just)" in text
+    table = at.dataframe[0].value
+    assert table["AUC malignant [95% CI]"].iloc[3] == "0.910 [0.645–0.844]"
+    assert table["AUC malignant [95% CI]"].iloc[0] == "0.610 [0.452–0.638]"
+    doc["concepts"]["flat-whole"]["auc_malignant_ci"] = [0.452442, 0.6449]
+    at = _experiments_page(json.dumps(doc), monkeypatch, tmp_path)
+    text = _texts(at)
+    assert "intervals overlap (det-hier's starts at 0.6447, flat-whole's ends at 0.6449)" in text
     assert "one run's figures" in text and "Training noise" in text
     assert len(at.get("plotly_chart")) == 2 + 4  # ROC, FROC, four confusion matrices
     assert len(at.dataframe) == 2  # the key figures, the details; no ablations in this file
@@ -247,6 +282,11 @@ def test_experiments_page_shows_ablations_with_their_paired_differences(
     assert table["FROC @1 FP, calcification"].iloc[0] == "0.06"
     assert row["FROC @1 FP, mass"] == "–"
     assert "within the noise" in _texts(at)
+    # the reference row's AUC malignant (0.760) and the main table's det-hier (0.910 here)
+    # are different scores: the page says why, with both figures
+    text = _texts(at)
+    assert "The reference row is det-hier scored without thresholds" in text
+    assert "AUC malignant 0.760 here, 0.910 in the main table" in text
 
 
 def test_experiments_page_shows_what_det_hier_finds_per_lesion_type(
@@ -267,7 +307,7 @@ def test_experiments_page_shows_what_det_hier_finds_per_lesion_type(
     calc = table.iloc[0]
     assert calc["candidate recall"] == "0.38"
     assert calc["FROC @0.5 / 1 / 2 FP"] == "0.00 / 0.06 / 0.12"
-    assert calc["AUC vs normal images [95% CI]"] == "0.551 [0.41–0.69]"
+    assert calc["AUC vs normal images [95% CI]"] == "0.551 [0.410–0.690]"
     assert table.iloc[1]["AUC vs normal images [95% CI]"] == "–"
 
 
@@ -279,6 +319,13 @@ def test_experiments_page_bad_file_is_an_error_message(
     assert len(at.error) == 1 and "experiments.json" in at.error[0].value
 
 
+def _values(array: object) -> np.ndarray:
+    """A plotly JSON array: a list, or the typed ``{"dtype", "bdata"}`` form."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+    return np.asarray(array)
+
+
 def test_dataset_page_demo_cohort_is_synthetic_with_age_charts(app_env: Path) -> None:
     at = _page("pages/dataset.py")
     assert "SYNTHETIC" in _texts(at)
@@ -286,6 +333,14 @@ def test_dataset_page_demo_cohort_is_synthetic_with_age_charts(app_env: Path) ->
     assert {"dataset_age_hist", "dataset_age_mean", "dataset_labels"} <= keys
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == str(4 * 40)
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    hist = charts["dataset_age_hist"]
+    # the age charts count patients (40), not images (160)
+    assert hist["layout"]["yaxis"]["title"]["text"] == "patients"
+    assert sum(_values(t["y"]).sum() for t in hist["data"]) == int(metrics["Patients"]) == 40
+    texts = [v for t in charts["dataset_age_mean"]["data"] for v in t["text"]]
+    assert texts and all(len(v.split(".")[-1]) == 1 for v in texts), texts  # "55.0", "56.4"
+    assert "Each patient counts once" in _texts(at)
     table = at.dataframe[0].value
     assert len(table) == 60  # thumbnails only for the first rows
     assert str(table["thumbnail"].iloc[0]).startswith("data:image/png;base64,")
@@ -294,7 +349,8 @@ def test_dataset_page_demo_cohort_is_synthetic_with_age_charts(app_env: Path) ->
     assert len(table) > 0 and set(table["label"]) == {"malignant"}
 
 
-def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path) -> None:
+def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HDCNN_DATA_ROOTS", str(mias_root))
     at = _page("pages/dataset.py")
     at.selectbox(key="dataset_name").set_value("mias").run()
     at.text_input(key="dataset_root").input(str(mias_root)).run()
@@ -302,11 +358,55 @@ def test_dataset_page_mias_has_no_ages(app_env: Path, mias_root: Path) -> None:
     assert "records no patient ages" in _texts(at)
     keys = {getattr(c, "key", None) for c in at.get("plotly_chart")}
     assert "dataset_age_hist" not in keys and "dataset_labels" in keys
+    table = at.dataframe[0].value  # mini-MIAS has no ages: a dash, never a raw None
+    assert set(table["age"]) == {"—"}
+    assert not table.isna().any().any() and "None" not in table.astype(str).to_numpy()
 
 
-def test_dataset_page_bad_root_is_an_error_message(app_env: Path, tmp_path: Path) -> None:
+def test_dataset_page_bad_root_is_an_error_message(
+    app_env: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("HDCNN_DATA_ROOTS", str(tmp_path))
+    (tmp_path / "empty").mkdir()
     at = _page("pages/dataset.py")
     at.selectbox(key="dataset_name").set_value("cbis-ddsm").run()
-    at.text_input(key="dataset_root").input(str(tmp_path / "nowhere")).run()
+    at.text_input(key="dataset_root").input("empty").run()
     assert not at.exception, [e.message for e in at.exception]
-    assert len(at.error) == 1 and "nowhere" in at.error[0].value
+    assert len(at.error) == 1 and "mass_case_description_train_set.csv" in at.error[0].value
+    # the status box no longer says "Scanning …" once the scan has failed
+    boxes = at.get("status")
+    assert boxes and all("Scanning" not in b.label for b in boxes), [b.label for b in boxes]
+    assert boxes[0].state == "error"
+
+
+def test_exam_page_refuses_views_of_two_patients_and_flags_a_film(
+    app_env: Path, cbis_cases, mias_root: Path
+) -> None:
+    """Views of two patients get no exam verdict; a mini-MIAS film beside DICOMs is flagged."""
+    at = _page("pages/exam.py")
+    for slot, case in (("lcc", 0), ("rcc", 1)):
+        path = Path(cbis_cases[case][slot])
+        at.file_uploader(key=f"exam_upload_{slot}").upload(path.name, path.read_bytes(), "")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("2 different patients" in e.value for e in at.error)
+    assert not [h for h in at.subheader if "Exam verdict" in h.value]
+    assert "P_00" not in _texts(at)
+    at = _page("pages/exam.py")
+    path = Path(cbis_cases[1]["lcc"])
+    at.file_uploader(key="exam_upload_lcc").upload(path.name, path.read_bytes(), "").run()
+    film = mias_root / "mdb003.pgm"
+    at.file_uploader(key="exam_upload_rcc").upload(film.name, film.read_bytes(), "").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("mdb003.pgm (PGM): no patient identity" in w.value for w in at.warning)
+
+
+def test_diagnose_pgm_says_what_the_file_does_not_hold(app_env: Path, mias_root: Path) -> None:
+    """A PGM holds no laterality or view: "not in the file", never "laterality ?, view ?"."""
+    film = mias_root / "mdb003.pgm"
+    at = _page("pages/diagnose.py")
+    at.file_uploader(key="diagnose_upload").upload(film.name, film.read_bytes(), "").run()
+    assert not at.exception, [e.message for e in at.exception]
+    text = _texts(at)
+    assert "PGM, 1024 × 1024 px, 8 bit, laterality and view not in the file." in text
+    assert "?" not in text.split("PGM, ", 1)[1].split("Model", 1)[0]

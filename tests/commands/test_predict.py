@@ -133,3 +133,40 @@ def test_max_candidates_limits_the_classified_boxes(weights_dir: Path, tmp_path:
     assert run_cli([*argv, "--max-candidates", "2"]) == 0
     assert 0 < len(json.loads(out.read_text())["results"][0]["findings"]) <= 2
     assert run_cli([*argv, "--max-candidates", "0"]) == 2
+
+
+def test_predict_runs_its_files_in_the_apps_analysis_pool(
+    weights_dir: Path, tmp_path: Path
+) -> None:
+    from hdcnn.cascade import load_cascade
+    from hdcnn.scheduler import shared_pool, thread_plan
+
+    paths = [
+        write_png(tmp_path / f"{i}.png", breast_image(120, 90, left=i % 2 == 0)) for i in range(3)
+    ]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    pool = shared_pool()
+    before = pool.finished
+    doc = predict.predict_files(load_cascade(weights_dir), [paths[0], bad, *paths[1:]])
+    assert pool.finished - before == 4  # every file, the unreadable one too, ran in the pool
+    assert [r["input"] for r in doc["results"]] == [str(p) for p in (paths[0], bad, *paths[1:])]
+    assert "error" in doc["results"][1] and "label" in doc["results"][2]
+    assert (pool.workers, pool.threads) == (thread_plan().workers, thread_plan().threads)
+    assert torch.get_num_threads() == pool.threads
+
+
+def test_a_broken_model_stops_the_run_through_the_pool(tmp_path: Path) -> None:
+    from hdcnn.errors import CheckpointError
+    from hdcnn.scheduler import shared_pool
+
+    class Broken:
+        name, sha256, thresholds = "broken", "0" * 64, None
+
+        def predict(self, path: Path, name: str | None = None) -> None:
+            raise CheckpointError("detector.pt", "the networks gave non-finite outputs")
+
+    paths = [tmp_path / f"{i}.png" for i in range(5)]
+    with pytest.raises(CheckpointError, match="non-finite"):
+        predict.predict_files(Broken(), paths)
+    assert shared_pool().submit(len, paths).result(60) == 5  # the pool goes on

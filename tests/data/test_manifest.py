@@ -103,7 +103,7 @@ def test_subset_keeps_root_and_order(tmp_path: Path) -> None:
         ("image_path,patient_id,label,view\na.png,1,normal,LAT\n", "column 'view'"),
         ("image_path,patient_id,label,laterality\na.png,1,normal,X\n", "column 'laterality'"),
         ("image_path,patient_id,label\n,1,normal\n", "column 'image_path'"),
-        ("", "not a readable manifest CSV"),
+        ("", "not a readable CSV table"),
     ],
 )
 def test_malformed_csv_raises_dataset_error(tmp_path: Path, content: str, expected: str) -> None:

@@ -111,8 +111,9 @@ def test_calibrate_updates_config(results: list[ImageResult], weights_dir: Path)
         assert np.mean(pa >= t.abnormal) >= 0.9
     assert chosen["det-hier"].detector_score == exp.detectors["det-hier"].thresholds.detector_score
     new = updated_config(exp.config, chosen)
-    assert new["thresholds"]["abnormal"] == chosen["det-hier"].abnormal
-    assert set(new["concept_thresholds"]) == {"flat-whole", "hier-whole", "det-flat"}
+    assert new.thresholds == chosen["det-hier"]
+    assert set(new.concept_thresholds) == {"flat-whole", "hier-whole", "det-flat"}
+    assert new.thresholds_for("det-flat") == chosen["det-flat"]
 
 
 def test_missing_weights_skip_a_concept(tmp_path: Path) -> None:
@@ -133,3 +134,23 @@ def test_unreadable_image_is_counted(weights_dir: Path, cohort: Path) -> None:
     out = Experiment(weights_dir).run(manifest)
     assert out[0].error and not out[0].outputs and out[1].error is None
     assert evaluate_results(out, CONCEPTS, n_boot=10)["n_unreadable"] == 1
+
+
+@pytest.mark.parametrize("source", ["original", "model"])
+def test_det_flat_crops_where_cascade_json_says(tmp_path: Path, source: str) -> None:
+    """det-flat is scored on the crops it was trained on (roi.crop_source), as load_cascade's
+    flat cascade is: the same probabilities on the same image."""
+    from hdcnn.cascade import load_cascade
+    from tests.cascade_weights import CROP, breast_image
+
+    roi = {"crop_size": CROP, "context": 1.5, "crop_source": source}
+    root = make_weights_dir(tmp_path / "w", config={"roi": roi})
+    exp = Experiment(root, concepts=["det-flat", "det-hier"])
+    assert exp.detectors["det-flat"].head.crop_source == source
+    assert exp.detectors["det-hier"].head.crop_source == source
+    image = breast_image(height=300, width=200, seed=4)
+    prep = exp.preprocess(image, source="x", laterality=None)
+    got = exp.run_image(prep, image)["det-flat"]
+    want = load_cascade(root, crop_head="flat").predict(image)
+    assert got.p_abnormal == pytest.approx(want.p_abnormal, abs=1e-6)
+    assert got.p_malignant == pytest.approx(want.p_malignant, abs=1e-6)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from hdcnn.cascade import load_cascade, load_model_file, read_cascade_config, sha256_file
+from hdcnn.cascade import load_cascade, load_model_file
 from hdcnn.checkpoint import load_checkpoint
+from hdcnn.config import CascadeConfig, sha256_file
 from hdcnn.errors import CheckpointError
 from tests.cascade_weights import breast_image, make_weights_dir
 
@@ -88,9 +89,9 @@ def test_cli_with_broken_weights_exits_non_zero_and_writes_no_nan(
 def test_missing_hash_is_warned_loudly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = make_weights_dir(tmp_path / "w")
     caplog.set_level(logging.WARNING)
-    load_model_file(root, "detector.pt", read_cascade_config(root))
+    load_model_file(root, "detector", CascadeConfig.load(root))
     assert "detector.pt" in caplog.text and "NOT checked" in caplog.text
     caplog.clear()
     _with_hashes(root)
-    load_model_file(root, "detector.pt", read_cascade_config(root))
+    load_model_file(root, "detector", CascadeConfig.load(root))
     assert "NOT checked" not in caplog.text

@@ -69,9 +69,9 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
 
     # the shipped folder loads, with the thresholds chosen out of fold and the file hashes
     shipped = CascadeConfig.load(tmp_path / "models")
-    assert shipped.thresholds == report["thresholds"]["det-hier"]
-    assert shipped.split["kind"] == "k-fold" and set(shipped.files) >= {"detector.pt"}
-    assert shipped.training_domain["name"] == "manifest"  # described from the data
+    assert shipped.thresholds.to_dict() == report["thresholds"]["det-hier"]
+    assert shipped.split.kind == "k-fold" and set(shipped.files) >= {"detector.pt"}
+    assert shipped.training_domain.name == "manifest"  # described from the data
     cascade = load_cascade(tmp_path / "models")
     assert cascade.long_side == 128 and cascade.head.crop_source == "original"
     image = np.random.default_rng(0).random((200, 150), dtype=np.float32)

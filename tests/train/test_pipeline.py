@@ -78,6 +78,12 @@ def test_one_epoch_every_part(cohort: Path, tmp_path: Path) -> None:
     assert not set(patients["train"]) & (set(patients["val"]) | set(patients["test"]))
     assert set(config["files"]) == {f for f, _, _ in PARTS.values()}
     assert config["roi"]["crop_size"] == 32 and config["preprocess"]["long_side"] == 128
+    assert config["roi"]["crop_source"] == "model"  # this recipe crops the model image
+    # the known answers were written: the folder loads where users load it
+    from hdcnn.cascade import load_cascade
+
+    assert len(config["known_answers"]["references"]) == 2
+    assert load_cascade(out, known_answers="require").long_side == 128
     c2 = load_checkpoint(out / "c2_malignancy.pt")
     used = c2["extra"]["c1_filter"]["train"]["used"]
     assert 1 <= used <= c2["extra"]["c1_filter"]["train"]["lesion_crops"]

@@ -6,11 +6,11 @@ import logging
 import re
 from pathlib import Path
 
-import pandas as pd
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from hdcnn.data.tables import unreadable_reason
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label
 
@@ -23,32 +23,6 @@ def require_file(root: Path, relative: str, dataset: str) -> Path:
     if not path.is_file():
         raise DatasetError(str(path), f"not found: {root} does not look like a {dataset} root")
     return path
-
-
-def read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
-    """``pandas.read_csv`` with every cell as a string ("" when empty) and stripped headers.
-
-    Raises:
-        DatasetError: the file cannot be parsed as CSV.
-    """
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, **kwargs)  # type: ignore[arg-type]
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DatasetError(str(path), f"not a readable CSV table ({exc})") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
-def require_columns(
-    frame: pd.DataFrame, columns: list[str] | tuple[str, ...], source: Path
-) -> None:
-    """DatasetError naming ``source`` and the absent columns if any of ``columns`` is missing."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DatasetError(
-            str(source),
-            f"missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})",
-        )
 
 
 def clean(value: object) -> str:
@@ -163,7 +137,8 @@ def dicom_header(path: Path) -> Dataset:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise DatasetError(str(path), f"not a readable DICOM file ({exc})") from exc
+        reason = unreadable_reason(exc) if isinstance(exc, OSError) else "no valid DICOM header"
+        raise DatasetError(str(path), f"not a readable DICOM file ({reason})") from exc
 
 
 def is_for_processing(ds: Dataset) -> bool:

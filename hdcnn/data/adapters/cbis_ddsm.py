@@ -37,11 +37,10 @@ from hdcnn.data.adapters._common import (
     density_letter,
     dicom_header,
     parse_laterality,
-    read_csv,
-    require_columns,
     warn_missing,
 )
 from hdcnn.data.manifest import ImageRecord, Lesion, Manifest
+from hdcnn.data.tables import read_csv, require_columns
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label, LesionSource, parse_label, worst_label
 

@@ -24,10 +24,10 @@ from hdcnn.data.adapters._common import (
     dicom_header,
     parse_age,
     parse_laterality,
-    require_columns,
     require_file,
 )
 from hdcnn.data.manifest import ImageRecord, Manifest
+from hdcnn.data.tables import read_excel, require_columns
 from hdcnn.dicom import age_from_tags, laterality_from_tags, view_from_tags
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label, parse_label, worst_label
@@ -39,13 +39,7 @@ COLUMNS = ("ID1", "LeftRight", "Age", "classification")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_excel(path, dtype=str)
-    except ImportError as exc:  # openpyxl missing
-        raise DatasetError(str(path), f"cannot read .xlsx: {exc} (pip install openpyxl)") from exc
-    except (ValueError, OSError, KeyError) as exc:
-        raise DatasetError(str(path), f"not a readable Excel table ({exc})") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = read_excel(path, "openpyxl")
     require_columns(frame, COLUMNS, path)
     return frame
 

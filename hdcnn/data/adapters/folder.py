@@ -26,11 +26,10 @@ from hdcnn.data.adapters._common import (
     clean,
     density_letter,
     parse_laterality,
-    read_csv,
-    require_columns,
     warn_missing,
 )
 from hdcnn.data.manifest import LESION_KINDS, ImageRecord, Lesion, Manifest
+from hdcnn.data.tables import read_csv, require_columns
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label, LesionSource, parse_label, worst_label
 
@@ -40,7 +39,7 @@ def _find_csv(root: Path) -> Path:
         return root
     if (root / "labels.csv").is_file():
         return root / "labels.csv"
-    found = sorted(root.glob("*.csv"))
+    found = sorted(p for p in root.glob("*.csv") if p.is_file())  # not a folder named x.csv
     if len(found) == 1:
         return found[0]
     if not found:
@@ -77,12 +76,12 @@ def load_folder(root: Path) -> Manifest:
             try:
                 age = float(age_text) if age_text else None
             except ValueError:
-                raise fail("age", f"{age_text!r} is not a number") from None
+                raise fail("age", "not a number") from None
             if age is not None and (not math.isfinite(age) or age < 0):
-                raise fail("age", f"{age_text!r} is not a valid age")
+                raise fail("age", "not a valid age (a finite number >= 0)")
             view = clean(row.get("view")).upper() or None
             if view not in {None, "CC", "MLO", "OTHER"}:
-                raise fail("view", f"{view!r} is not CC, MLO or other")
+                raise fail("view", "not CC, MLO or other")
             records[image] = ImageRecord(
                 image_path=image,
                 patient_id=pid,
@@ -114,7 +113,7 @@ def load_folder(root: Path) -> Manifest:
 def _label(text: str, fail: Callable[[str], DatasetError]) -> Label:
     label = parse_label(text)
     if label == Label.UNKNOWN and text.lower() not in {"", "unknown"}:
-        raise fail(f"{text!r} is not normal, benign, malignant or unknown")
+        raise fail("not normal, benign, malignant or unknown")
     return label
 
 
@@ -127,7 +126,7 @@ def _lesion(
     try:
         box = tuple(float(c) for c in cells)
     except ValueError:
-        raise fail("x1", f"box {cells} is not 4 numbers") from None
+        raise fail("x1", "the box x1, y1, x2, y2 is not 4 numbers") from None
     lesion_label = (
         parse_label(clean(row.get("lesion_label"))) if clean(row.get("lesion_label")) else label
     )
@@ -135,7 +134,7 @@ def _lesion(
         raise fail("lesion_label", "a box on a normal row needs lesion_label benign/malignant")
     kind = clean(row.get("lesion_kind")).lower() or "mass"
     if kind not in LESION_KINDS:
-        raise fail("lesion_kind", f"{kind!r} is not one of {', '.join(LESION_KINDS)}")
+        raise fail("lesion_kind", f"not one of {', '.join(LESION_KINDS)}")
     try:
         return Lesion(box, lesion_label, kind, LesionSource.BOX)  # type: ignore[arg-type]
     except ValueError as exc:

@@ -20,10 +20,10 @@ Root layout: ``INbreast.xls`` (or ``INbreast.csv``, ``;``-separated), ``AllDICOM
 from __future__ import annotations
 
 import logging
+import math
 import plistlib
 import re
 from pathlib import Path
-from xml.parsers.expat import ExpatError
 
 import pandas as pd
 
@@ -34,10 +34,9 @@ from hdcnn.data.adapters._common import (
     lesion_kind,
     parse_age,
     parse_laterality,
-    read_csv,
-    require_columns,
 )
 from hdcnn.data.manifest import ImageRecord, Lesion, Manifest
+from hdcnn.data.tables import read_csv, read_excel, require_columns, unreadable_reason
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label, LesionSource
 
@@ -52,13 +51,7 @@ _POINT = re.compile(r"\(\s*([-+\d.eE]+)\s*,\s*([-+\d.eE]+)")
 def _read_table(root: Path) -> tuple[pd.DataFrame, Path]:
     xls, csv_path = root / "INbreast.xls", root / "INbreast.csv"
     if xls.is_file():
-        try:
-            frame = pd.read_excel(xls, dtype=str)
-        except ImportError as exc:
-            raise DatasetError(str(xls), f"cannot read .xls: {exc} (pip install xlrd)") from exc
-        except (ValueError, OSError) as exc:
-            raise DatasetError(str(xls), f"not a readable Excel table ({exc})") from exc
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame = read_excel(xls, "xlrd")
         return frame.fillna(""), xls
     if csv_path.is_file():
         return read_csv(csv_path, sep=";"), csv_path
@@ -71,6 +64,16 @@ def _file_name(value: object) -> str:
     if re.fullmatch(r"\d+(\.0+)?", text):
         return text.split(".")[0]
     return ""
+
+
+def _point(text: object) -> tuple[float, float] | None:
+    """``(x, y)`` from an OsiriX ``"(x, y)"`` string; ``None`` unless two finite numbers."""
+    match = _POINT.match(str(text))
+    try:
+        point = (float(match.group(1)), float(match.group(2))) if match else None
+    except ValueError:  # "(e, .)": the pattern's characters but no number
+        return None
+    return point if point and all(math.isfinite(v) for v in point) else None
 
 
 def read_rois(path: Path, label: Label) -> list[Lesion]:
@@ -89,19 +92,21 @@ def read_rois(path: Path, label: Label) -> list[Lesion]:
     try:
         with open(path, "rb") as fh:
             data = plistlib.load(fh)
+    except Exception as exc:  # plistlib and expat raise many types on a damaged file
+        raise DatasetError(
+            str(path), f"not a readable OsiriX plist ({unreadable_reason(exc)})"
+        ) from exc
+    try:
         rois = data["Images"][0]["ROIs"]
-    except (plistlib.InvalidFileException, ExpatError, ValueError, OSError) as exc:
-        raise DatasetError(str(path), f"not a readable OsiriX plist ({exc})") from exc
-    except (KeyError, IndexError, TypeError) as exc:
-        raise DatasetError(str(path), f"no Images[0].ROIs in the plist ({exc!r})") from exc
+    except (KeyError, IndexError, TypeError):
+        rois = None
+    if not isinstance(rois, list) or not all(isinstance(roi, dict) for roi in rois):
+        raise DatasetError(str(path), "no Images[0].ROIs list of ROI objects in the plist")
     lesion_label = Label.UNKNOWN if label == Label.NORMAL else label
     lesions = []
     for roi in rois:
-        points = [
-            (float(m.group(1)), float(m.group(2)))
-            for text in roi.get("Point_px", [])
-            if (m := _POINT.match(str(text)))
-        ]
+        texts = roi.get("Point_px")
+        points = [p for text in texts if (p := _point(text))] if isinstance(texts, list) else []
         if not points:
             continue
         xs, ys = [p[0] for p in points], [p[1] for p in points]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hdcnn.data.adapters._common import clip_box, require_file, warn_missing
 from hdcnn.data.manifest import ImageRecord, Lesion, Manifest
+from hdcnn.data.tables import unreadable_reason
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label, LesionSource, worst_label
 
@@ -38,8 +39,11 @@ _ROW = re.compile(r"^(mdb\d{3})\s+([FGD])\s+([A-Z]{4})\b\s*(.*)$")
 
 def pgm_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` from a binary PGM header, without reading the pixels."""
-    with open(path, "rb") as fh:
-        head = fh.read(256)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError as exc:
+        raise DatasetError(str(path), f"unreadable ({unreadable_reason(exc)})") from exc
     tokens = re.sub(rb"#[^\n]*\n", b" ", head).split()
     if len(tokens) < 3 or tokens[0] not in {b"P5", b"P2"}:
         raise DatasetError(str(path), "not a PGM file (expected a P5 header)")
@@ -63,7 +67,11 @@ def load_mias(root: Path) -> Manifest:
     """
     info = require_file(root, "Info.txt", "mini-MIAS")
     rows: dict[str, list[tuple[str, str, str, list[str]]]] = {}
-    for line in info.read_text(encoding="latin-1").splitlines():
+    try:
+        lines = info.read_text(encoding="latin-1").splitlines()
+    except OSError as exc:
+        raise DatasetError(str(info), f"unreadable ({unreadable_reason(exc)})") from exc
+    for line in lines:
         match = _ROW.match(line.strip())
         if match:
             ref, tissue, klass, rest = match.groups()

@@ -32,12 +32,11 @@ from hdcnn.data.adapters._common import (
     parse_age,
     parse_laterality,
     parse_view,
-    read_csv,
-    require_columns,
     require_file,
     warn_missing,
 )
 from hdcnn.data.manifest import ImageRecord, Lesion, Manifest
+from hdcnn.data.tables import read_csv, require_columns
 from hdcnn.dicom import age_from_tags
 from hdcnn.errors import DatasetError
 from hdcnn.terms import Label, LesionSource
