@@ -76,6 +76,7 @@ __all__ = [
     "int_tag",
     "laterality_from_tags",
     "modality_values",
+    "patient_key",
     "pixel_spacing_from_tags",
     "study_key",
     "text_tag",
