@@ -1,19 +1,25 @@
-"""Peak memory and time of reading the worst inputs of each hostile family (issue 12).
+"""Peak memory and time of reading the worst inputs of each hostile family (issues 12, 21).
 
 Usage::
 
-    python benchmarks/bench_hostile_memory.py [--pixels 79000000] [--predict] [--keep DIR]
+    python benchmarks/bench_hostile_memory.py [--pixels 79000000] [--predict] [--only REGEX]
+                                              [--no-large] [--keep DIR] [--repo CHECKOUT]
 
 Each input is read by ``hdcnn.read_mammogram`` in a fresh Python process; the figure is the
 process's peak resident memory while reading (``VmHWM``, reset through
 ``/proc/self/clear_refs`` after the imports) minus its resident memory before, i.e. what that
 one input cost. Families: the malformed-input corpus of ``tests/hostile`` (all cases,
 the largest cost reported), the small memory bombs (PNG with an IDAT length of 0xFFFFFFFF,
-Deflated DICOM claiming 60000 x 60000 / inflating 256 MB into a 256 x 192 image), and valid
-images just under the pixel limit (``--pixels``, default 79 Mpx) as DICOM (native 16-bit;
-with rescale and window), PNG (RGB; 16-bit), 16-bit TIFF and 8-bit JPEG. ``--predict``
-also runs the shipped cascade on the large ones (preprocessing included). A benchmark, not a
-test: it prints figures and asserts nothing.
+Deflated DICOM claiming 60000 x 60000 / inflating 256 MB into a 256 x 192 image), the
+compressed streams that lie about their size (issue 21: JPEG SOF 65535 x 65535, JPEG-LS
+60000^2, JPEG 2000 SIZ, JP2, RLE segment headers; each one), and valid images just under the
+pixel limit (``--pixels``, default 79 Mpx) as DICOM (native 16-bit, also read from bytes as an
+upload; with rescale and window; RLE 16-bit; RLE RGB 8-bit; RLE RGB 32-bit, a layout that is
+refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit and colour), PNG (RGB;
+16-bit), 16-bit TIFF, ASCII PGM and 8-bit JPEG. ``--predict`` also runs the shipped cascade
+on the large ones (reading and preprocessing included: the figure is reading + predict). An
+upload's bytes are in memory before the base is taken (the server holds them already). A
+benchmark, not a test: it prints figures and asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+#: Address space a child may map above its imports (GiB): what an unbounded decoder meets.
+CAP_GB = 6
 
 CHILD = r"""
 import json, resource, sys, time
@@ -41,10 +50,16 @@ if predict:
     torch.set_num_threads(2)
     from hdcnn.cascade import load_cascade
     cascade = load_cascade({weights!r})
+src = sys.argv[1]
+if {upload!r}:
+    with open(src, "rb") as f:
+        src = f.read()
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1])
+# a cap, so that an older checkout (--repo) meets MemoryError instead of eating the machine
+resource.setrlimit(resource.RLIMIT_AS, (status("VmSize:") * 1024 + ({cap_gb} << 30), -1))
 try:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
@@ -56,9 +71,9 @@ except OSError:
 t = time.perf_counter()
 try:
     if predict:
-        outcome = "verdict " + str(cascade.predict(sys.argv[1]).label)
+        outcome = "verdict " + str(cascade.predict(src).label)
     else:
-        m = read_mammogram(sys.argv[1])
+        m = read_mammogram(src)
         outcome = "read %dx%d" % m.pixels.shape
 except HDCNNError as exc:
     outcome = "refused: " + exc.problem[:70]
@@ -70,10 +85,11 @@ print(json.dumps(dict(outcome=outcome, seconds=seconds, extra_mb=(peak - base) /
 """
 
 
-def _measure(
-    path: Path, *, predict: bool = False, weights: str = "", repo: Path = REPO
-) -> dict:
-    code = CHILD.format(repo=str(repo), predict=predict, weights=weights)
+def _measure(path: Path, *, predict: bool = False, weights: str = "", repo: Path = REPO) -> dict:
+    upload = path.name.startswith("upload_")
+    code = CHILD.format(
+        repo=str(repo), predict=predict, weights=weights, upload=upload, cap_gb=CAP_GB
+    )
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     )
@@ -83,8 +99,11 @@ def _measure(
 def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     import cv2
     import numpy as np
+    from pydicom.pixels import get_encoder
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
-    from hdcnn.dicom import build_dicom, write_dicom
+    from hdcnn.dicom import write_dicom
+    from tests.hostile.hostile_corpus import rle_rgb32, with_frame
 
     width = int(math.sqrt(pixels * 0.62))  # a mammogram's aspect ratio
     height = pixels // width
@@ -92,33 +111,92 @@ def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     r = np.hypot((yy - height / 2) / (height / 2), xx / (0.8 * width))
     img16 = (np.clip(1.0 - r, 0.0, 1.0) * 60000).astype(np.uint16)
     del yy, xx, r
+    size = f"{height}x{width}"
     files = {}
-    dcm = folder / "large_native16.dcm"
-    write_dicom(dcm, build_dicom(img16, laterality="L", view="CC"))
-    files[f"valid DICOM {height}x{width} 16-bit native"] = dcm
-    ds = build_dicom(img16, laterality="L", view="CC")
+
+    def dicom(name: str, title: str, ds) -> None:  # type: ignore[no-untyped-def]
+        path = folder / name
+        write_dicom(path, ds)
+        files[title] = path
+
+    def encoded(name: str, title: str, ds, tsyntax: str, frame: bytes) -> None:  # type: ignore[no-untyped-def]
+        path = folder / name
+        path.write_bytes(with_frame(ds, frame, tsyntax))
+        files[title] = path
+
+    def pydicom_frame(ds, tsyntax: str, arr) -> bytes:  # type: ignore[no-untyped-def]
+        return get_encoder(tsyntax).encode(
+            arr,
+            rows=ds.Rows,
+            columns=ds.Columns,
+            samples_per_pixel=ds.SamplesPerPixel,
+            bits_allocated=ds.BitsAllocated,
+            bits_stored=ds.BitsStored,
+            pixel_representation=0,
+            photometric_interpretation=ds.PhotometricInterpretation,
+            planar_configuration=0,
+            number_of_frames=1,
+        )
+
+    dicom("large_native16.dcm", f"valid DICOM {size} 16-bit native", _mg(img16))
+    dicom("upload_native16.dcm", f"valid DICOM {size} 16-bit native, as upload", _mg(img16))
+    ds = _mg(img16)
     ds.RescaleSlope, ds.RescaleIntercept = 0.5, -100
     ds.WindowCenter, ds.WindowWidth = 15000, 30000
-    voi = folder / "large_rescale_window.dcm"
-    write_dicom(voi, ds)
-    files[f"valid DICOM {height}x{width} rescale + window"] = voi
-    del ds
-    rgb = folder / "large_rgb.png"
+    dicom("large_rescale_window.dcm", f"valid DICOM {size} rescale + window", ds)
+    ds = _mg(img16)
+    encoded("large_rle16.dcm", f"valid DICOM {size} RLE 16-bit", ds, RLELossless,
+            pydicom_frame(ds, RLELossless, img16))  # fmt: skip
     gray8 = (img16 >> 8).astype(np.uint8)
+    ds = _mg(gray8)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    rgb8 = np.dstack([gray8] * 3)
+    encoded("large_rle_rgb8.dcm", f"valid DICOM {size} RLE RGB 8-bit", ds, RLELossless,
+            pydicom_frame(ds, RLELossless, rgb8))  # fmt: skip
+    del rgb8
+    path = folder / "large_rle_rgb32.dcm"
+    path.write_bytes(rle_rgb32(img16 >> 4))
+    files[f"DICOM {size} RLE RGB 32-bit (legal, refused)"] = path
+    ds = _mg(img16)
+    encoded("large_jpegls16.dcm", f"valid DICOM {size} JPEG-LS 16-bit", ds, JPEGLSLossless,
+            pydicom_frame(ds, JPEGLSLossless, img16))  # fmt: skip
+    ds = _mg(img16)
+    encoded("large_j2k16.dcm", f"valid DICOM {size} JPEG 2000 lossless 16-bit", ds,
+            JPEG2000Lossless, pydicom_frame(ds, JPEG2000Lossless, img16))  # fmt: skip
+    ds = _mg(gray8)
+    encoded("large_jpeg8.dcm", f"valid DICOM {size} JPEG baseline 8-bit", ds, JPEGBaseline8Bit,
+            cv2.imencode(".jpg", gray8)[1].tobytes())  # fmt: skip
+    ds = _mg(gray8)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    colour = np.dstack([gray8 // 2 + 32, gray8, gray8[:, ::-1] // 2 + 96])
+    encoded("large_jpeg_ybr.dcm", f"valid DICOM {size} JPEG baseline colour (YBR)", ds,
+            JPEGBaseline8Bit, cv2.imencode(".jpg", colour)[1].tobytes())  # fmt: skip
+    del colour
+    rgb = folder / "large_rgb.png"
     rgb.write_bytes(
         cv2.imencode(".png", np.dstack([gray8] * 3), [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
     )
-    files[f"valid PNG {height}x{width} RGB 8-bit"] = rgb
+    files[f"valid PNG {size} RGB 8-bit"] = rgb
     png = folder / "large16.png"
     png.write_bytes(cv2.imencode(".png", img16, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes())
-    files[f"valid PNG {height}x{width} 16-bit"] = png
+    files[f"valid PNG {size} 16-bit"] = png
     tif = folder / "large16.tif"
     tif.write_bytes(cv2.imencode(".tif", img16)[1].tobytes())
-    files[f"valid TIFF {height}x{width} 16-bit"] = tif
+    files[f"valid TIFF {size} 16-bit"] = tif
+    pgm = folder / "large8_ascii.pgm"
+    digits = np.array([list(f"{v:3d} ".encode()) for v in range(256)], np.uint8)
+    pgm.write_bytes(f"P2\n{width} {height}\n255\n".encode() + digits[gray8].tobytes())
+    files[f"valid PGM {size} ASCII 8-bit"] = pgm
     jpg = folder / "large8.jpg"
-    jpg.write_bytes(cv2.imencode(".jpg", (img16 >> 8).astype(np.uint8))[1].tobytes())
-    files[f"valid JPEG {height}x{width} 8-bit"] = jpg
+    jpg.write_bytes(cv2.imencode(".jpg", gray8)[1].tobytes())
+    files[f"valid JPEG {size} 8-bit"] = jpg
     return files
+
+
+def _mg(pixels):  # type: ignore[no-untyped-def]
+    from hdcnn.dicom import build_dicom
+
+    return build_dicom(pixels, laterality="L", view="CC")
 
 
 def main() -> None:
@@ -126,18 +204,26 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=79_000_000)
     parser.add_argument("--predict", action="store_true")
     parser.add_argument("--weights", default=str(REPO / "models"))
+    parser.add_argument("--only", default="", help="measure only inputs whose title matches")
+    parser.add_argument("--no-large", action="store_true", help="only the small hostile files")
     parser.add_argument("--keep", type=Path, help="write the inputs here (default: a temp dir)")
     parser.add_argument(
         "--repo", type=Path, default=REPO, help="read with the hdcnn of another checkout"
     )
     args = parser.parse_args()
 
-    from tests.hostile.hostile_corpus import all_cases, deflated_dicom, png_idat_length_bomb
+    from tests.hostile.hostile_corpus import (
+        all_cases,
+        deflated_dicom,
+        liar_cases,
+        png_idat_length_bomb,
+    )
 
+    wanted = re.compile(args.only, re.IGNORECASE)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        bombs = {
+        small = {
             "PNG, IDAT length 0xFFFFFFFF": ("idat.png", png_idat_length_bomb()),
             "Deflated DICOM claiming 60000x60000": (
                 "claims.dcm",
@@ -147,31 +233,38 @@ def main() -> None:
                 "inflates.dcm",
                 deflated_dicom(256, 192, 256 << 20),
             ),
+            **{f"stream lies: {c.name}": (c.name, c.data) for c in liar_cases()},
         }
         rows = []
-        for title, (name, data) in bombs.items():
+        for title, (name, data) in small.items():
+            if not wanted.search(title):
+                continue
             path = folder / name
             path.write_bytes(data)
             rows.append((title, path.stat().st_size, _measure(path, repo=args.repo)))
         worst = None
-        for case in all_cases():
+        for case in all_cases() if wanted.search("corpus, worst") else []:
             path = folder / case.name
             path.write_bytes(case.data)
             result = _measure(path, repo=args.repo)
             if worst is None or result["extra_mb"] > worst[2]["extra_mb"]:
                 worst = (f"corpus, worst: {case.name}", len(case.data), result)
-        rows.append(worst)
-        for title, path in _large_inputs(folder, args.pixels).items():
+        if worst is not None:
+            rows.append(worst)
+        large = {} if args.no_large else _large_inputs(folder, args.pixels)
+        for title, path in large.items():
+            if not wanted.search(title):
+                continue
             rows.append((title, path.stat().st_size, _measure(path, repo=args.repo)))
             if args.predict:
                 rows.append(
-                    (f"  predict: {title}", path.stat().st_size,
+                    (f"  read + predict: {title}", path.stat().st_size,
                      _measure(path, predict=True, weights=args.weights, repo=args.repo))
                 )  # fmt: skip
-        print(f"{'input':58} {'file':>10} {'peak MB':>8} {'seconds':>8}  outcome")
+        print(f"{'input':62} {'file':>10} {'peak MB':>8} {'seconds':>8}  outcome")
         for title, size, r in rows:
             print(
-                f"{title:58} {size / 1e6:9.2f}M {r['extra_mb']:8.0f} {r['seconds']:8.2f}  "
+                f"{title:62} {size / 1e6:9.2f}M {r['extra_mb']:8.0f} {r['seconds']:8.2f}  "
                 f"{r['outcome']}"
             )
 

@@ -5,6 +5,7 @@
   (:func:`decoder_stderr`, :func:`quiet_warnings`); damage is refused, anything else is logged
   as one line naming the file.
 - :func:`scale_to_unit`: any numeric pixel array to float32 ``[0, 1]``.
+- :func:`short_reason`: one line for an exception, for error messages.
 """
 
 from __future__ import annotations
@@ -237,6 +238,14 @@ def _judge_decoder_messages(notes: list[str], label: str) -> None:
 
 def _clip(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def short_reason(exc: BaseException) -> str:
+    """One line for an exception: its first line of text (at most 160 characters) or its type."""
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def scale_to_unit(

@@ -12,8 +12,11 @@ Intensity rules (the same for every format):
 - Raster images: colour to luminance (alpha dropped), then min-max over the actual values.
 
 Size is checked from the header before anything is decoded (:data:`MAX_PIXELS`), and so is
-the file size (:func:`max_file_bytes`); a deflated DICOM is inflated in bounded steps, so a
-small file cannot claim gigabytes. Every bad input raises :class:`hdcnn.errors.MammogramError`
+the file size (:func:`max_file_bytes`); a compressed DICOM frame must state the same size in
+its own stream (:mod:`hdcnn.codestream`), only grey 8/16-bit and RGB 8-bit sample layouts are
+read, and a deflated DICOM is inflated in bounded steps, so a small file cannot claim
+gigabytes. Raster formats are in :mod:`hdcnn.raster`, DICOM pixels in
+:mod:`hdcnn.dicom_pixels`. Every bad input raises :class:`hdcnn.errors.MammogramError`
 naming the input and the problem, never another exception type.
 
 What is refused as not plausibly a mammogram: a DICOM whose Modality is not ``MG`` (``CR``,
@@ -32,8 +35,6 @@ import io
 import logging
 import os
 import re
-import struct
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +44,11 @@ from hdcnn.decoding import (
     _decoder_messages,
     _install_log_filters,
     _judge_decoder_messages,
-    decoder_stderr,
-    quiet_warnings,
-    scale_to_unit,
+    decoder_stderr,  # noqa: F401  (importable from here, as before the split)
+    short_reason,
 )
 from hdcnn.errors import HDCNNError, MammogramError
-from hdcnn.utils import check_image_size
+from hdcnn.raster import decode_raster
 
 logger = logging.getLogger(__name__)
 
@@ -208,14 +208,6 @@ def read_mammogram(
     return mammo
 
 
-def short_reason(exc: BaseException) -> str:
-    """One line for an exception: its first line of text (at most 160 characters) or its type."""
-    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
-    if len(text) > 160:
-        text = text[:157] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def check_pixels(pixels: np.ndarray, label: str) -> None:
     """Refuse pixels that break the contract: float32 ``(H, W)``, finite, within ``[0, 1]``.
 
@@ -354,10 +346,6 @@ def conventions_from_names(texts: list[str]) -> tuple[str | None, str | None]:
     return laterality, view
 
 
-def _check_size(label: str, height: int, width: int, max_pixels: int) -> None:
-    check_image_size(label, height, width, max_pixels=max_pixels, min_side=MIN_SIDE)
-
-
 # ----------------------------------------------------------------------------- DICOM
 
 
@@ -401,7 +389,7 @@ def _read_dicom(
 
     dicom.check_modality(ds, label)
     dicom.check_pixel_header(ds, label, max_pixels=max_pixels, min_side=MIN_SIDE)
-    stored = dicom.decode_stored(ds, label)
+    stored = dicom.decode_stored(ds, label, max_pixels=max_pixels)
     rows, cols = int(ds.Rows), int(ds.Columns)
     if stored.shape[:2] != (rows, cols):
         raise MammogramError(
@@ -459,209 +447,6 @@ def _has_pixel_data_tag(src: Path | bytes, label: str) -> bool:
 # ----------------------------------------------------------------------------- raster
 
 
-_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
-
-
-def _png_header(data: bytes, label: str) -> tuple[int, int, int]:
-    """(height, width, bit depth) from the IHDR chunk."""
-    if len(data) < 33 or data[12:16] != b"IHDR":
-        raise MammogramError(label, "truncated or corrupt PNG header (no IHDR chunk)")
-    width, height, depth = struct.unpack(">IIB", data[16:25])
-    return height, width, depth
-
-
-def _png_mode(data: bytes) -> str:
-    """The decoded mode named by IHDR's colour type (``"L"``, ``"RGB"`` ...)."""
-    mode = _PNG_MODES.get(data[25], "L") if len(data) > 25 else "L"
-    return "I;16" if mode == "L" and data[24] == 16 else mode
-
-
-def _check_png_chunks(data: bytes, label: str) -> None:
-    """Walk the chunk list: every chunk must lie inside the file and IEND must end it.
-
-    A chunk length beyond the end of the file (e.g. an IDAT claiming 0xFFFFFFFF bytes) is
-    refused here: the decoder would otherwise reserve that much memory.
-    """
-    import zlib
-
-    i, n = 8, len(data)
-    while True:
-        if i + 8 > n:
-            raise MammogramError(label, "truncated PNG (no IEND chunk)")
-        (length,) = struct.unpack(">I", data[i : i + 4])
-        kind = data[i + 4 : i + 8]
-        end = i + 12 + length
-        if length > 0x7FFFFFFF or end > n:
-            raise MammogramError(
-                label,
-                f"truncated or corrupt PNG: chunk {kind!r} claims {length} bytes, more than "
-                "the file holds",
-            )
-        if kind in (b"IHDR", b"IDAT", b"PLTE", b"IEND"):
-            (crc,) = struct.unpack(">I", data[end - 4 : end])
-            if zlib.crc32(data[i + 4 : end - 4]) != crc:
-                raise MammogramError(label, f"damaged PNG: CRC error in chunk {kind!r}")
-        if kind == b"IEND":
-            return
-        i = end
-
-
-_JPEG_COMPONENTS = threading.local()  # components of the last SOF parsed by this thread
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_header(data: bytes, label: str) -> tuple[int, int, int]:
-    """(height, width, precision) from the first SOF segment."""
-    i = 2
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            raise MammogramError(label, "corrupt JPEG: marker expected")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if marker in _SOF_MARKERS:
-            if i + 10 > n:
-                break
-            precision = data[i + 4]
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            _JPEG_COMPONENTS.value = data[i + 9]
-            return height, width, precision
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            break
-        i += 2 + length
-    raise MammogramError(label, "truncated or corrupt JPEG (no frame header found)")
-
-
-def _pgm_tokens(data: bytes, count: int, label: str) -> tuple[list[int], int]:
-    """The first ``count`` integers of a netpbm header (comments skipped) and the offset after."""
-    values: list[int] = []
-    i = 2
-    n = len(data)
-    while len(values) < count:
-        while i < n and data[i : i + 1].isspace():
-            i += 1
-        if i < n and data[i : i + 1] == b"#":
-            while i < n and data[i : i + 1] not in (b"\n", b"\r"):
-                i += 1
-            continue
-        start = i
-        while i < n and data[i : i + 1].isdigit():
-            i += 1
-        if start == i:
-            raise MammogramError(label, "truncated or corrupt PGM header")
-        values.append(int(data[start:i]))
-    return values, i
-
-
-def _pgm_header(data: bytes, label: str) -> tuple[int, int, int]:
-    """(height, width, maxval) of a P2/P5 file."""
-    (width, height, maxval), _ = _pgm_tokens(data, 3, label)
-    if not 0 < maxval < 65536:
-        raise MammogramError(label, f"PGM maxval {maxval} out of range 1..65535")
-    return height, width, maxval
-
-
-def _decode_pgm(data: bytes, label: str) -> np.ndarray:
-    (width, height, maxval), end = _pgm_tokens(data, 3, label)
-    count = width * height
-    if data[:2] == b"P5":
-        dtype = np.dtype(">u2") if maxval > 255 else np.dtype(np.uint8)
-        body = data[end + 1 :]  # exactly one whitespace byte after maxval
-        if len(body) < count * dtype.itemsize:
-            raise MammogramError(
-                label,
-                f"truncated PGM: {len(body)} bytes of pixel data, expected "
-                f"{count * dtype.itemsize}",
-            )
-        arr = np.frombuffer(body, dtype=dtype, count=count)
-    else:
-        tokens = data[end:].split()
-        if len(tokens) < count:
-            raise MammogramError(
-                label, f"truncated ASCII PGM: {len(tokens)} values, expected {count}"
-            )
-        try:
-            arr = np.array(tokens[:count], dtype=np.int64)
-        except ValueError as exc:
-            raise MammogramError(label, "corrupt ASCII PGM: non-numeric pixel value") from exc
-        arr = arr.astype(np.uint16 if maxval > 255 else np.uint8)
-    if int(arr.max()) > maxval:
-        raise MammogramError(label, f"corrupt PGM: pixel value above maxval {maxval}")
-    return arr.reshape(height, width).astype(np.uint16 if maxval > 255 else np.uint8)
-
-
-def _tiff_header(data: bytes, label: str) -> tuple[int, int, int, str]:
-    """(height, width, frames, mode) read lazily with Pillow (no pixel decoding)."""
-    from PIL import Image
-
-    try:
-        with quiet_warnings(), Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            mode = str(img.mode)
-            frames = int(getattr(img, "n_frames", 1))
-            img.seek(0)
-            tags = img.tag_v2
-            # strips (273/279) or tiles (324/325): every data block must lie in the file
-            offsets = tags.get(273) or tags.get(324) or ()
-            counts = tags.get(279) or tags.get(325) or ()
-    except Image.DecompressionBombError as exc:
-        raise MammogramError(
-            label, f"TIFF header claims an implausibly large image: {exc}"
-        ) from exc
-    except Exception as exc:  # Pillow raises many types on corrupt headers
-        raise MammogramError(label, f"truncated or corrupt TIFF header: {exc}") from exc
-    if any(int(o) + int(c) > len(data) for o, c in zip(offsets, counts, strict=False)):
-        raise MammogramError(label, "truncated TIFF (image data extends past the end of file)")
-    return height, width, frames, mode
-
-
-def _decode_cv2(data: bytes, fmt: str, label: str) -> np.ndarray:
-    """Decode straight to one grey channel (colour to luminance inside the decoder, keeping
-    16 bits): the decoded array costs 1-2 bytes per pixel, never 8."""
-    import cv2
-
-    flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
-    try:
-        with decoder_stderr():
-            arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
-    except cv2.error as exc:
-        raise MammogramError(
-            label, f"could not decode {fmt.upper()} data: {short_reason(exc)}"
-        ) from exc
-    if arr is None:
-        raise MammogramError(label, f"could not decode {fmt.upper()} data (corrupt or truncated)")
-    if arr.ndim == 3:  # a decoder that ignored the grey flag
-        arr, _ = _to_gray(arr, label)
-    return arr
-
-
-def _to_gray(arr: np.ndarray, label: str) -> tuple[np.ndarray, str]:
-    """Luminance of an OpenCV-decoded array (BGR order) and the decoded mode name."""
-    if arr.ndim == 2:
-        return arr, "I;16" if arr.dtype.itemsize > 1 else "L"
-    if arr.ndim != 3:
-        raise MammogramError(label, f"unexpected decoded array shape {arr.shape}")
-    channels = arr.shape[2]
-    if channels == 1:
-        return arr[..., 0], "I;16" if arr.dtype.itemsize > 1 else "L"
-    if channels == 2:
-        return arr[..., 0], "LA"
-    if channels in (3, 4):
-        gray = np.empty(arr.shape[:2], np.float32)
-        weights = (0.114, 0.587, 0.299)
-        for r in range(0, arr.shape[0], 256):  # row blocks: no full-size float temporaries
-            block = arr[r : r + 256, :, :3].astype(np.float32)
-            gray[r : r + 256] = block @ np.array(weights, np.float32)
-        return gray, "RGB" if channels == 3 else "RGBA"
-    raise MammogramError(label, f"unsupported image with {channels} channels")
-
-
 def _read_raster(
     data: bytes,
     fmt: str,
@@ -670,54 +455,19 @@ def _read_raster(
     names: list[str],
     max_pixels: int,
 ) -> Mammogram:
-    if fmt == "png":
-        height, width, bits = _png_header(data, label)
-        _check_size(label, height, width, max_pixels)
-        _check_png_chunks(data, label)
-        mode = _png_mode(data)
-    elif fmt == "jpeg":
-        _JPEG_COMPONENTS.value = 1
-        height, width, bits = _jpeg_header(data, label)
-        _check_size(label, height, width, max_pixels)
-        if data.rfind(b"\xff\xd9") < 0:
-            raise MammogramError(label, "truncated JPEG (no end-of-image marker)")
-        mode = "RGB" if getattr(_JPEG_COMPONENTS, "value", 1) >= 3 else "L"
-    elif fmt == "pgm":
-        height, width, maxval = _pgm_header(data, label)
-        _check_size(label, height, width, max_pixels)
-        bits = int(maxval).bit_length()
-        mode = ""
-    else:
-        height, width, frames, mode = _tiff_header(data, label)
-        _check_size(label, height, width, max_pixels)
-        if frames > 1:
-            raise MammogramError(
-                label, f"multi-page TIFF ({frames} pages) is not supported; expected one image"
-            )
-        bits = 0  # from the decoded dtype below
-
-    decoded = _decode_pgm(data, label) if fmt == "pgm" else _decode_cv2(data, fmt, label)
-    if decoded.shape[:2] != (height, width):
-        raise MammogramError(
-            label,
-            f"decoded size {decoded.shape[0]}x{decoded.shape[1]} differs from the header's "
-            f"{height}x{width}",
-        )
-    if not bits:
-        bits = decoded.dtype.itemsize * 8
-    gray, decoded_mode = _to_gray(decoded, label)
-    mode = mode or decoded_mode
-    del decoded
-    pixels = scale_to_unit(gray, label, inplace=gray.dtype == np.float32)
+    image = decode_raster(data, fmt, label, max_pixels=max_pixels, min_side=MIN_SIDE)
     laterality, view = conventions_from_names(names)
+    height, width = image.pixels.shape
     meta = MammogramMeta(
         source=display,
         format=fmt,
         original_size=(height, width),
-        bit_depth=int(bits),
+        bit_depth=image.bits,
         laterality=laterality,
         view=view,
-        photometric=mode,
+        photometric=image.mode,
     )
-    logger.debug("read %s: %s %dx%d, %d bits, %s", display, fmt, height, width, bits, mode)
-    return Mammogram(pixels=pixels, meta=meta)
+    logger.debug(
+        "read %s: %s %dx%d, %d bits, %s", display, fmt, height, width, image.bits, image.mode
+    )
+    return Mammogram(pixels=image.pixels, meta=meta)

@@ -212,6 +212,28 @@ def test_jpeg_baseline_dicom(tmp_path):
     np.testing.assert_allclose(m.pixels, min_max(stored), atol=0.03)
 
 
+def test_colour_jpeg_baseline_dicom_is_read_as_its_luminance(tmp_path):
+    """YBR_FULL_422: the Y channel is the luminance; pydicom's float RGB conversion (12 bytes
+    a pixel) is not used, and the result is what RGB -> luminance gives."""
+    grey = phantom(bits=8)
+    other = np.flipud(grey) // 2 + 64  # channels that are not scaled copies of each other
+    colour = np.dstack([grey // 2 + 32, other, grey[:, ::-1] // 2 + 96])  # B, G, R (OpenCV)
+    ok, jpeg = cv2.imencode(".jpg", colour, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    ds = make_dicom(grey)
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpeg.tobytes()])
+    ds["PixelData"].VR = "OB"
+    path = write(tmp_path, "ybr.dcm", ds)
+    m = read_mammogram(path)
+    rgb = pydicom.dcmread(path).pixel_array.astype(np.float64)  # pydicom's RGB conversion
+    expected = min_max(rgb @ np.array([0.299, 0.587, 0.114]))
+    np.testing.assert_allclose(m.pixels, expected, atol=2 / 255)
+    assert m.meta.photometric == "YBR_FULL_422"
+
+
 # ----------------------------------------------------------------------------- DICOM metadata
 
 
@@ -522,6 +544,48 @@ def test_huge_png_header_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(cv2, "imdecode", fail)
     _raises(
         data, "100000x100000 pixels is larger than the limit", name="bomb.png", shown="bomb.png"
+    )
+
+
+def test_huge_jpeg_frame_header_refused_before_decoding(monkeypatch):
+    jpg = bytearray(_encode(".jpg", phantom(64, 48, bits=8)))
+    sof = jpg.index(b"\xff\xc0")
+    jpg[sof + 5 : sof + 9] = struct.pack(">HH", 65535, 65535)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoder called")
+
+    monkeypatch.setattr(cv2, "imdecode", fail)
+    _raises(bytes(jpg), "65535x65535 pixels is larger than the limit", name="b.jpg", shown="b.jpg")
+
+
+def test_lying_dicom_stream_refused_before_any_decoder(monkeypatch):
+    """Issue 21: the frame header inside the JPEG says 65535 x 65535, the DICOM header 256 x 192."""
+    from pydicom.pixels.decoders.base import Decoder
+
+    from tests.hostile.hostile_corpus import jpeg_sof_lie
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoder called")
+
+    monkeypatch.setattr(Decoder, "as_array", fail)
+    _raises(
+        jpeg_sof_lie(),
+        "the JPEG stream claims 65535x65535 pixels, larger than the limit",
+        name="sof.dcm",
+        shown="sof.dcm",
+    )
+
+
+@pytest.mark.parametrize(("samples", "bits"), [(3, 16), (1, 32), (3, 32), (4, 8), (1, 1)])
+def test_sample_layouts_no_mammogram_has_are_refused_from_the_header(tmp_path, samples, bits):
+    ds = make_dicom(phantom(64, 48, bits=8))
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = samples, bits, bits, bits - 1
+    ds.PhotometricInterpretation = "RGB" if samples > 1 else "MONOCHROME2"
+    ds.PixelData = bytes(64 * 48 * samples * max(1, bits // 8))
+    path = write(tmp_path, "layout.dcm", ds)
+    _raises(
+        path, f"{samples} samples of {bits} bits per pixel is not a mammogram", shown="layout.dcm"
     )
 
 

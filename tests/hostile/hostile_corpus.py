@@ -11,6 +11,9 @@ Families:
     foreign: not plausibly a mammogram (CT/MR/US/NM/SEG, random noise, tiny images).
     noisy: inputs whose decoders talk on stderr or whose headers hold junk (JPEG 2000 damage,
         a malformed PatientAge carrying a planted identifier).
+    liar: compressed DICOM whose stream states another size than the header (issue 21: a
+        13 KB JPEG whose frame header says 65535 x 65535 took the server to 16 GB), RLE
+        segment headers that lie, and sample layouts no mammogram has (RGB 32-bit).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pydicom.pixels import get_encoder
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
     RLELossless,
 )
 
@@ -328,8 +333,159 @@ def noisy_cases() -> list[Case]:
     ]
 
 
+# ----------------------------------------------------------------------------- liar
+
+
+def _jpeg_baseline_dicom() -> tuple[Dataset, bytes]:
+    """An 8-bit MG DICOM with one JPEG baseline frame (OpenCV's encoder), and that frame."""
+    pixels8 = (base_pixels() >> 4).astype(np.uint8)
+    ds = build_dicom(pixels8, laterality="L", view="CC", patient_id=PLANTED)
+    ok, buf = cv2.imencode(".jpg", pixels8, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return ds, buf.tobytes()
+
+
+def with_frame(ds: Dataset, frame: bytes, tsyntax: str) -> bytes:
+    """``ds`` with ``frame`` as its one encapsulated frame, as file bytes."""
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = tsyntax
+    return dicom_bytes(ds, compressed=True)
+
+
+def _patch_marker(stream: bytes, marker: bytes, offset: int, value: bytes) -> bytes:
+    """``value`` written ``offset`` bytes after the first ``marker`` of ``stream``."""
+    i = stream.index(marker) + offset
+    return stream[:i] + value + stream[i + len(value) :]
+
+
+def jpeg_sof_lie(height: int = 65535, width: int = 65535) -> bytes:
+    """Issue 21's reproducer: a JPEG baseline MG DICOM whose SOF0 says ``height x width``."""
+    ds, jpg = _jpeg_baseline_dicom()
+    frame = _patch_marker(jpg, b"\xff\xc0", 5, struct.pack(">HH", height, width))
+    return with_frame(ds, frame, JPEGBaseline8Bit)
+
+
+def _jpeg_precision_lie() -> bytes:
+    ds, jpg = _jpeg_baseline_dicom()
+    return with_frame(ds, _patch_marker(jpg, b"\xff\xc0", 4, b"\x10"), JPEGBaseline8Bit)
+
+
+def _encoded_frame(ds: Dataset, tsyntax: str) -> bytes:
+    return get_encoder(tsyntax).encode(ds.pixel_array, **_pixel_kwargs(ds))
+
+
+def jpegls_sof_lie(height: int = 60000, width: int = 60000) -> bytes:
+    """A JPEG-LS MG DICOM whose SOF55 says ``height x width`` (issue 21: over 10 GB)."""
+    ds = good_dicom()
+    frame = _encoded_frame(ds, JPEGLSLossless)
+    frame = _patch_marker(frame, b"\xff\xf7", 5, struct.pack(">HH", height, width))
+    return with_frame(ds, frame, JPEGLSLossless)
+
+
+def _jpegls_lse_lie() -> bytes:
+    """SOF55 tells the truth; an LSE "oversize dimension" record after it claims 60000^2."""
+    ds = good_dicom()
+    frame = _encoded_frame(ds, JPEGLSLossless)
+    i = frame.index(b"\xff\xda")  # before the first scan
+    lse = b"\xff\xf8" + struct.pack(">HBB", 13, 4, 4) + struct.pack(">II", 60000, 60000)
+    return with_frame(ds, frame[:i] + lse + frame[i:], JPEGLSLossless)
+
+
+def j2k_siz_lie(height: int = 40000, width: int = 40000, *, jp2: bool = False) -> bytes:
+    """A JPEG 2000 MG DICOM whose SIZ says ``height x width`` (issue 21: 7.2 GB); with
+    ``jp2`` the codestream is wrapped in JP2 boxes (signature, ftyp, jp2h/ihdr, jp2c)."""
+    ds = good_dicom()
+    code = _encoded_frame(ds, JPEG2000Lossless)
+    code = _patch_marker(code, b"\xff\x51", 6, struct.pack(">II", width, height))
+    if jp2:
+
+        def box(kind: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", 8 + len(body)) + kind + body
+
+        ihdr = box(b"ihdr", struct.pack(">IIHBBBB", ds.Rows, ds.Columns, 1, 11, 7, 0, 0))
+        code = (
+            b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+            + box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")
+            + box(b"jp2h", ihdr)
+            + box(b"jp2c", code)
+        )
+    return with_frame(ds, code, JPEG2000Lossless)
+
+
+def rle_segment_lie(*, count: int | None = None, beyond: bool = False) -> bytes:
+    """An RLE MG DICOM whose segment header lies: ``count`` segments, or offsets past the end."""
+    ds = good_dicom()
+    frame = bytearray(_encoded_frame(ds, RLELossless))
+    if count is not None:
+        frame[0:4] = struct.pack("<I", count)
+    if beyond:
+        frame[8:12] = struct.pack("<I", 0x7FFFFFF0)
+    return with_frame(ds, bytes(frame), RLELossless)
+
+
+def _rle_segment(plane: np.ndarray) -> bytes:
+    """One RLE segment of a uint8 ``(H, W)`` byte plane (pydicom's encoder, one segment)."""
+    frame = get_encoder(RLELossless).encode(
+        np.ascontiguousarray(plane),
+        rows=plane.shape[0],
+        columns=plane.shape[1],
+        samples_per_pixel=1,
+        bits_allocated=8,
+        bits_stored=8,
+        pixel_representation=0,
+        photometric_interpretation="MONOCHROME2",
+        number_of_frames=1,
+    )
+    return frame[64:]
+
+
+def rle_rgb32(grey: np.ndarray | None = None) -> bytes:
+    """A legal RLE DICOM of 3 samples x 32 bits (``grey`` in every channel, default the base
+    phantom): a layout no mammogram has (issue 21: an 8,944^2 one took 1.9 GB to read)."""
+    grey = base_pixels() if grey is None else grey
+    ds = good_dicom()
+    ds.Rows, ds.Columns = grey.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit = 31
+    segments = []
+    for _sample in range(3):
+        for shift in (24, 16, 8, 0):  # most significant byte first (PS3.5 G.2)
+            plane = ((grey.astype(np.uint32) << 16) >> shift & 0xFF).astype(np.uint8)
+            segments.append(_rle_segment(plane))
+    offsets = np.cumsum([64] + [len(seg) for seg in segments[:-1]]).tolist()
+    header = struct.pack("<16I", len(segments), *offsets, *([0] * (15 - len(segments))))
+    return with_frame(ds, header + b"".join(segments), RLELossless)
+
+
+def liar_cases() -> list[Case]:
+    limit = r"claims \d+x\d+ pixels, larger than the limit"
+    header = r"claims \d+x\d+ pixels, the DICOM header Rows x Columns 256x192"
+    return [
+        Case("jpeg_sof_65535.dcm", jpeg_sof_lie(), "liar", limit),
+        Case("jpeg_sof_300x200.dcm", jpeg_sof_lie(300, 200), "liar", header),
+        Case("jpeg_precision_16.dcm", _jpeg_precision_lie(), "liar", r"16-bit samples"),
+        Case("jpegls_sof_60000.dcm", jpegls_sof_lie(), "liar", limit),
+        Case("jpegls_lse_60000.dcm", _jpegls_lse_lie(), "liar", r"frame headers disagree"),
+        Case("j2k_siz_40000.dcm", j2k_siz_lie(), "liar", limit),
+        Case("j2k_siz_512x384.dcm", j2k_siz_lie(512, 384), "liar", header),
+        Case("jp2_siz_40000.dcm", j2k_siz_lie(jp2=True), "liar", r"JP2 image header says"),
+        Case("rle_15_segments.dcm", rle_segment_lie(count=15), "liar", r"15 segments, the DICOM"),
+        Case(
+            "rle_offset_beyond.dcm",
+            rle_segment_lie(beyond=True),
+            "liar",
+            r"offset 2147483632 .*beyond",
+        ),
+        Case("rle_rgb32.dcm", rle_rgb32(), "liar", r"3 samples of 32 bits"),
+    ]
+
+
 def all_cases() -> list[Case]:
-    return lut_cases() + bomb_cases() + damage_cases() + foreign_cases() + noisy_cases()
+    return (
+        lut_cases() + bomb_cases() + damage_cases() + foreign_cases() + noisy_cases() + liar_cases()
+    )
 
 
 def readable_age_junk() -> bytes:
