@@ -16,7 +16,8 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cv`` command to the CLI."""
-    from hdcnn.train.cv import ABLATION_ROWS, CVConfig
+    from hdcnn.train.ablations import ABLATION_ROWS
+    from hdcnn.train.recipe import CVConfig
 
     d = CVConfig()
     p = subparsers.add_parser(
@@ -181,8 +182,8 @@ def _difference(d: list[float] | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from hdcnn.train.cv import CVConfig, configure_logging
-    from hdcnn.train.cv import run as run_cv
+    from hdcnn.train.recipe import CVConfig, configure_logging
+    from hdcnn.train.recipe import run as run_cv
 
     cfg = CVConfig(
         dataset=args.dataset,

@@ -12,7 +12,7 @@ import pytest
 
 from hdcnn.config import CascadeConfig
 from hdcnn.errors import DatasetError
-from hdcnn.train.cv import CVConfig, check_run_config, run
+from hdcnn.train.recipe import CVConfig, check_run_config, run
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,8 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
         assert again[key] == report[key]
 
     # ablations reuse the run's folds and candidates; the fine-tuned network is cached per fold
-    from hdcnn.train.cv import ABLATIONS, Ablations, CrossValidation
+    from hdcnn.train.ablations import ABLATIONS, Ablations
+    from hdcnn.train.folds import CrossValidation
 
     ablations = Ablations(CrossValidation(cfg, progress=False))
     rows = {}
@@ -185,7 +186,7 @@ def test_logistic_fits_keep_the_blas_on_one_thread(monkeypatch: pytest.MonkeyPat
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from hdcnn.train.cv import fit_logistic
+    from hdcnn.train.heads import fit_logistic
 
     seen: list[int] = []
     fit = LogisticRegression.fit
