@@ -53,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cuda, cuda:1 ...; a speed-up only, held-out images are scored on the CPU",
     )
     p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="take the model images from this preprocessed cache (python -m hdcnn dataset "
+        "cache) instead of preprocessing the originals; crops still come from the originals",
+    )
+    p.add_argument(
         "--ship",
         type=Path,
         metavar="DIR",
@@ -195,11 +202,14 @@ def run(args: argparse.Namespace) -> int:
         cascade=replace(CVConfig().cascade, long_side=args.long_side),
         threads=args.threads,
         device=args.device,
+        cache=None if args.cache is None else str(args.cache),
     )
     configure_logging(Path(cfg.out))
     # --ablations absent: None; without names: []; else the named rows
     rows = args.ablations
     report = run_cv(cfg, ship=args.ship, ablations=False if rows is None else rows or True)
+    if report is None:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     print(markdown(report))
     print(f"wrote {Path(cfg.out) / 'cv_report.json'}")
     if args.ship:

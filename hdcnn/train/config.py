@@ -1,6 +1,5 @@
 """Training configuration and the table of trainable parts."""
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -20,7 +20,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,15 @@ class CropSet:
         )
 
 
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Log a stage's wall time (``stage <name>: <s> s``; benchmarks/bench_train_scale.py
+    reads these lines)."""
+    t0 = time.perf_counter()
+    yield
+    log.info("stage %s: %.1f s", name, time.perf_counter() - t0)
+
+
 class CrossValidation:
     """The folds of one run and their cached stages; see the module docstring.
 
@@ -91,9 +101,9 @@ class CrossValidation:
         self.source = ImageSource(
             self.manifest, cfg.cascade.long_side, self.out / IMAGES_DIR, cfg.cache
         )
-        t0 = time.perf_counter()
-        self.items = self.source.prepare(self.ctx, progress=self.progress)
-        log.info("indexed %d images in %.0f s", len(self.items), time.perf_counter() - t0)
+        with stage("index images"):
+            self.items = self.source.prepare(self.ctx, progress=self.progress)
+        log.info("indexed %d images", len(self.items))
         self.folds = self._folds()
         self.extractor = FeatureExtractor(cfg, self.device)
         self._static: dict[str, np.ndarray] | None = None
@@ -260,11 +270,15 @@ class CrossValidation:
                 len(self.items) - len(held),
                 len(held),
             )
-            self.candidates(f"fold{k}", self.train_of(held))
+            with stage(f"fold{k} detector and candidates"):
+                self.candidates(f"fold{k}", self.train_of(held))
         if final:
-            self.candidates("final", np.arange(len(self.items)))
-        self.static()
-        self.whole()
+            with stage("final detector and candidates"):
+                self.candidates("final", np.arange(len(self.items)))
+        with stage("static crops"):
+            self.static()
+        with stage("whole images"):
+            self.whole()
 
     # -- weights folders ---------------------------------------------------------------
 

@@ -164,7 +164,7 @@ def _run(
 ) -> dict[str, Any] | None:
     from hdcnn.evaluation.experiment import Experiment
     from hdcnn.train.ablations import Ablations
-    from hdcnn.train.folds import CrossValidation
+    from hdcnn.train.folds import CrossValidation, stage
     from hdcnn.train.scoring import Evaluation
 
     out = Path(cfg.out)
@@ -175,20 +175,25 @@ def _run(
         return None
     cv.alone()
     ev = Evaluation(cv)
-    scored = ev.out_of_fold()
-    rules = Experiment(out / "fold0")  # the decide rules (every fold's are the same code)
-    chosen = ev.thresholds(scored, rules)
-    report = ev.report(scored, chosen, rules)
+    with stage("heads and out-of-fold scores"):
+        scored = ev.out_of_fold()
+    with stage("thresholds and report"):
+        rules = Experiment(out / "fold0")  # the decide rules (every fold's are the same code)
+        chosen = ev.thresholds(scored, rules)
+        report = ev.report(scored, chosen, rules)
     report["config"] = cfg.recipe()
     if ablations is not False:
-        report["ablations"] = Ablations(cv).run(None if ablations is True else list(ablations))
+        with stage("ablations"):
+            rows = None if ablations is True else list(ablations)
+            report["ablations"] = Ablations(cv).run(rows)
     report["seconds_this_run"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     atomic_write_text(out / "cv_report.json", text)
     oof = json.dumps({"protocol": report["protocol"], "images": ev.oof}, allow_nan=False) + "\n"
     atomic_write_text(out / OOF_FILE, oof)
     if ship is not None:
-        ev.ship_with_report(chosen, Path(ship), report, oof)
+        with stage("ship"):
+            ev.ship_with_report(chosen, Path(ship), report, oof)
     return report
 
 
