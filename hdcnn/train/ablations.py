@@ -19,10 +19,8 @@ from hdcnn.spots import DEFAULT_PIXEL_MM, SpotConfig, spot_candidates
 from hdcnn.terms import Label
 from hdcnn.train.features import (
     FeatureExtractor,
-    candidate_labels,
     crop_features,
     crops_by_image,
-    per_image,
 )
 from hdcnn.train.folds import CrossValidation
 from hdcnn.train.heads import fit_logistic
@@ -225,23 +223,15 @@ class Ablations:
         they are not detector boxes, so the detector-score floor does not apply to them."""
         cv = self.cv
 
-        def work(image: Image) -> tuple[np.ndarray, ...]:
+        def spots(image: Image) -> tuple[np.ndarray, np.ndarray]:
             spacing = image.item.meta.pixel_spacing
             pixel_mm = float(spacing[0]) if spacing else DEFAULT_PIXEL_MM
             boxes, _ = spot_candidates(image.pixels, image.prep, pixel_mm=pixel_mm, cfg=spot_cfg)
-            labels = candidate_labels(image.item, boxes)
-            boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-            x = cv.extractor.features(cv.extractor.crops(image, boxes))
-            return boxes, np.ones(len(boxes), np.float32), labels, x
+            return boxes, np.ones(len(boxes), np.float32)
 
-        def build() -> dict[str, np.ndarray]:
-            every = range(len(cv.items))
-            done = per_image(
-                cv.source, every, work, cv.ctx, desc=f"{name} candidates", progress=cv.progress
-            )
-            return cv.candidate_arrays([done[i] for i in every])
-
-        return cv.cached(f"ablation_{name}_candidates.npz", build)
+        return cv.labelled_candidates(
+            f"ablation_{name}_candidates.npz", spots, desc=f"{name} candidates"
+        )
 
     def run_variant(self, name: str) -> dict[str, Any]:
         from hdcnn.cascade import Thresholds

@@ -211,20 +211,36 @@ class CrossValidation:
             return self.cached(f"{tag}/candidates.npz", dict)
         detector = self.detector(tag, train_idx).to(self.device).eval()
         k = self.cfg.cascade.max_candidates
+        return self.labelled_candidates(
+            f"{tag}/candidates.npz",
+            lambda image: propose(detector, image, k, self.device),
+            desc=f"{tag} candidates",
+        )
+
+    def labelled_candidates(
+        self,
+        name: str,
+        boxes_of: Callable[[Image], tuple[np.ndarray, np.ndarray]],
+        *,
+        desc: str,
+    ) -> dict[str, np.ndarray]:
+        """Candidates ``(boxes, scores) = boxes_of(image)`` (model pixels) of every image,
+        labelled (:func:`candidate_labels`) and with crop features; proposed per image on each
+        process's share, cached as ``<out>/<name>``."""
 
         def work(image: Image) -> tuple[np.ndarray, ...]:
-            boxes, scores = propose(detector, image, k, self.device)
+            boxes, scores = boxes_of(image)
+            labels = candidate_labels(image.item, boxes)
+            boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
             x = self.extractor.features(self.extractor.crops(image, boxes))
-            return boxes, scores, candidate_labels(image.item, boxes), x
+            return boxes, np.asarray(scores, np.float32), labels, x
 
         def build() -> dict[str, np.ndarray]:
             every = range(len(self.items))
-            done = per_image(
-                self.source, every, work, self.ctx, desc=f"{tag} candidates", progress=self.progress
-            )
+            done = per_image(self.source, every, work, self.ctx, desc=desc, progress=self.progress)
             return self.candidate_arrays([done[i] for i in every])
 
-        return self.cached(f"{tag}/candidates.npz", build)
+        return self.cached(name, build)
 
     def candidate_arrays(self, per: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
         """Candidate arrays from ``(boxes, scores, label, x)`` of each image, in image order."""
