@@ -31,6 +31,8 @@ import torch
 
 from hdcnn.checkpoint import load_model, save_checkpoint
 from hdcnn.config import CascadeConfig
+from hdcnn.errors import DatasetError
+from hdcnn.terms import Label
 from hdcnn.train.detector import detector_config, fit_detector, propose
 from hdcnn.train.distributed import DistContext, barrier, main_says
 from hdcnn.train.features import (
@@ -42,7 +44,7 @@ from hdcnn.train.features import (
     whole_features,
 )
 from hdcnn.train.heads import FEATURE_PARTS, fit_heads
-from hdcnn.train.images import IMAGES_DIR, Image, ImageSource
+from hdcnn.train.images import IMAGES_DIR, Image, ImageSource, Item
 from hdcnn.utils import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
@@ -63,6 +65,26 @@ class CropSet:
     def join(*sets: CropSet) -> CropSet:
         return CropSet(
             *(np.concatenate([getattr(s, f) for s in sets]) for f in ("x", "y", "image"))
+        )
+
+
+def check_label_mix(items: list[Item], root: str) -> None:
+    """Refuse, before any training, a dataset the six heads cannot be fitted on.
+
+    Raises:
+        DatasetError: no normal image, no abnormal one, or not both benign and malignant
+            (e.g. CBIS-DDSM alone, which lists no normal view).
+    """
+    labels = {it.label for it in items}
+    missing = [
+        str(label) for label in (Label.NORMAL, Label.BENIGN, Label.MALIGNANT) if label not in labels
+    ]
+    if missing:
+        raise DatasetError(
+            root,
+            f"no {' or '.join(missing)} image among its {len(items)}: the recipe's heads need "
+            "normal, benign and malignant images (add images of the missing kind, e.g. normal "
+            "views from another dataset through a manifest CSV)",
         )
 
 
@@ -104,6 +126,7 @@ class CrossValidation:
         with stage("index images"):
             self.items = self.source.prepare(self.ctx, progress=self.progress)
         log.info("indexed %d images", len(self.items))
+        check_label_mix(self.items, cfg.root)
         self.folds = self._folds()
         self.extractor = FeatureExtractor(cfg, self.device)
         self._static: dict[str, np.ndarray] | None = None

@@ -87,3 +87,18 @@ def test_the_recipe_keeps_lesions_the_from_scratch_datasets_drop(tmp_path: Path)
     assert width[0, 2] - width[0, 0] >= 1  # a part of it lies inside
     assert len(visible_lesions(record, pre, min_visible=0.0)[0]) == 1
     assert len(model_boxes(record, pre)[0]) == 0
+
+
+def test_a_dataset_without_normal_images_is_refused_before_training() -> None:
+    """CBIS-DDSM lists no normal view: the whole-image abnormal head cannot be fitted, so the
+    run stops at once, naming the dataset and what is missing."""
+    from types import SimpleNamespace
+
+    from hdcnn.errors import DatasetError
+    from hdcnn.terms import Label
+    from hdcnn.train.folds import check_label_mix
+
+    items = [SimpleNamespace(label=label) for label in (Label.BENIGN, Label.MALIGNANT)]
+    with pytest.raises(DatasetError, match=r"CBIS.*no normal image among its 2"):
+        check_label_mix(items, "CBIS")  # type: ignore[arg-type]
+    check_label_mix([*items, SimpleNamespace(label=Label.NORMAL)], "x")  # type: ignore[list-item]
