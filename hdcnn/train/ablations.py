@@ -46,6 +46,9 @@ class AblationRow:
             instead of Classifier 1's alone.
         hard_negatives: the detector's false positives are C1 negatives.
         fine_tuned: a fine-tuned trunk (:mod:`hdcnn.train.finetune`) instead of logistic heads.
+        detector: its own fold detectors, with these
+            :func:`~hdcnn.train.detector.detector_config` fields (the recipe's heads on their
+            candidates).
         other_breast: image scores minus the same patient's other breast.
     """
 
@@ -58,6 +61,7 @@ class AblationRow:
     hard_negatives: bool = True
     fine_tuned: bool = False
     other_breast: bool = False
+    detector: dict[str, Any] = field(default_factory=dict)
 
 
 #: The ablation rows, in report order.
@@ -112,6 +116,11 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         "the trunk's stride-4 maps (24 channels, pooled) beside strides 8-32: fine texture "
         "such as calcification specks",
         extractor={"stages": (0, 1, 2, 3)},
+    ),
+    "scratch-detector": AblationRow(
+        "the from-scratch detector of `hdcnn train` (small conv backbone, random weights) in "
+        "place of the ImageNet Lite0 FPN, same epochs; the recipe's heads on its candidates",
+        detector={"backbone": "tiny"},
     ),
     "lite1-trunk": AblationRow(
         "crop features from the frozen ImageNet EfficientNet-Lite1 trunk (21 blocks) instead "
@@ -169,10 +178,12 @@ class Ablations:
     def _features(self, name: str) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
         """Static crops and per-fold candidates, with ``x`` recomputed for a feature variant."""
         cv = self.cv
-        cands = [
-            cv.candidates(f"fold{k}", np.setdiff1d(self.every, h)) for k, h in enumerate(cv.folds)
-        ]
         row = ABLATION_ROWS[name]
+        variant = {"variant": name, "overrides": row.detector} if row.detector else {}
+        cands = [
+            cv.candidates(f"fold{k}", np.setdiff1d(self.every, h), **variant)
+            for k, h in enumerate(cv.folds)
+        ]
         if row.spots is not None:
             extra = self._spot_candidates(name, row.spots)
             return cv.static(), [

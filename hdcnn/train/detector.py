@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,12 +39,14 @@ log = logging.getLogger(__name__)
 WARMUP = 0.1
 
 
-def detector_config(cfg: CVConfig) -> DetectorConfig:
+def detector_config(cfg: CVConfig, overrides: dict[str, Any] | None = None) -> DetectorConfig:
     """The detector architecture of this run: Lite0 FPN; the default anchors are set for
     512-px model images and scale with the run's long side, so they keep their size in
-    millimetres (a 1,024-px run sees finer detail, not other anchors)."""
+    millimetres (a 1,024-px run sees finer detail, not other anchors). ``overrides``: fields
+    an ablation row changes (e.g. ``{"backbone": "tiny"}``, the from-scratch detector of
+    ``hdcnn train``)."""
     scale = cfg.cascade.long_side / LONG_SIDE
-    return DetectorConfig(
+    det = DetectorConfig(
         long_side=cfg.cascade.long_side,
         anchor_sizes=tuple(max(1, round(s * scale)) for s in DetectorConfig.anchor_sizes),
         backbone="efficientnet_lite0",
@@ -56,6 +59,7 @@ def detector_config(cfg: CVConfig) -> DetectorConfig:
         box_score_thresh=0.001,
         box_detections_per_img=max(50, cfg.cascade.max_candidates),
     )
+    return replace(det, **(overrides or {}))
 
 
 def one_cycle(
@@ -117,11 +121,14 @@ def fit_detector(
     ctx: DistContext,
     device: torch.device,
     *,
+    overrides: dict[str, Any] | None = None,
     desc: str,
     progress: bool,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Fine-tune the detector from ImageNet on ``train_idx``; returns it (on the CPU, in eval
-    mode) and a summary. Under DDP every process calls it; all return the same weights.
+    """Fine-tune the detector from ImageNet on ``train_idx`` (a backbone other than Lite0 in
+    ``overrides``, see :func:`detector_config`: from random weights); returns it (on the CPU,
+    in eval mode) and a summary. Under DDP every process calls it; all return the same
+    weights.
 
     Raises:
         HDCNNError: no training image (a fold with every patient held out).
@@ -130,8 +137,9 @@ def fit_detector(
         raise HDCNNError(cfg.out, f"{desc}: no training image; use fewer folds or more patients")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    det_cfg = detector_config(cfg)
-    model: torch.nn.Module = build_detector(det_cfg, pretrained=cfg.pretrained).to(device)
+    det_cfg = detector_config(cfg, overrides)
+    pretrained = cfg.pretrained and det_cfg.backbone == "efficientnet_lite0"
+    model: torch.nn.Module = build_detector(det_cfg, pretrained=pretrained).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.det_lr, weight_decay=1e-4)
     per_epoch = steps_per_epoch(len(train_idx), cfg.det_batch, ctx.world_size)

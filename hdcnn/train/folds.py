@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from hdcnn.train.recipe import CVConfig
 
 log = logging.getLogger(__name__)
+
+#: An ablation row's detector settings (:func:`hdcnn.train.detector.detector_config`).
+Overrides = dict[str, Any] | None
 
 
 @dataclass
@@ -196,11 +199,15 @@ class CrossValidation:
             lambda: whole_features(self.extractor, self.source, self.ctx, progress=self.progress),
         )
 
-    def detector(self, tag: str, train_idx: np.ndarray) -> torch.nn.Module:
+    def detector(
+        self, tag: str, train_idx: np.ndarray, *, variant: str = "", overrides: Overrides = None
+    ) -> torch.nn.Module:
         """The detector of ``tag`` trained on ``train_idx`` (trained now, under DDP when
-        several processes run, unless on disk)."""
+        several processes run, unless on disk); an ablation row's ``variant`` with its
+        :func:`~hdcnn.train.detector.detector_config` ``overrides`` is kept beside it."""
         folder = self.out / tag
-        det_path = folder / "detector.pt"
+        prefix = f"ablation_{variant}_" if variant else ""
+        det_path = folder / f"{prefix}detector.pt"
         if main_says(det_path.is_file(), self.ctx):
             return load_model(det_path)[0]
         detector, summary = fit_detector(
@@ -209,35 +216,40 @@ class CrossValidation:
             self.cfg,
             self.ctx,
             self.device,
-            desc=f"{tag} detector",
+            overrides=overrides,
+            desc=f"{tag} {prefix}detector",
             progress=self.progress,
         )
         if self.ctx.is_main:
             save_checkpoint(
                 det_path,
                 kind="detector",
-                config=detector_config(self.cfg),
+                config=detector_config(self.cfg, overrides),
                 model=detector,
                 classes=["lesion"],
                 extra={"part": "detector", **summary},
             )
-            atomic_write_text(folder / "detector.json", json.dumps(summary, indent=2))
+            atomic_write_text(folder / f"{prefix}detector.json", json.dumps(summary, indent=2))
         barrier(self.ctx)
         return detector
 
-    def candidates(self, tag: str, train_idx: np.ndarray) -> dict[str, np.ndarray]:
-        """The detector of ``tag`` (trained on ``train_idx``) and its candidates on all images:
-        ``image``, ``boxes``, ``scores``, ``label`` (:func:`candidate_labels`) and crop
-        features ``x``."""
+    def candidates(
+        self, tag: str, train_idx: np.ndarray, *, variant: str = "", overrides: Overrides = None
+    ) -> dict[str, np.ndarray]:
+        """The detector of ``tag`` (trained on ``train_idx``; a row's ``variant``, see
+        :meth:`detector`) and its candidates on all images: ``image``, ``boxes``, ``scores``,
+        ``label`` (:func:`candidate_labels`) and crop features ``x``."""
         (self.out / tag).mkdir(parents=True, exist_ok=True)
-        if main_says((self.out / tag / "candidates.npz").is_file(), self.ctx):
-            return self.cached(f"{tag}/candidates.npz", dict)
-        detector = self.detector(tag, train_idx).to(self.device).eval()
+        name = f"{tag}/{f'ablation_{variant}_' if variant else ''}candidates.npz"
+        if main_says((self.out / name).is_file(), self.ctx):
+            return self.cached(name, dict)
+        detector = self.detector(tag, train_idx, variant=variant, overrides=overrides)
+        detector = detector.to(self.device).eval()
         k = self.cfg.cascade.max_candidates
         return self.labelled_candidates(
-            f"{tag}/candidates.npz",
+            name,
             lambda image: propose(detector, image, k, self.device),
-            desc=f"{tag} candidates",
+            desc=f"{tag} {variant} candidates",
         )
 
     def labelled_candidates(

