@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -195,10 +194,6 @@ class ImageSource:
                 info=np.array(json.dumps(info)),
             )
 
-    def _load(self, index: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        with np.load(self._spill_path(index), allow_pickle=False) as data:
-            return json.loads(str(data["info"])), {k: data[k] for k in data.files if k != "info"}
-
     def _item(self, index: int) -> Item:
         path = self._spill_path(index)
         with np.load(path, allow_pickle=False) as data:
@@ -233,6 +228,3 @@ class ImageSource:
     def image(self, index: int) -> Image:
         """Image ``index``, read when its pixels are first asked for."""
         return Image(self, self.items[index])
-
-    def images(self, indices: Sequence[int]) -> list[Image]:
-        return [self.image(int(i)) for i in indices]
