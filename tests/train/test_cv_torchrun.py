@@ -4,16 +4,16 @@ mid-fold it resumes to a complete report."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.train.processes import communicate_or_kill, kill_tree
 
 REPO = Path(__file__).resolve().parents[2]
 #: cv options of every run here: a tiny, fast recipe
@@ -52,33 +52,13 @@ def _cv(cohort: Path, out: Path, *, ranks: int) -> subprocess.Popen[str]:
 
 
 def _finish(proc: subprocess.Popen[str]) -> str:
-    try:
-        output, _ = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
-        output, _ = proc.communicate()
-        pytest.fail(f"cv timed out: {output[-2000:]}")
+    output, _ = communicate_or_kill(proc, 600)
     assert proc.returncode == 0, output[-3000:]
     return output
 
 
 def _report(out: Path) -> dict:
     return json.loads((out / "cv_report.json").read_text())
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants (torchrun starts each worker in a session of
-    its own, so a process-group kill would miss them), as when a machine goes down."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            children = (task / "children").read_text().split() if task.is_dir() else []
-            todo += [int(c) for c in children]
-    for p in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +102,7 @@ def test_killed_mid_fold_it_resumes_to_a_complete_report(
     while not (killed / "fold0/detector.pt").is_file():
         assert proc.poll() is None and time.monotonic() < deadline, "never reached fold 0"
         time.sleep(0.1)
-    _kill_tree(proc.pid)
+    kill_tree(proc.pid)
     proc.communicate()
     assert not (killed / "fold1/detector.pt").exists()
     assert not (killed / "cv_report.json").exists()
