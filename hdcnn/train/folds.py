@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two looks for the files another process is writing.
+POLL_S = 2.0
 #: An ablation row's detector settings (:func:`hdcnn.train.detector.detector_config`).
 Overrides = dict[str, Any] | None
 
@@ -137,6 +139,21 @@ class CrossValidation:
     def alone(self) -> None:
         """From here on this process works alone (rank 0 after the shared stages)."""
         self.ctx = DistContext(device=self.ctx.device)
+
+    def fold_folders(self) -> list[Path]:
+        """Every fold's weights folder: rank 0 fits the heads and writes them (alone, no
+        collective call) while the other processes wait for their ``cascade.json`` (a file
+        wait, not a barrier: the heads may take longer than a process-group timeout)."""
+        folders = [self.out / f"fold{k}" for k in range(len(self.folds))]
+        if self.ctx.is_main:
+            ctx, self.ctx = self.ctx, DistContext(device=self.ctx.device)
+            try:
+                return self.run_folds()
+            finally:
+                self.ctx = ctx
+        while not all((f / CascadeConfig.FILE).is_file() for f in folders):
+            time.sleep(POLL_S)
+        return folders
 
     def image(self, index: int) -> Image:
         return self.source.image(index)

@@ -7,9 +7,10 @@ pretrained cascade, then thresholds, shipping and ablations. This module only se
 2. shared stages, on every ``torchrun`` process: per fold the detector
    (:func:`~hdcnn.train.detector.fit_detector`, DDP) and its candidates with crop features
    (sharded), the final detector when shipping, the static crops and whole-image features;
-3. on rank 0 alone: each fold's heads and weights folder (:mod:`hdcnn.train.heads`), the
-   out-of-fold scores, thresholds and report (:mod:`hdcnn.train.scoring`), the ablation rows
-   (:mod:`hdcnn.train.ablations`) and the shipped folder.
+3. each fold's heads and weights folder (:mod:`hdcnn.train.heads`, rank 0), then the
+   out-of-fold scores (:mod:`hdcnn.train.scoring`, sharded);
+4. on rank 0 alone: thresholds and report, the ablation rows (:mod:`hdcnn.train.ablations`)
+   and the shipped folder.
 
 Every stage writes its result atomically and is skipped when it exists, so a killed run
 resumes where it stopped. Progress goes to the log (``<out>/cv.log``) and, on a terminal, to
@@ -171,12 +172,12 @@ def _run(
     t0 = time.perf_counter()
     cv = CrossValidation(cfg, ctx=ctx, progress=progress)
     cv.shared_stages(final=ship is not None)
+    ev = Evaluation(cv)
+    with stage("heads and out-of-fold scores"):
+        scored = ev.out_of_fold()  # heads on rank 0, scoring sharded
     if not ctx.is_main:
         return None
     cv.alone()
-    ev = Evaluation(cv)
-    with stage("heads and out-of-fold scores"):
-        scored = ev.out_of_fold()
     with stage("thresholds and report"):
         rules = Experiment(out / "fold0")  # the decide rules (every fold's are the same code)
         chosen = ev.thresholds(scored, rules)

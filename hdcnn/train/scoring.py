@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from hdcnn.evaluation.metrics import lesion_hits
 from hdcnn.terms import Label
+from hdcnn.train.distributed import gather, shard
 from hdcnn.train.folds import CrossValidation
 from hdcnn.train.images import Item
 from hdcnn.utils import atomic_write_text
@@ -97,12 +98,12 @@ class Evaluation:
         self.cv = cv
         self.cfg = cv.cfg
 
-    def score_fold(self, k: int, folder: Path) -> list[Scored]:
+    def score_fold(self, k: int, folder: Path, held: Sequence[int]) -> list[Scored]:
+        """Images ``held`` of fold ``k``, scored by its weights folder's inference code."""
         from hdcnn.evaluation.experiment import Experiment
 
         exp = Experiment(folder)
         out = []
-        held = self.cv.folds[k]
         for i in tqdm(held, desc=f"fold{k} held-out", disable=not self.cv.progress, leave=False):
             image = self.cv.image(int(i))
             whole = {n: c.probabilities(image.prep.image) for n, c in exp.whole.items()}
@@ -111,13 +112,15 @@ class Evaluation:
         return out
 
     def out_of_fold(self) -> list[Scored]:
-        folders = self.cv.run_folds()
+        """Every image scored by its fold's folder; under ``torchrun`` each process scores its
+        share of every fold (rank 0 fits the heads first) and every process gets them all."""
+        folders = self.cv.fold_folders()
         scored: list[Scored] = []
         for k, folder in enumerate(folders):
             t0 = time.perf_counter()
-            scored += self.score_fold(k, folder)
+            scored += self.score_fold(k, folder, shard(self.cv.folds[k], self.cv.ctx))
             log.info("fold %d scored out of fold in %.0f s", k, time.perf_counter() - t0)
-        return sorted(scored, key=lambda s: s.index)
+        return sorted(gather(scored, self.cv.ctx), key=lambda s: s.index)
 
     def thresholds(self, scored: Sequence[Scored], rules: Any) -> dict[str, Any]:
         """Every concept's thresholds, chosen on the pooled out-of-fold scores.
