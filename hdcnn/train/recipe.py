@@ -132,8 +132,8 @@ def run(
 ) -> dict[str, Any] | None:
     """Cross-validate, report, optionally ship the final models and run the ablations.
 
-    Under ``torchrun`` every process calls it; the shared stages run on all of them, the rest
-    on rank 0, which alone returns the report (the others return None).
+    Under ``torchrun`` every process calls it; the shared stages and the held-out scoring run
+    on all of them, the rest on rank 0, which alone returns the report (the others None).
 
     Args:
         ablations: True for every row of :data:`hdcnn.train.ablations.ABLATION_ROWS`, or the
