@@ -5,7 +5,8 @@ never saw its patient, reports the four concepts (AUC with patient-bootstrap int
 sensitivity at 90% specificity, FROC and candidate recall per lesion type), chooses the
 thresholds on the out-of-fold scores and, with ``--ship DIR``, trains the final models on all
 patients and writes them with ``cascade.json`` and ``experiments.json``. Resumable: re-running
-the same command continues from the run folder. See docs/TRAINING.md.
+the same command continues from the run folder. Runs as one process or under ``torchrun
+--nproc_per_node=N -m hdcnn cv ...`` (rank 0 prints). See docs/TRAINING.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cv",
         help="cross-validate the pretrained cascade and the four concepts; ship final models",
         description="Patient-grouped k-fold cross-validation (research demo, not a medical "
-        "device). Resumable: the same command continues a stopped run.",
+        "device). Resumable: the same command continues a stopped run. Several processes: "
+        "torchrun --nproc_per_node=N -m hdcnn cv ...",
     )
     p.add_argument("--dataset", default=d.dataset, help=f"adapter name (default {d.dataset})")
     p.add_argument("--root", type=Path, required=True, help="dataset folder")
