@@ -14,7 +14,7 @@ classical CAD did:
 
 Nothing here is learnt, so the candidates of an image never depend on any training data. The
 sizes are physical; pass the image's pixel spacing. Measured use: the ``calc-spots`` row of
-``python -m hdcnn cv --ablations`` (:mod:`hdcnn.train.cv`).
+``python -m hdcnn cv --ablations`` (:mod:`hdcnn.train.ablations`).
 """
 
 from __future__ import annotations

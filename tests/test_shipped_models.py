@@ -14,7 +14,7 @@ from hdcnn.checkpoint import load_model
 from hdcnn.cli import main
 from hdcnn.config import CascadeConfig
 from hdcnn.evaluation.experiment import OOF_FILE
-from hdcnn.train.cv import FEATURE_PARTS
+from hdcnn.train.heads import FEATURE_PARTS
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 torch.set_num_threads(1)
@@ -79,7 +79,7 @@ def test_folds_are_patient_disjoint_and_cover_every_patient(config: CascadeConfi
 
 def test_reported_figures_derive_from_the_published_out_of_fold_scores() -> None:
     from hdcnn.evaluation.experiment import CONCEPTS, ImageResult, evaluate_results
-    from hdcnn.train.cv import N_BOOT
+    from hdcnn.train.scoring import N_BOOT
 
     doc = json.loads((MODELS / "experiments.json").read_text())
     oof = json.loads((MODELS / OOF_FILE).read_text())

@@ -5,7 +5,8 @@ never saw its patient, reports the four concepts (AUC with patient-bootstrap int
 sensitivity at 90% specificity, FROC and candidate recall per lesion type), chooses the
 thresholds on the out-of-fold scores and, with ``--ship DIR``, trains the final models on all
 patients and writes them with ``cascade.json`` and ``experiments.json``. Resumable: re-running
-the same command continues from the run folder. See docs/TRAINING.md.
+the same command continues from the run folder. Runs as one process or under ``torchrun
+--nproc_per_node=N -m hdcnn cv ...`` (rank 0 prints). See docs/TRAINING.md.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cv`` command to the CLI."""
-    from hdcnn.train.cv import ABLATION_ROWS, CVConfig
+    from hdcnn.train.ablations import ABLATION_ROWS
+    from hdcnn.train.recipe import CVConfig
 
     d = CVConfig()
     p = subparsers.add_parser(
         "cv",
         help="cross-validate the pretrained cascade and the four concepts; ship final models",
         description="Patient-grouped k-fold cross-validation (research demo, not a medical "
-        "device). Resumable: the same command continues a stopped run.",
+        "device). Resumable: the same command continues a stopped run. Several processes: "
+        "torchrun --nproc_per_node=N -m hdcnn cv ...",
     )
     p.add_argument("--dataset", default=d.dataset, help=f"adapter name (default {d.dataset})")
     p.add_argument("--root", type=Path, required=True, help="dataset folder")
@@ -50,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.device,
         help="torch device of detector training, proposals and crop features: cpu (default), "
         "cuda, cuda:1 ...; a speed-up only, held-out images are scored on the CPU",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="take the model images from this preprocessed cache (python -m hdcnn dataset "
+        "cache) instead of preprocessing the originals; crops still come from the originals",
     )
     p.add_argument(
         "--ship",
@@ -181,8 +191,8 @@ def _difference(d: list[float] | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from hdcnn.train.cv import CVConfig, configure_logging
-    from hdcnn.train.cv import run as run_cv
+    from hdcnn.train.recipe import CVConfig, configure_logging
+    from hdcnn.train.recipe import run as run_cv
 
     cfg = CVConfig(
         dataset=args.dataset,
@@ -194,11 +204,14 @@ def run(args: argparse.Namespace) -> int:
         cascade=replace(CVConfig().cascade, long_side=args.long_side),
         threads=args.threads,
         device=args.device,
+        cache=None if args.cache is None else str(args.cache),
     )
     configure_logging(Path(cfg.out))
     # --ablations absent: None; without names: []; else the named rows
     rows = args.ablations
     report = run_cv(cfg, ship=args.ship, ablations=False if rows is None else rows or True)
+    if report is None:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     print(markdown(report))
     print(f"wrote {Path(cfg.out) / 'cv_report.json'}")
     if args.ship:

@@ -118,6 +118,29 @@ class Augment:
         crop = torch.rot90(crop, int(torch.randint(0, 4, ())), dims=(-2, -1))
         return self.intensity(crop)
 
+    def draw_flip_gamma(self, rng: np.random.Generator) -> tuple[bool, float]:
+        """The random draws of :meth:`flip_gamma` (drawn apart so that processes that share a
+        generator stay in step while each applies only its own images' draws)."""
+        flip = bool(rng.random() < self.vflip)
+        lo, hi = self.gamma
+        return flip, float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+    def flip_gamma(
+        self, image: torch.Tensor, boxes: torch.Tensor, draw: tuple[bool, float]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pretrained detector's augmentation (``hdcnn cv``): an up-down mirror and a gamma
+        (:meth:`draw_flip_gamma`) of a ``(1, h, w)`` model image and its ``(N, 4)`` boxes; the
+        chest wall stays on the left."""
+        flip, gamma = draw
+        if flip:
+            h = image.shape[-2]
+            image = image.flip(-2)
+            if len(boxes):
+                boxes = boxes[:, [0, 3, 2, 1]] * torch.tensor(
+                    [1.0, -1.0, 1.0, -1.0]
+                ) + torch.tensor([0.0, h, 0.0, h])
+        return image.clamp(0, 1) ** gamma, boxes
+
 
 def _uniform(lo: float, hi: float) -> float:
     return float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
@@ -174,16 +197,19 @@ class _ModelImages:
         )
 
 
-def model_boxes(record: ImageRecord, pre: Preprocessed) -> tuple[np.ndarray, list[Label]]:
-    """A record's lesion boxes in model pixels, clipped; mostly-outside boxes dropped.
+def visible_lesions(
+    record: ImageRecord, pre: Preprocessed, *, min_visible: float = MIN_VISIBLE_FRACTION
+) -> tuple[np.ndarray, list[int]]:
+    """A record's lesion boxes in model pixels, clipped, and the indices of the kept lesions.
 
-    Args:
-        record: manifest record (boxes in original pixels).
-        pre: its preprocessed image.
+    A lesion is kept when at least 1 pixel of width and height and ``min_visible`` of its area
+    remain inside the model image (the from-scratch datasets use
+    :data:`MIN_VISIBLE_FRACTION`; the pretrained recipe of ``hdcnn cv`` keeps every lesion with
+    a pixel inside, ``min_visible=0``).
 
     Returns:
-        ``(boxes, labels)``: float32 ``(N, 4)`` ``[x1, y1, x2, y2]`` model pixels and the kept
-        lesions' labels.
+        ``(boxes, kept)``: float32 ``(N, 4)`` ``[x1, y1, x2, y2]`` model pixels and the kept
+        lesions' positions in ``record.lesions``.
     """
     if not record.lesions:
         return np.zeros((0, 4), dtype=np.float32), []
@@ -191,9 +217,20 @@ def model_boxes(record: ImageRecord, pre: Preprocessed) -> tuple[np.ndarray, lis
     clipped = pre.geometry.to_model(np.array([les.box for les in record.lesions]), clip=True)
     area = (mapped[:, 2] - mapped[:, 0]) * (mapped[:, 3] - mapped[:, 1])
     w, h = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
-    keep = (w >= 1) & (h >= 1) & (w * h >= MIN_VISIBLE_FRACTION * np.maximum(area, 1e-9))
-    labels = [les.label for les, k in zip(record.lesions, keep, strict=True) if k]
-    return clipped[keep].astype(np.float32), labels
+    keep = (w >= 1) & (h >= 1) & (w * h >= min_visible * np.maximum(area, 1e-9))
+    return clipped[keep].astype(np.float32), [int(k) for k in np.flatnonzero(keep)]
+
+
+def model_boxes(record: ImageRecord, pre: Preprocessed) -> tuple[np.ndarray, list[Label]]:
+    """A record's lesion boxes in model pixels, clipped; mostly-outside boxes dropped
+    (:func:`visible_lesions` with :data:`MIN_VISIBLE_FRACTION`).
+
+    Returns:
+        ``(boxes, labels)``: float32 ``(N, 4)`` ``[x1, y1, x2, y2]`` model pixels and the kept
+        lesions' labels.
+    """
+    boxes, kept = visible_lesions(record, pre)
+    return boxes, [record.lesions[k].label for k in kept]
 
 
 class DetectionDataset(Dataset):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -114,3 +116,33 @@ def cleanup(ctx: DistContext, *, ok: bool = True) -> None:
         if ok:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def shard(indices: Iterable[int], ctx: DistContext) -> list[int]:
+    """This process's share of ``indices`` (every ``world_size``-th, from its rank)."""
+    return list(indices)[ctx.rank :: ctx.world_size]
+
+
+def gather(local: list[Any], ctx: DistContext) -> list[Any]:
+    """Every process's ``local`` list, concatenated in rank order (``all_gather_object``;
+    one process: ``local`` itself)."""
+    if not ctx.distributed:
+        return local
+    parts: list[list[Any] | None] = [None] * ctx.world_size
+    dist.all_gather_object(parts, local)
+    return [x for part in parts for x in (part or [])]
+
+
+def main_says(flag: bool, ctx: DistContext) -> bool:
+    """Rank 0's ``flag`` on every process (so that all take the same branch, e.g. "this stage
+    is already on disk", even while rank 0 is writing it)."""
+    if not ctx.distributed:
+        return flag
+    box: list[Any] = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
+def rank_from_environment() -> int:
+    """The global rank ``torchrun`` gave this process (0 when not under ``torchrun``)."""
+    return int(os.environ.get("RANK", "0"))

@@ -23,7 +23,7 @@ import copy
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,14 +126,20 @@ def classifier_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float
 # ----------------------------------------------------------------------------- detector
 def train_one_epoch_detector(
     model: nn.Module,
-    loader: DataLoader,
+    loader: Iterable[tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]],
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     progress: bool = False,
     desc: str = "train",
 ) -> float:
-    """One pass over ``loader`` of ``(images, targets)`` lists; returns the mean summed loss."""
+    """One pass over ``loader`` of ``(images, targets)`` lists; returns the mean summed loss.
+
+    The one detector loop of both recipes (``hdcnn train``'s DataLoader, ``hdcnn cv``'s
+    batches of :func:`hdcnn.train.detector.fit_detector`); ``model`` may be DDP-wrapped.
+    ``scheduler`` (if any) steps after every optimizer step.
+    """
     model.train()
     total, count = 0.0, 0
     for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress):
@@ -144,6 +150,8 @@ def train_one_epoch_detector(
         ]
         losses = model(images, targets)
         total += _optimise(optimizer, sum(losses.values())) * len(images)
+        if scheduler is not None:
+            scheduler.step()
         count += len(images)
     return total / max(count, 1)
 

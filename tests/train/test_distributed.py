@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from hdcnn.checkpoint import load_model
 from hdcnn.train.config import PARTS
+from tests.train.processes import communicate_or_kill
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,12 +49,7 @@ def _torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[st
         text=True,
         start_new_session=True,
     )
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"torchrun timed out: {stderr[-2000:]}")
+    stdout, stderr = communicate_or_kill(proc, 240)
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
