@@ -52,7 +52,13 @@ from hdcnn.cascade.heads import (
     _class_index,
     _input_size,
 )
-from hdcnn.cascade.loading import flat_head, load_cascade, load_model_file, stamp_known_answers
+from hdcnn.cascade.loading import (
+    flat_head,
+    load_cascade,
+    load_model_file,
+    load_pair,
+    stamp_known_answers,
+)
 from hdcnn.cascade.orchestrator import Cascade, ImageInput
 from hdcnn.cascade.results import (
     BreastVerdict,
@@ -88,6 +94,7 @@ __all__ = [
     "flat_head",
     "load_cascade",
     "load_model_file",
+    "load_pair",
     "stamp_known_answers",
     "verdict",
 ]

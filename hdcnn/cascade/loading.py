@@ -130,6 +130,32 @@ def load_model_file(
     return model, ckpt, digest
 
 
+def load_pair(
+    root: Path, parts: tuple[Part, Part], config: CascadeConfig
+) -> tuple[
+    tuple[nn.Module, nn.Module],
+    tuple[dict[str, Any], dict[str, Any]],
+    tuple[str, str],
+    tuple[Path, Path],
+    tuple[int, ...],
+]:
+    """The two stages of a hierarchy (C1 and C2, or the two whole-image models), each loaded by
+    :func:`load_model_file`, which must share one input size.
+
+    Returns:
+        ``(models, checkpoints, sha256s, paths, input size)``, each pair in ``parts`` order.
+
+    Raises:
+        CheckpointError: as :func:`load_model_file`, or the two input sizes differ.
+    """
+    first, second = (load_model_file(root, part, config) for part in parts)
+    paths = (root / WEIGHT_FILES[parts[0]].file, root / WEIGHT_FILES[parts[1]].file)
+    size = _input_size(first[1], paths[0])
+    if _input_size(second[1], paths[1]) != size:
+        raise CheckpointError(str(paths[1]), f"input_size differs from {paths[0].name}")
+    return (first[0], second[0]), (first[1], second[1]), (first[2], second[2]), paths, size
+
+
 def flat_head(root: Path, config: CascadeConfig) -> FlatCropHead:
     """The det-flat crop head (``crop_flat.pt``), cropping where ``config`` says."""
     model, ckpt, sha = load_model_file(root, Part.CROP_FLAT, config)
@@ -188,12 +214,9 @@ def load_cascade(
     files = {WEIGHT_FILES[Part.DETECTOR].file: det_sha}
     head: CropHead
     if crop_head == "hier":
-        c1, c1_ckpt, c1_sha = load_model_file(root, Part.C1, config)
-        c2, c2_ckpt, c2_sha = load_model_file(root, Part.C2, config)
-        c1_path, c2_path = (root / WEIGHT_FILES[p].file for p in (Part.C1, Part.C2))
-        size = _input_size(c1_ckpt, c1_path)
-        if _input_size(c2_ckpt, c2_path) != size:
-            raise CheckpointError(str(c2_path), f"input_size differs from {c1_path.name}")
+        (c1, c2), (c1_ckpt, c2_ckpt), (c1_sha, c2_sha), (c1_path, c2_path), size = load_pair(
+            root, (Part.C1, Part.C2), config
+        )
         head = HierarchicalCropHead(
             c1,
             c2,

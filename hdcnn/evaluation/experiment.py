@@ -36,6 +36,7 @@ from hdcnn.cascade import (
     flat_head,
     load_cascade,
     load_model_file,
+    load_pair,
     verdict,
 )
 from hdcnn.config import WEIGHT_FILES, CascadeConfig
@@ -182,12 +183,9 @@ def _load_whole(root: Path, config: CascadeConfig, concept: str) -> WholeImageCo
         path = root / WEIGHT_FILES[Part.WHOLE_FLAT].file
         idx = (_class_index(ckpt, "normal", path), _class_index(ckpt, "malignant", path))
         return WholeImageConcept([model], idx, _input_size(ckpt, path), False, thresholds)
-    m1, c1, _ = load_model_file(root, Part.WHOLE_ABNORMAL, config)
-    m2, c2, _ = load_model_file(root, Part.WHOLE_MALIGNANCY, config)
-    p1, p2 = (root / WEIGHT_FILES[p].file for p in (Part.WHOLE_ABNORMAL, Part.WHOLE_MALIGNANCY))
-    size = _input_size(c1, p1)
-    if _input_size(c2, p2) != size:
-        raise CheckpointError(str(p2), f"input_size differs from {p1.name}")
+    (m1, m2), (c1, c2), _, (p1, p2), size = load_pair(
+        root, (Part.WHOLE_ABNORMAL, Part.WHOLE_MALIGNANCY), config
+    )
     idx = (_class_index(c1, "abnormal", p1), _class_index(c2, "malignant", p2))
     return WholeImageConcept([m1, m2], idx, size, True, thresholds)
 
