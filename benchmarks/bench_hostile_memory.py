@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_hostile_memory.py [--pixels 79000000] [--predict] [--only REGEX]
                                               [--no-large] [--keep DIR] [--repo CHECKOUT]
+    python benchmarks/bench_hostile_memory.py --app [--pixels N] [--settle S] [--repo CHECKOUT]
 
 Each input is read by ``hdcnn.read_mammogram`` in a fresh Python process; the figure is the
 process's peak resident memory while reading (``VmHWM``, reset through
@@ -20,6 +21,14 @@ refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit and colo
 on the large ones (reading and preprocessing included: the figure is reading + predict). An
 upload's bytes are in memory before the base is taken (the server holds them already). A
 benchmark, not a test: it prints figures and asserts nothing.
+
+``--app`` measures the app server instead: ``streamlit run app.py`` (of ``--repo``) is started
+as a user starts it, warmed up by one small analysis (its resident memory then is the base),
+and one visitor, over Streamlit's websocket (``tests/e2e/st_client.py``), uploads a valid
+native 16-bit DICOM of ``--pixels`` on Diagnose, then, in a new session, four such views on
+Exam. Per visit: the server's peak growth (``VmHWM`` reset through its ``clear_refs``), its
+growth with the verdict shown (freed heap the allocator keeps for reuse included) and
+``--settle`` seconds after the session disconnected.
 """
 
 from __future__ import annotations
@@ -274,10 +283,14 @@ def _app_memory(pixels: int, weights: Path, app_dir: Path, settle: float) -> Non
             print(f"{'visit':52} {'peak MB':>8} {'held MB':>8} {'after MB':>9} {'seconds':>8}")
             cases = {
                 f"Diagnose, one DICOM {size} 16-bit ({len(views[0]) / 1e6:.0f} MB)": (
-                    "diagnose", [("large.dcm", views[0])], "Verdict:"
+                    "diagnose",
+                    [("large.dcm", views[0])],
+                    "Verdict:",
                 ),
                 f"Exam, four such DICOMs ({sum(map(len, views)) / 1e6:.0f} MB)": (
-                    "exam", [(f"view{i}.dcm", v) for i, v in enumerate(views)], "Exam verdict:"
+                    "exam",
+                    [(f"view{i}.dcm", v) for i, v in enumerate(views)],
+                    "Exam verdict:",
                 ),
             }
             for title, (page, uploads, verdict) in cases.items():

@@ -89,7 +89,7 @@ def test_without_pixels_keeps_the_overlay_and_refuses_to_draw_more(cascade) -> N
     assert light.mammogram.pixels.size == 0 and a.mammogram.pixels.shape == (120, 90)
     assert light.overlay_jpeg(max_side=64) == a.overlay_jpeg(max_side=64)
     assert light.prediction is a.prediction and light.mammogram.meta is a.mammogram.meta
-    with pytest.raises(ValueError, match="scan.png: its full-resolution pixels were released"):
+    with pytest.raises(ValueError, match=r"scan\.png: its full-resolution pixels were released"):
         light.overlay_jpeg()  # another side: needs the pixels
 
 
