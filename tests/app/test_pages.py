@@ -155,6 +155,9 @@ def test_exam_page_sample_exam_matches_predict_exam(app_env: Path) -> None:
     for side, breast in expected.breasts.items():
         word = "Right breast" if side == "R" else "Left breast"
         assert any(word in m.value and f"**{breast.label}**" in m.value for m in at.markdown)
+    # the views keep their grid overlays, not their full-resolution pixels (issue 21)
+    held = at.session_state["exam_analysis"].views
+    assert len(held) == len(views) and all(v.analysis.mammogram.pixels.size == 0 for v in held)
 
 
 def _experiments() -> dict:

@@ -124,6 +124,11 @@ class Session:
 
     def upload(self, widget_id: str, name: str, data: bytes, page: str) -> Page:
         """Upload through Streamlit's route (PUT multipart), then rerun with the widget set."""
+        return self.run(page, [self.file_state(widget_id, name, data)])
+
+    def file_state(self, widget_id: str, name: str, data: bytes) -> WidgetState:
+        """Upload through Streamlit's route (PUT multipart); the uploader's widget state that
+        hands the file to the page (several of them: :meth:`run` with all at once)."""
         request_id = uuid.uuid4().hex
         back = BackMsg()
         back.file_urls_request.CopyFrom(
@@ -146,4 +151,4 @@ class Session:
         state.file_uploader_state_value.uploaded_file_info.append(
             UploadedFileInfo(name=name, size=len(data), file_id=urls.file_id, file_urls=urls)
         )
-        return self.run(page, [state])
+        return state
