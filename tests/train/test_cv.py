@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hdcnn.config import CascadeConfig
+from hdcnn.cli import main
+from hdcnn.config import SENSITIVITY, CascadeConfig
 from hdcnn.errors import DatasetError
 from hdcnn.train.recipe import CVConfig, check_run_config, run
 
@@ -72,13 +73,22 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     assert shipped.thresholds.to_dict() == report["thresholds"]["det-hier"]
     assert shipped.split.kind == "k-fold" and set(shipped.files) >= {"detector.pt"}
     assert shipped.training_domain.name == "manifest"  # described from the data
-    cascade = load_cascade(tmp_path / "models")
+    assert shipped.operating_points.rule == "youden"
+    assert shipped.operating_points.c1_lesion_sensitivity == SENSITIVITY
+    assert shipped.split.trained_patients() == fold_patients[0] | fold_patients[1]
+    # calibrated on the out-of-fold scores and stamped: what predict and the app require
+    assert shipped.calibration is not None
+    assert set(shipped.calibration.maps) == {"p_abnormal", "p_malignant", "p_lesion"}
+    assert shipped.known_answers is not None
+    cascade = load_cascade(tmp_path / "models", known_answers="require")
     assert cascade.long_side == 128 and cascade.head.crop_source == "original"
     image = np.random.default_rng(0).random((200, 150), dtype=np.float32)
     pred = cascade.predict(image)
     assert 0.0 <= pred.p_malignant <= pred.p_abnormal <= 1.0
     doc = json.loads((tmp_path / "models/experiments.json").read_text())
     assert doc["model"]["sha256"] == cascade.sha256
+    film = next((cohort.parent / "dicom").rglob("*.dcm"))
+    assert main(["predict", str(film), "--weights", str(tmp_path / "models")]) == 0
 
     # resuming reuses every stage and gives the same report
     again = run(cfg, progress=False)
