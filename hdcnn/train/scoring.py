@@ -172,21 +172,19 @@ class Evaluation:
         return dest
 
     def calibrate(self, dest: Path) -> None:
-        """Fit the probability calibration of ``dest`` on its out-of-fold scores; a cohort
-        without positive and negative examples of a probability ships without one (warned)."""
+        """Fit the probability calibration of ``dest`` on its out-of-fold scores. A probability
+        without a positive or a negative example (a small cohort) is left out, warned; one
+        that cannot be fitted at all ships the folder without a calibration, warned."""
         from hdcnn.errors import DatasetError
         from hdcnn.evaluation.calibration import calibrate_folder
 
         try:
-            calibrate_folder(dest, n_boot=N_BOOT, seed=self.cfg.seed)
+            calibration = calibrate_folder(dest, n_boot=N_BOOT, seed=self.cfg.seed, partial=True)
         except DatasetError as exc:
-            log.warning(
-                "%s ships without a probability calibration (%s); fit it later with "
-                "python -m hdcnn calibrate %s",
-                dest,
-                exc,
-                dest,
-            )
+            log.warning("%s ships without a probability calibration (%s)", dest, exc)
+            return
+        for name, why in calibration.report.get("not_fitted", {}).items():
+            log.warning("%s: %s is not calibrated: %s", dest, name, why)
 
     def ship_with_report(
         self, chosen: dict[str, Thresholds], dest: Path, report: dict[str, Any], oof: str
