@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hdcnn.cli import main
 from hdcnn.config import SENSITIVITY, CascadeConfig
 from hdcnn.errors import DatasetError
 from hdcnn.train.recipe import CVConfig, check_run_config, run
@@ -94,8 +93,6 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     assert 0.0 <= pred.p_malignant <= pred.p_abnormal <= 1.0
     doc = json.loads((tmp_path / "models/experiments.json").read_text())
     assert doc["model"]["sha256"] == cascade.sha256
-    film = next((cohort.parent / "dicom").rglob("*.dcm"))
-    assert main(["predict", str(film), "--weights", str(tmp_path / "models")]) == 0
 
     # resuming reuses every stage and gives the same report
     again = run(cfg, progress=False)
