@@ -254,8 +254,9 @@ class Calibration:
         }
 
     @classmethod
-    def from_json(cls, data: Any, source: str = "cascade.json") -> Calibration:
-        """Parse :meth:`to_json`'s layout.
+    def from_json(cls, data: Any, source: str = "calibration") -> Calibration:
+        """Parse :meth:`to_json`'s layout (``source`` names it in errors: the settings file
+        or its field).
 
         Raises:
             CheckpointError: not an object, an unknown name, or a malformed map or band.

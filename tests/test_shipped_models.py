@@ -12,15 +12,14 @@ import torch
 
 from hdcnn.checkpoint import load_model
 from hdcnn.cli import main
-from hdcnn.config import CascadeConfig
+from hdcnn.config import WEIGHT_FILES, CascadeConfig
 from hdcnn.evaluation.experiment import OOF_FILE
-from hdcnn.train.heads import FEATURE_PARTS
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 torch.set_num_threads(1)
 
 MODELS = DEFAULT_WEIGHTS_DIR
-CLASSES = {"detector.pt": ["lesion"], **{f: list(c) for f, c in FEATURE_PARTS.values()}}
+CLASSES = {w.file: list(w.classes) for w in WEIGHT_FILES.values()}
 
 
 def _sha256(path: Path) -> str:

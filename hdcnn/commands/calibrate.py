@@ -36,11 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hdcnn.config import CONFIG_FILE
     from hdcnn.evaluation.calibration import calibrate_folder
 
     calibration = calibrate_folder(args.weights, args.oof, n_boot=args.n_boot, seed=args.seed)
     print(markdown(calibration.report))
-    print(f"wrote {Path(args.weights) / 'cascade.json'}")
+    print(f"wrote {Path(args.weights) / CONFIG_FILE}")
     return 0
 
 

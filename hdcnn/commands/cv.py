@@ -126,13 +126,18 @@ def _auc_text(value: object, ci: list | None) -> str:
 
 def markdown(report: dict) -> str:
     """The report's tables as Markdown (the README and the model card quote them)."""
+    from hdcnn.config import MAX_CANDIDATES
+    from hdcnn.evaluation.experiment import REPORT_SPECIFICITY as SPEC
+
+    top = (report.get("config") or {}).get("cascade", {}).get("max_candidates", MAX_CANDIDATES)
     lines = [
         f"{report['n_images']} images, {report['n_patients']} patients, "
         f"{report['n_lesions']} lesion boxes; {report['protocol']['folds']}-fold, "
         "patient-grouped, out of fold",
         "",
-        "| concept | AUC abnormal [95% CI] | AUC malignant [95% CI] | sens. abnormal @ spec 0.9 "
-        "| sens. malignant @ spec 0.9 | macro-F1 | specificity | FROC @0.5 / 1 / 2 FP |",
+        "| concept | AUC abnormal [95% CI] | AUC malignant [95% CI] "
+        f"| sens. abnormal @ spec {SPEC:g} | sens. malignant @ spec {SPEC:g} "
+        "| macro-F1 | specificity | FROC @0.5 / 1 / 2 FP |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in report["concepts"].items():
@@ -147,7 +152,7 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "| lesion type | lesions | candidate recall @ top 20 | det-hier FROC @0.5 / 1 / 2 FP "
+        f"| lesion type | lesions | candidate recall @ top {top} | det-hier FROC @0.5 / 1 / 2 FP "
         "| images | det-hier AUC, these images vs normal [95% CI] |",
         "| --- | --- | --- | --- | --- | --- |",
     ]

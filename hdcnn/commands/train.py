@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from hdcnn.config import LONG_SIDE, SCRATCH_CROP_SIZE
+from hdcnn.config import LONG_SIDE, SCRATCH_CROP_SIZE, SENSITIVITY
 from hdcnn.train.config import DEFAULT_EPOCHS, PARTS, TrainConfig, parse_parts
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--c1-sensitivity",
         type=float,
-        default=0.9,
-        help="C1 threshold: this lesion sensitivity on validation lesion crops",
+        default=SENSITIVITY,
+        help=f"C1 threshold: this lesion sensitivity on validation lesion crops ({SENSITIVITY})",
     )
     p.add_argument(
         "--hard-negatives",

@@ -385,7 +385,12 @@ def borderline_summary(
 
 
 def fit_calibration(
-    results: Sequence[Any], config: Mapping[str, Any], *, n_boot: int = 1000, seed: int = 0
+    results: Sequence[Any],
+    config: Mapping[str, Any],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    partial: bool = False,
 ) -> Calibration:
     """Maps (method chosen by cross-fitted Brier), bands and the measured report.
 
@@ -395,18 +400,29 @@ def fit_calibration(
             points, folds).
         n_boot: patient-bootstrap resamples (ECE intervals, threshold bands).
         seed: bootstrap seed (same inputs and seed: same calibration).
+        partial: leave out (and name in ``report["not_fitted"]``) a probability without a
+            positive or a negative example instead of refusing (``cv --ship`` on a small
+            cohort); its values are then shown raw.
 
     Raises:
-        DatasetError: a probability has no positive or no negative example.
+        DatasetError: a probability has no positive or no negative example (not ``partial``),
+            or none can be fitted.
     """
     patients = [r.patient_id for r in results]
     folds = patient_folds(config.get("split") or {}, patients)
     data = probability_scores(results, folds)
     maps: dict[str, ProbabilityMap] = {}
     report: dict[str, Any] = {"probabilities": {}}
+    not_fitted: dict[str, str] = {}
     for name, s in data.items():
         if len(np.unique(s.truth)) < 2:
-            raise DatasetError(name, "calibration needs positive and negative examples")
+            problem = "calibration needs positive and negative examples"
+            if not partial:
+                raise DatasetError(name, problem)
+            not_fitted[name] = (
+                f"{problem} ({len(s.scores)} examples, {int(s.truth.sum())} positive)"
+            )
+            continue
         held = {m: cross_fitted(m, s) for m in METHODS}
         method = min(METHODS, key=lambda m: (brier(s.truth, held[m]), m))
         maps[name] = fit_map(method, s.scores, s.truth)
@@ -418,6 +434,10 @@ def fit_calibration(
             "before": summary(s, s.scores, n_boot=n_boot, seed=seed),
             "after": summary(s, held[method], n_boot=n_boot, seed=seed),
         }
+    if not maps:
+        raise DatasetError(", ".join(data), "calibration needs positive and negative examples")
+    if not_fitted:
+        report["not_fitted"] = not_fitted
     bands = threshold_bands(results, config, n_boot=n_boot, seed=seed)
     calibration = Calibration(maps, bands)
     report.update(
@@ -472,6 +492,7 @@ def calibrate_folder(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    partial: bool = False,
 ) -> Calibration:
     """Fit the calibration on a folder's out-of-fold scores and write it into its
     ``cascade.json`` (atomically; nothing else in the file changes).
@@ -480,6 +501,7 @@ def calibrate_folder(
         weights_dir: weights folder with ``cascade.json`` (cv's ``--ship`` folder).
         oof: out-of-fold scores, a file or a cv run folder (default: ``weights_dir``'s
             ``oof_predictions.json``).
+        partial: see :func:`fit_calibration`.
 
     Raises:
         CheckpointError: no or bad ``cascade.json``; DatasetError: no or bad scores.
@@ -489,6 +511,6 @@ def calibrate_folder(
 
     cfg = CascadeConfig.load(weights_dir)
     results = load_oof(oof if oof is not None else weights_dir)
-    calibration = fit_calibration(results, cfg.to_json(), n_boot=n_boot, seed=seed)
+    calibration = fit_calibration(results, cfg.to_json(), n_boot=n_boot, seed=seed, partial=partial)
     replace(cfg, calibration=calibration).save(weights_dir, hash_files=False)
     return calibration

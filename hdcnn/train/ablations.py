@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from hdcnn.config import CONTEXT, CROP_SIZE, LONG_SIDE
 from hdcnn.spots import DEFAULT_PIXEL_MM, SpotConfig, spot_candidates
 from hdcnn.terms import Label
+from hdcnn.thresholds import DETECTOR_SCORE
 from hdcnn.train.features import (
     FeatureExtractor,
     crop_features,
@@ -74,7 +76,7 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         extractor={"pretrained": False},
     ),
     "crops-512": AblationRow(
-        "crops cut from the 512-px model image instead of the original pixels",
+        f"crops cut from the {LONG_SIDE}-px model image instead of the original pixels",
         extractor={"crop_source": "model"},
     ),
     "no-hard-negatives": AblationRow(
@@ -90,7 +92,7 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         fine_tuned=True,
     ),
     "wide-context": AblationRow(
-        "features of a second crop, 3x the box side, beside the 1.5x crop's",
+        f"features of a second crop, 3x the box side, beside the {CONTEXT:g}x crop's",
         cascade={"context": 3.0},
         extend=True,
     ),
@@ -109,7 +111,7 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         score=lambda c1, detector: (c1 + detector) / 2.0,
     ),
     "crops-224": AblationRow(
-        "crops resized to 224 px (the trunk's ImageNet input size) instead of 128 px",
+        f"crops resized to 224 px (the trunk's ImageNet input size) instead of {CROP_SIZE} px",
         cascade={"crop_size": 224},
     ),
     "stride-4": AblationRow(
@@ -245,11 +247,10 @@ class Ablations:
         )
 
     def run_variant(self, name: str) -> dict[str, Any]:
-        from hdcnn.cascade import Thresholds
         from hdcnn.evaluation import metrics
 
         cv, row = self.cv, ABLATION_ROWS[name]
-        t_det = Thresholds().detector_score
+        t_det = DETECTOR_SCORE
         static, cands = self._features(name)
         n = len(cv.items)
         pa, pm = np.zeros(n), np.zeros(n)

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from hdcnn.checkpoint import load_model, save_checkpoint
-from hdcnn.config import CascadeConfig
+from hdcnn.config import WEIGHT_FILES, CascadeConfig, weight_file
 from hdcnn.errors import DatasetError
-from hdcnn.terms import Label
+from hdcnn.terms import Label, Part
 from hdcnn.train.detector import detector_config, fit_detector, propose
 from hdcnn.train.distributed import DistContext, barrier, main_says
 from hdcnn.train.features import (
@@ -43,7 +43,7 @@ from hdcnn.train.features import (
     static_crops,
     whole_features,
 )
-from hdcnn.train.heads import FEATURE_PARTS, fit_heads
+from hdcnn.train.heads import fit_heads
 from hdcnn.train.images import IMAGES_DIR, Image, ImageSource, Item
 from hdcnn.utils import atomic_path, atomic_write_text
 
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The training summary written beside a fold's detector (not part of a weights folder).
+DETECTOR_SUMMARY = "detector.json"
 #: Seconds between two looks for the files another process is writing.
 POLL_S = 2.0
 #: An ablation row's detector settings (:func:`hdcnn.train.detector.detector_config`).
@@ -224,7 +226,7 @@ class CrossValidation:
         :func:`~hdcnn.train.detector.detector_config` ``overrides`` is kept beside it."""
         folder = self.out / tag
         prefix = f"ablation_{variant}_" if variant else ""
-        det_path = folder / f"{prefix}detector.pt"
+        det_path = folder / f"{prefix}{weight_file(Part.DETECTOR)}"
         if main_says(det_path.is_file(), self.ctx):
             return load_model(det_path)[0]
         detector, summary = fit_detector(
@@ -243,10 +245,10 @@ class CrossValidation:
                 kind="detector",
                 config=detector_config(self.cfg, overrides),
                 model=detector,
-                classes=["lesion"],
-                extra={"part": "detector", **summary},
+                classes=list(WEIGHT_FILES[Part.DETECTOR].classes),
+                extra={"part": str(Part.DETECTOR), **summary},
             )
-            atomic_write_text(folder / f"{prefix}detector.json", json.dumps(summary, indent=2))
+            atomic_write_text(folder / f"{prefix}{DETECTOR_SUMMARY}", json.dumps(summary, indent=2))
         barrier(self.ctx)
         return detector
 
@@ -363,14 +365,13 @@ class CrossValidation:
             crops, whole["x"][train_idx], whole["y"][train_idx], self.cfg, patients, train_idx
         )
         for part, (model, c) in heads.items():
-            file, classes = FEATURE_PARTS[part]
             save_checkpoint(
-                folder / file,
+                folder / WEIGHT_FILES[part].file,
                 kind="feature-classifier",
                 config=model.config,
                 model=model,
-                classes=list(classes),
-                extra={"part": part, "C": c},
+                classes=list(WEIGHT_FILES[part].classes),
+                extra={"part": str(part), "C": c},
             )
         patients = sorted({self.items[i].patient for i in train_idx})
         cfg = replace(cascade_cfg, training={"patients": patients, "cv": self.cfg.recipe()})

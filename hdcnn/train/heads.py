@@ -2,8 +2,8 @@
 
 :func:`fit_logistic` standardises and fits one head, its regularisation chosen by an inner
 patient-grouped cross-validation on the training images only; :func:`fit_heads` fits the six
-classifiers of a weights folder (:data:`FEATURE_PARTS`) from training crops and whole-image
-features.
+classifiers of a weights folder (every part but the detector; their files and classes:
+:data:`hdcnn.config.WEIGHT_FILES`) from training crops and whole-image features.
 """
 
 from __future__ import annotations
@@ -13,21 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hdcnn.config import WEIGHT_FILES
 from hdcnn.nets.features import FeatureClassifier, FeatureConfig, build_feature_classifier
+from hdcnn.terms import Part
 
 if TYPE_CHECKING:
     from hdcnn.train.folds import CropSet
     from hdcnn.train.recipe import CVConfig
-
-#: Classifier parts of the shipped folder: file, classes.
-FEATURE_PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "c1": ("c1_lesion.pt", ("normal", "lesion")),
-    "c2": ("c2_malignancy.pt", ("benign", "malignant")),
-    "crop-flat": ("crop_flat.pt", ("normal", "benign", "malignant")),
-    "whole-flat": ("whole_flat.pt", ("normal", "benign", "malignant")),
-    "whole-abnormal": ("whole_abnormal.pt", ("normal", "abnormal")),
-    "whole-malignancy": ("whole_malignancy.pt", ("benign", "malignant")),
-}
 
 #: Inverse L2 strengths tried for every logistic head (inner patient-grouped CV picks one).
 LOGISTIC_CS: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
@@ -103,7 +95,7 @@ def _fit_logistic(
 
 
 def make_head(
-    part: str,
+    part: Part,
     x: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray,
@@ -111,7 +103,7 @@ def make_head(
     input_size: tuple[int, int],
 ) -> tuple[FeatureClassifier, float]:
     """A fitted :class:`FeatureClassifier` for ``part`` and its regularisation ``C``."""
-    classes = FEATURE_PARTS[part][1]
+    classes = WEIGHT_FILES[part].classes
     model = build_feature_classifier(
         FeatureConfig(num_classes=len(classes), input_size=input_size, pretrained=cfg.pretrained)
     )
@@ -127,7 +119,7 @@ def fit_heads(
     cfg: CVConfig,
     patients: Sequence[str],
     whole_images: np.ndarray,
-) -> dict[str, tuple[FeatureClassifier, float]]:
+) -> dict[Part, tuple[FeatureClassifier, float]]:
     """The six classifiers (and their C) from training crops and whole-image features.
 
     ``patients[i]`` is image ``i``'s patient (the inner CV's groups); ``whole_images`` the
@@ -140,31 +132,31 @@ def fit_heads(
     lesion = crops.y != 0
     graded = crops.y > 0
     known_crop = crops.y >= 0
-    heads = {
-        "c1": make_head("c1", crops.x, lesion.astype(int), g, cfg, crop_size),
-        "c2": make_head(
-            "c2", crops.x[graded], (crops.y[graded] == 2).astype(int), g[graded], cfg, crop_size
+    heads: dict[Part, tuple[FeatureClassifier, float]] = {
+        Part.C1: make_head(Part.C1, crops.x, lesion.astype(int), g, cfg, crop_size),
+        Part.C2: make_head(
+            Part.C2, crops.x[graded], (crops.y[graded] == 2).astype(int), g[graded], cfg, crop_size
         ),
-        "crop-flat": make_head(
-            "crop-flat", crops.x[known_crop], crops.y[known_crop], g[known_crop], cfg, crop_size
+        Part.CROP_FLAT: make_head(
+            Part.CROP_FLAT, crops.x[known_crop], crops.y[known_crop], g[known_crop], cfg, crop_size
         ),
     }
     wg = pid[whole_images]
     known = whole_y >= 0
     abnormal = whole_y > 0
-    heads["whole-flat"] = make_head(
-        "whole-flat", whole_x[known], whole_y[known], wg[known], cfg, c.whole_size
+    heads[Part.WHOLE_FLAT] = make_head(
+        Part.WHOLE_FLAT, whole_x[known], whole_y[known], wg[known], cfg, c.whole_size
     )
-    heads["whole-abnormal"] = make_head(
-        "whole-abnormal",
+    heads[Part.WHOLE_ABNORMAL] = make_head(
+        Part.WHOLE_ABNORMAL,
         whole_x[known],
         abnormal[known].astype(int),
         wg[known],
         cfg,
         c.whole_size,
     )
-    heads["whole-malignancy"] = make_head(
-        "whole-malignancy",
+    heads[Part.WHOLE_MALIGNANCY] = make_head(
+        Part.WHOLE_MALIGNANCY,
         whole_x[abnormal],
         (whole_y[abnormal] == 2).astype(int),
         wg[abnormal],

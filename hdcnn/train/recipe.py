@@ -164,6 +164,7 @@ def _run(
     progress: bool | None,
 ) -> dict[str, Any] | None:
     from hdcnn.evaluation.experiment import Experiment
+    from hdcnn.evaluation.out_of_fold import choose_out_of_fold_thresholds
     from hdcnn.train.ablations import Ablations
     from hdcnn.train.folds import CrossValidation, stage
     from hdcnn.train.scoring import Evaluation
@@ -180,7 +181,7 @@ def _run(
     cv.alone()
     with stage("thresholds and report"):
         rules = Experiment(out / "fold0")  # the decide rules (every fold's are the same code)
-        chosen = ev.thresholds(scored, rules)
+        chosen = choose_out_of_fold_thresholds(scored, cv.items, rules, cfg.cascade.max_candidates)
         report = ev.report(scored, chosen, rules)
     report["config"] = cfg.recipe()
     if ablations is not False:

@@ -102,6 +102,23 @@ def test_fit_calibration_report_and_bands() -> None:
     assert calib.report["command"] == cal.COMMAND
 
 
+def test_partial_fit_leaves_out_a_probability_without_positives() -> None:
+    """No box hits a lesion (a weak detector on a small cohort): P(lesion) cannot be fitted;
+    refused by default, left out and named with ``partial``; nothing fittable: refused."""
+    results = _results()
+    for r in results:
+        r.lesion_boxes = [(600.0, 600.0, 700.0, 700.0)] if r.lesion_boxes else []
+    with pytest.raises(DatasetError, match="p_lesion"):
+        cal.fit_calibration(results, CONFIG, n_boot=20)
+    calib = cal.fit_calibration(results, CONFIG, n_boot=20, partial=True)
+    assert set(calib.maps) == {"p_abnormal", "p_malignant"}
+    assert "0 positive" in calib.report["not_fitted"]["p_lesion"]
+    assert calib.probability("p_lesion", 0.5) is None  # shown raw
+    normal = [r for r in results if r.truth == Label.NORMAL]
+    with pytest.raises(DatasetError, match="positive and negative"):
+        cal.fit_calibration(normal, CONFIG, n_boot=20, partial=True)
+
+
 def test_evaluate_calibration_on_other_images() -> None:
     calib = cal.fit_calibration(_results(seed=0), CONFIG, n_boot=20)
     other = _results(seed=1)  # fresh draws: held out from the fit

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hdcnn.config import CascadeConfig
+from hdcnn.config import SENSITIVITY, CascadeConfig
 from hdcnn.errors import DatasetError
 from hdcnn.train.recipe import CVConfig, check_run_config, run
 
@@ -72,7 +72,21 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     assert shipped.thresholds.to_dict() == report["thresholds"]["det-hier"]
     assert shipped.split.kind == "k-fold" and set(shipped.files) >= {"detector.pt"}
     assert shipped.training_domain.name == "manifest"  # described from the data
-    cascade = load_cascade(tmp_path / "models")
+    assert shipped.operating_points.rule == "youden"
+    assert shipped.operating_points.c1_lesion_sensitivity == SENSITIVITY
+    assert shipped.split.trained_patients() == fold_patients[0] | fold_patients[1]
+    # calibrated on the out-of-fold scores and stamped: what predict and the app require
+    # (a 1-epoch detector on 8 lesions hits none: P(lesion) has no positive example)
+    assert shipped.calibration is not None
+    fitted = set(shipped.calibration.maps)
+    assert {"p_abnormal", "p_malignant"} <= fitted
+    assert fitted | set(shipped.calibration.report.get("not_fitted", {})) == {
+        "p_abnormal",
+        "p_malignant",
+        "p_lesion",
+    }
+    assert shipped.known_answers is not None
+    cascade = load_cascade(tmp_path / "models", known_answers="require")
     assert cascade.long_side == 128 and cascade.head.crop_source == "original"
     image = np.random.default_rng(0).random((200, 150), dtype=np.float32)
     pred = cascade.predict(image)
