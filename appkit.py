@@ -36,7 +36,7 @@ from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
-from hdcnn.runtime import limit_malloc_arenas, return_free_memory
+from hdcnn.runtime import freeze_long_lived, limit_malloc_arenas, return_free_memory
 from hdcnn.scheduler import Job, QueueStatus, shared_pool
 from hdcnn.terms import Part
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
@@ -162,7 +162,11 @@ def _load_cascade(path: str, stamp: float) -> Any:
 
     del stamp  # part of the cache key only: reload when the weights change
     shared_pool()  # the thread rule is applied before torch runs anything
-    return load_cascade(path, known_answers="require")
+    cascade = load_cascade(path, known_answers="require")
+    # the server's modules and the model now exist: keep them out of the full garbage
+    # collection each finished session runs (return_free_memory), ~0.2 s each otherwise
+    freeze_long_lived()
+    return cascade
 
 
 def get_cascade(*, quiet: bool = False) -> Any | None:
@@ -208,9 +212,17 @@ def domain() -> TrainingDomain:
 # ----------------------------------------------------------------------------- analysis
 
 
-def analyse_bytes(data: bytes, name: str, cascade: Any, *, key: str | None = None) -> Analysis:
-    """:func:`hdcnn.analysis.analyse_bytes` against the weights' training domain."""
-    return lib.analyse_bytes(data, name, cascade, domain=domain(), key=key)
+def analyse_bytes(
+    data: bytes, name: str, cascade: Any, *, key: str | None = None, display: bool = False
+) -> Analysis:
+    """:func:`hdcnn.analysis.analyse_bytes` against the weights' training domain.
+
+    Args:
+        display: also draw and encode what Diagnose shows first
+            (:meth:`hdcnn.analysis.Analysis.prepare_display`), in the same job of the pool.
+    """
+    analysis = lib.analyse_bytes(data, name, cascade, domain=domain(), key=key)
+    return analysis.prepare_display() if display else analysis
 
 
 def redecide(analysis: Analysis, cascade: Any, **thresholds: float) -> Analysis:
@@ -362,12 +374,18 @@ def _submit_once(
 
 
 def analysis_for_upload(
-    upload: Any, cascade: Any, *, slot: str, skeleton: Callable[[], None] | None = None
+    upload: Any,
+    cascade: Any,
+    *,
+    slot: str,
+    skeleton: Callable[[], None] | None = None,
+    display: bool = False,
 ) -> Analysis | None:
     """Analyse an ``st.file_uploader`` result once per session; errors become a message.
 
     The upload is analysed from memory (:func:`keep_uploads_in_memory`); the analysis is
-    released when the session disconnects (:class:`_SessionRelease`).
+    released when the session disconnects (:class:`_SessionRelease`). A rerun with the same
+    upload (a toggle, a threshold) neither copies nor hashes the file again.
 
     Args:
         upload: the ``UploadedFile`` (or None).
@@ -376,31 +394,47 @@ def analysis_for_upload(
         skeleton: draws the result's layout, empty, while the networks run (removed after).
             The browser meanwhile loads the code of each element type the result shows, which
             it otherwise fetched only after the analysis (Diagnose in ``benchmarks/bench_app.py``).
+        display: draw and encode the page's images in the analysis job (:func:`analyse_bytes`),
+            in the pool, instead of in the page's script thread.
 
     Returns:
         The analysis, or None (nothing uploaded, or an error already shown).
     """
     if upload is None:
         return None
-    data = upload.getvalue()
-    return _cached_analysis(data, upload.name, cascade, slot=slot, skeleton=skeleton)
+    source = ("upload", getattr(upload, "file_id", None) or id(upload))
+    return _cached_analysis(
+        upload.getvalue, source, upload.name, cascade, slot=slot, skeleton=skeleton, display=display
+    )
 
 
 def _cached_analysis(
-    data: bytes,
+    read: Callable[[], bytes],
+    source: tuple[str, Any],
     name: str,
     cascade: Any,
     *,
     slot: str,
     skeleton: Callable[[], None] | None = None,
+    display: bool = False,
 ) -> Analysis | None:
-    key = hashlib.sha256(data).hexdigest()
     held = st.session_state.get(slot)
+    if isinstance(held, Analysis) and st.session_state.get(f"{slot}_source") == source:
+        return held  # the same file as on the last run: nothing to read or hash
+    try:
+        data = read()
+    except OSError as exc:  # a sample file gone from disk
+        st.error(f"{name} cannot be read: {exc}")
+        return None
+    key = hashlib.sha256(data).hexdigest()
     if isinstance(held, Analysis) and held.key == key:
+        st.session_state[f"{slot}_source"] = source
         return held
     try:
         with st.spinner(f"Analysing {name} …"):
-            job = _submit_once(f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key)
+            job = _submit_once(
+                f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key, display=display
+            )
             notice = st.empty()  # its place in line, above the result's empty layout
             holder = st.empty()
             if skeleton is not None:
@@ -411,33 +445,45 @@ def _cached_analysis(
             finally:
                 holder.empty()
     except HDCNNError as exc:
-        st.session_state.pop(slot, None)
-        st.session_state.pop(f"{slot}_job", None)
+        _forget(slot)
         show_error(exc)
         return None
     except Exception as exc:  # never a traceback on screen: one line in the log, one message
         log.error("%s: analysis failed (%s)", name, type(exc).__name__)
-        st.session_state.pop(slot, None)
-        st.session_state.pop(f"{slot}_job", None)
+        _forget(slot)
         st.error(f"Cannot use this image. {name}: it could not be analysed ({type(exc).__name__}).")
         return None
     st.session_state.pop(f"{slot}_job", None)
     st.session_state[slot] = analysis
+    st.session_state[f"{slot}_source"] = source
     st.session_state["last_analysis"] = analysis
     return analysis
 
 
+def _forget(slot: str) -> None:
+    for name in (slot, f"{slot}_job", f"{slot}_source"):
+        st.session_state.pop(name, None)
+
+
 def analysis_for_sample(
-    sample: Any, cascade: Any, *, slot: str, skeleton: Callable[[], None] | None = None
+    sample: Any,
+    cascade: Any,
+    *,
+    slot: str,
+    skeleton: Callable[[], None] | None = None,
+    display: bool = False,
 ) -> Analysis | None:
-    """Analyse a :class:`hdcnn.samples.Sample` once per session (``skeleton``: as
+    """Analyse a :class:`hdcnn.samples.Sample` once per session (``skeleton``, ``display``: as
     :func:`analysis_for_upload`)."""
-    try:
-        data = sample.read_bytes()
-    except OSError as exc:
-        st.error(f"Sample {sample.title} cannot be read: {exc}")
-        return None
-    return _cached_analysis(data, sample.title, cascade, slot=slot, skeleton=skeleton)
+    return _cached_analysis(
+        sample.read_bytes,
+        ("sample", sample.key),
+        sample.title,
+        cascade,
+        slot=slot,
+        skeleton=skeleton,
+        display=display,
+    )
 
 
 def _exam_view(data: bytes, name: str, cascade: Any) -> Job:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from hdcnn.analysis import (
+    CLOSEUP_SIDE,
+    DISPLAY_SIDE,
     Analysis,
     analyse_bytes,
     analyse_exam,
@@ -81,6 +83,15 @@ def test_analyse_bytes_explains_checks_domain_and_reports(cascade) -> None:
         data, "scan.png", cascade, domain=TrainingDomain(formats=("png",), size=None)
     )
     assert same.key == a.key and same.domain.in_domain
+
+
+def test_prepare_display_encodes_the_overlay_and_close_ups_once(cascade) -> None:
+    a = analyse_bytes(_png(2), "scan.png", cascade)
+    assert a.prepare_display() is a
+    images = a.__dict__["_images"]
+    assert images[("jpeg", False, DISPLAY_SIDE)] is a.overlay_jpeg()  # no second encoding
+    for number in a.closeup_numbers():
+        assert images[("closeup", number, CLOSEUP_SIDE)] is a.closeup_jpeg(number)
 
 
 def test_redecide_runs_no_network_and_changes_the_verdict(cascade) -> None:

@@ -23,3 +23,24 @@ def test_a_missing_libc_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(runtime.ctypes, "CDLL", no_libc)
     assert runtime.reuse_freed_memory() is False
     runtime.return_free_memory()
+
+
+def test_frozen_objects_leave_full_collections_and_new_cycles_are_still_freed() -> None:
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    old = Node()
+    try:
+        assert runtime.freeze_long_lived() > 0
+        assert not any(o is old for o in gc.get_objects())  # no longer walked by gc.collect
+        cycle = Node()
+        cycle.self = cycle  # type: ignore[attr-defined]
+        alive = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert alive() is None  # garbage made after the freeze is still collected
+    finally:
+        gc.unfreeze()
