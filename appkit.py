@@ -49,7 +49,7 @@ from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
-from hdcnn.runtime import freeze_long_lived, limit_malloc_arenas, return_free_memory
+from hdcnn.runtime import IdleCleaner, freeze_long_lived, limit_malloc_arenas
 from hdcnn.scheduler import Job, QueueStatus, shared_pool
 from hdcnn.terms import Part
 
@@ -145,7 +145,7 @@ def _load_cascade(path: str, stamp: float) -> Any:
     shared_pool()  # the thread rule is applied before torch runs anything
     cascade = load_cascade(path, known_answers="require")
     # the server's modules and the model now exist: keep them out of the full garbage
-    # collection each finished session runs (return_free_memory), ~0.2 s each otherwise
+    # collections that return freed memory (_CLEANER), ~0.2 s each otherwise
     freeze_long_lived()
     return cascade
 
@@ -255,6 +255,8 @@ def keep_uploads_in_memory() -> None:
 
 keep_uploads_in_memory()
 limit_malloc_arenas()  # reuse_freed_memory(): load_cascade sets it
+#: Hands freed memory back once the analysis pool is idle (each session that ends asks).
+_CLEANER = IdleCleaner(lambda: shared_pool().busy)
 
 
 class _SessionRelease:
@@ -307,7 +309,7 @@ class _SessionRelease:
                 runtime.media_file_mgr.remove_orphaned_files()
             except Exception as exc:  # no runtime (AppTest) or already removed
                 log.debug("session files not removed (%s)", type(exc).__name__)
-        return_free_memory()
+        _CLEANER.request()  # gc + malloc_trim once no analysis runs, off the event loop
 
 
 @st.cache_resource(show_spinner=False, scope="session", on_release=_SessionRelease.release)

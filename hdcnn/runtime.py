@@ -8,7 +8,8 @@ One owner for the ``mallopt`` calls of the project:
   32 MB in the heap avoids that (the classify column of ``benchmarks/bench_predict.py``).
   :func:`load_cascade <hdcnn.cascade.load_cascade>` calls it.
 - :func:`limit_malloc_arenas`: at most a few arenas for the app's many script threads.
-- :func:`return_free_memory`: hand freed heap pages back to the system on demand.
+- :func:`return_free_memory`: hand freed heap pages back to the system on demand;
+  :class:`IdleCleaner` does it in its own thread once the process has nothing to analyse.
 - :func:`freeze_long_lived`: take what lives as long as the process (modules, the loaded
   model) out of the garbage collector's full passes, so that :func:`return_free_memory`
   stays cheap.
@@ -19,6 +20,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import threading
+import time
+from collections.abc import Callable
 
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -82,3 +86,45 @@ def freeze_long_lived() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+class IdleCleaner:
+    """:func:`return_free_memory` in a thread of its own, once ``busy()`` is false.
+
+    The app asks for it each time a browser session ends. Run there and then, it cost every
+    finished session a full garbage collection and a ``malloc_trim`` on the server's event
+    loop, and the trim handed back the very pages the next analysis faults in again
+    (:func:`reuse_freed_memory`). Here the requests made while analyses run or wait are
+    folded into one, done when the pool is idle, off the event loop.
+
+    Args:
+        busy: whether work is running or waiting (e.g. ``AnalysisPool.busy``).
+        poll_s: how often a pending request looks at ``busy()``.
+    """
+
+    def __init__(self, busy: Callable[[], bool], *, poll_s: float = 0.5) -> None:
+        self._busy = busy
+        self._poll_s = poll_s
+        self._wanted = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.runs = 0  # how many times memory was returned (for tests and logs)
+
+    def request(self) -> None:
+        """Return free memory once nothing is busy (requests in between are folded)."""
+        self._wanted.set()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="hdcnn-free-memory", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            while self._busy():
+                time.sleep(self._poll_s)
+            self._wanted.clear()
+            return_free_memory()
+            self.runs += 1
