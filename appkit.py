@@ -255,7 +255,8 @@ def keep_uploads_in_memory() -> None:
 
 keep_uploads_in_memory()
 limit_malloc_arenas()  # reuse_freed_memory(): load_cascade sets it
-#: Hands freed memory back once the analysis pool is idle (each session that ends asks).
+#: Hands freed memory back once the analysis pool has been idle 2 s (each session that ends
+#: asks; sessions that follow each other closely keep the pages the next analysis reuses).
 _CLEANER = IdleCleaner(lambda: shared_pool().busy)
 
 

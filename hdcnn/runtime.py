@@ -89,29 +89,37 @@ def freeze_long_lived() -> int:
 
 
 class IdleCleaner:
-    """:func:`return_free_memory` in a thread of its own, once ``busy()`` is false.
+    """:func:`return_free_memory` in a thread of its own, once ``busy()`` has been false for
+    ``idle_s`` seconds.
 
     The app asks for it each time a browser session ends. Run there and then, it cost every
     finished session a full garbage collection and a ``malloc_trim`` on the server's event
     loop, and the trim handed back the very pages the next analysis faults in again
-    (:func:`reuse_freed_memory`). Here the requests made while analyses run or wait are
-    folded into one, done when the pool is idle, off the event loop.
+    (:func:`reuse_freed_memory`). Here the requests made while analyses run, wait, or follow
+    each other within ``idle_s`` are folded into one, done once the server is idle, off the
+    event loop.
 
     Args:
         busy: whether work is running or waiting (e.g. ``AnalysisPool.busy``).
+        idle_s: how long ``busy()`` must stay false before memory is returned.
         poll_s: how often a pending request looks at ``busy()``.
     """
 
-    def __init__(self, busy: Callable[[], bool], *, poll_s: float = 0.5) -> None:
+    def __init__(
+        self, busy: Callable[[], bool], *, idle_s: float = 2.0, poll_s: float = 0.25
+    ) -> None:
         self._busy = busy
+        self._idle_s = idle_s
         self._poll_s = poll_s
         self._wanted = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._asked = time.monotonic()
         self.runs = 0  # how many times memory was returned (for tests and logs)
 
     def request(self) -> None:
-        """Return free memory once nothing is busy (requests in between are folded)."""
+        """Return free memory once the server is idle (requests until then are folded)."""
+        self._asked = time.monotonic()
         self._wanted.set()
         with self._lock:
             if self._thread is None:
@@ -123,7 +131,13 @@ class IdleCleaner:
     def _loop(self) -> None:
         while True:
             self._wanted.wait()
-            while self._busy():
+            quiet_since = self._asked
+            while True:
+                now = time.monotonic()
+                if self._busy():
+                    quiet_since = now
+                elif now - max(quiet_since, self._asked) >= self._idle_s:
+                    break
                 time.sleep(self._poll_s)
             self._wanted.clear()
             return_free_memory()

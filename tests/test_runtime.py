@@ -63,7 +63,7 @@ def test_the_idle_cleaner_waits_until_the_pool_has_nothing_to_run(
         assert pool.busy  # one runs, one waits
         returned = threading.Event()
         monkeypatch.setattr(runtime, "return_free_memory", returned.set)
-        cleaner = runtime.IdleCleaner(lambda: pool.busy, poll_s=0.01)
+        cleaner = runtime.IdleCleaner(lambda: pool.busy, idle_s=0.05, poll_s=0.01)
         cleaner.request()
         cleaner.request()  # folded into the same one
         assert not returned.wait(0.3)  # never while an analysis runs or waits
