@@ -9,25 +9,38 @@ the reasons behind verdicts in :mod:`hdcnn.reasons`, the out-of-domain check in
 caches their results (``st.cache_resource`` / ``st.session_state``) and turns errors into
 messages.
 
-Environment:
-    HDCNN_WEIGHTS: weights directory of the cascade (default ``models/`` next to this file).
-    HDCNN_EXPERIMENTS: experiment results JSON (default ``<weights dir>/experiments.json``).
+The files the app reads (weights directory, sample gallery, experiment results, datasets)
+are found and cached by :mod:`appfiles`; the names pages use are re-exported here, so pages
+need only ``import appkit``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
+from appfiles import (  # noqa: F401  (re-exported: pages use them as appkit.NAME)
+    DEMO_DATASET,
+    EXPERIMENT_WIDTHS,
+    EXPERIMENTS_ENV,
+    THUMB_LIMIT,
+    WEIGHTS_ENV,
+    ensure_demo_cohort,
+    experiment_columns,
+    experiments_path,
+    load_experiments,
+    load_manifest,
+    sample_picker,
+    samples,
+    thumbnail_uri,
+    weights_dir,
+)
 from hdcnn import analysis as lib
 from hdcnn.analysis import VIEW_TITLES, Analysis, ExamAnalysis, model_info  # noqa: F401
 from hdcnn.config import CONFIG_FILE, CascadeConfig, weight_file
@@ -36,16 +49,13 @@ from hdcnn.errors import HDCNNError
 from hdcnn.palette import LABEL_NAMED
 from hdcnn.reasons import Explanation, thresholds_text
 from hdcnn.report import DISCLAIMER
-from hdcnn.runtime import limit_malloc_arenas, return_free_memory
+from hdcnn.runtime import IdleCleaner, freeze_long_lived, limit_malloc_arenas
 from hdcnn.scheduler import Job, QueueStatus, shared_pool
 from hdcnn.terms import Part
-from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent
-WEIGHTS_ENV = "HDCNN_WEIGHTS"
-EXPERIMENTS_ENV = "HDCNN_EXPERIMENTS"
 #: File types that can be read (DICOM with or without extension is read by content).
 UPLOAD_TYPES = ["dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif", "tiff"]
 #: What the uploaders say they take (shown under each uploader).
@@ -70,30 +80,6 @@ def explanation(why: Explanation, *, thresholds: bool = True) -> None:
     st.markdown(f"**Decided by the {why.threshold_name}:** {why.reason}.")
     if thresholds:
         st.caption(f"Thresholds in force: {thresholds_text(why.thresholds)}.")
-
-
-#: Widths (px) of the Experiments table's columns (all key figures; they fit at 1024 px).
-EXPERIMENT_WIDTHS: dict[str, int] = {
-    "concept": 80,
-    "AUC abnormal [95% CI]": 120,
-    "AUC malignant [95% CI]": 120,
-    "macro F1": 60,
-    "specificity": 74,
-    "FROC @0.5/1/2 FP": 96,
-}
-
-
-def experiment_columns() -> dict[str, Any]:
-    """``column_config`` of the Experiments table (short labels, fixed widths)."""
-    labels = {
-        "AUC abnormal [95% CI]": "AUC abnormal",
-        "AUC malignant [95% CI]": "AUC malignant",
-        "FROC @0.5/1/2 FP": "FROC 0.5/1/2",
-    }
-    return {
-        name: st.column_config.TextColumn(labels.get(name, name), width=width)
-        for name, width in EXPERIMENT_WIDTHS.items()
-    }
 
 
 def domain_notice(analysis: Analysis) -> None:
@@ -142,11 +128,6 @@ def uploader(label: str, *, key: str, **kwargs: Any) -> Any:
 # ----------------------------------------------------------------------------- model
 
 
-def weights_dir() -> Path:
-    """The weights directory: ``$HDCNN_WEIGHTS`` or ``models/``."""
-    return Path(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_DIR)
-
-
 def weights_present(directory: Path) -> bool:
     """Whether ``directory`` holds at least the detector checkpoint."""
     return (directory / weight_file(Part.DETECTOR)).is_file()
@@ -162,7 +143,11 @@ def _load_cascade(path: str, stamp: float) -> Any:
 
     del stamp  # part of the cache key only: reload when the weights change
     shared_pool()  # the thread rule is applied before torch runs anything
-    return load_cascade(path, known_answers="require")
+    cascade = load_cascade(path, known_answers="require")
+    # the server's modules and the model now exist: keep them out of the full garbage
+    # collections that return freed memory (_CLEANER), ~0.2 s each otherwise
+    freeze_long_lived()
+    return cascade
 
 
 def get_cascade(*, quiet: bool = False) -> Any | None:
@@ -208,9 +193,17 @@ def domain() -> TrainingDomain:
 # ----------------------------------------------------------------------------- analysis
 
 
-def analyse_bytes(data: bytes, name: str, cascade: Any, *, key: str | None = None) -> Analysis:
-    """:func:`hdcnn.analysis.analyse_bytes` against the weights' training domain."""
-    return lib.analyse_bytes(data, name, cascade, domain=domain(), key=key)
+def analyse_bytes(
+    data: bytes, name: str, cascade: Any, *, key: str | None = None, display: bool = False
+) -> Analysis:
+    """:func:`hdcnn.analysis.analyse_bytes` against the weights' training domain.
+
+    Args:
+        display: also draw and encode what Diagnose shows first
+            (:meth:`hdcnn.analysis.Analysis.prepare_display`), in the same job of the pool.
+    """
+    analysis = lib.analyse_bytes(data, name, cascade, domain=domain(), key=key)
+    return analysis.prepare_display() if display else analysis
 
 
 def redecide(analysis: Analysis, cascade: Any, **thresholds: float) -> Analysis:
@@ -262,6 +255,9 @@ def keep_uploads_in_memory() -> None:
 
 keep_uploads_in_memory()
 limit_malloc_arenas()  # reuse_freed_memory(): load_cascade sets it
+#: Hands freed memory back once the analysis pool has been idle 2 s (each session that ends
+#: asks; sessions that follow each other closely keep the pages the next analysis reuses).
+_CLEANER = IdleCleaner(lambda: shared_pool().busy)
 
 
 class _SessionRelease:
@@ -314,7 +310,7 @@ class _SessionRelease:
                 runtime.media_file_mgr.remove_orphaned_files()
             except Exception as exc:  # no runtime (AppTest) or already removed
                 log.debug("session files not removed (%s)", type(exc).__name__)
-        return_free_memory()
+        _CLEANER.request()  # gc + malloc_trim once no analysis runs, off the event loop
 
 
 @st.cache_resource(show_spinner=False, scope="session", on_release=_SessionRelease.release)
@@ -362,12 +358,18 @@ def _submit_once(
 
 
 def analysis_for_upload(
-    upload: Any, cascade: Any, *, slot: str, skeleton: Callable[[], None] | None = None
+    upload: Any,
+    cascade: Any,
+    *,
+    slot: str,
+    skeleton: Callable[[], None] | None = None,
+    display: bool = False,
 ) -> Analysis | None:
     """Analyse an ``st.file_uploader`` result once per session; errors become a message.
 
     The upload is analysed from memory (:func:`keep_uploads_in_memory`); the analysis is
-    released when the session disconnects (:class:`_SessionRelease`).
+    released when the session disconnects (:class:`_SessionRelease`). A rerun with the same
+    upload (a toggle, a threshold) neither copies nor hashes the file again.
 
     Args:
         upload: the ``UploadedFile`` (or None).
@@ -376,31 +378,47 @@ def analysis_for_upload(
         skeleton: draws the result's layout, empty, while the networks run (removed after).
             The browser meanwhile loads the code of each element type the result shows, which
             it otherwise fetched only after the analysis (Diagnose in ``benchmarks/bench_app.py``).
+        display: draw and encode the page's images in the analysis job (:func:`analyse_bytes`),
+            in the pool, instead of in the page's script thread.
 
     Returns:
         The analysis, or None (nothing uploaded, or an error already shown).
     """
     if upload is None:
         return None
-    data = upload.getvalue()
-    return _cached_analysis(data, upload.name, cascade, slot=slot, skeleton=skeleton)
+    source = ("upload", getattr(upload, "file_id", None) or id(upload))
+    return _cached_analysis(
+        upload.getvalue, source, upload.name, cascade, slot=slot, skeleton=skeleton, display=display
+    )
 
 
 def _cached_analysis(
-    data: bytes,
+    read: Callable[[], bytes],
+    source: tuple[str, Any],
     name: str,
     cascade: Any,
     *,
     slot: str,
     skeleton: Callable[[], None] | None = None,
+    display: bool = False,
 ) -> Analysis | None:
-    key = hashlib.sha256(data).hexdigest()
     held = st.session_state.get(slot)
+    if isinstance(held, Analysis) and st.session_state.get(f"{slot}_source") == source:
+        return held  # the same file as on the last run: nothing to read or hash
+    try:
+        data = read()
+    except OSError as exc:  # a sample file gone from disk
+        st.error(f"{name} cannot be read: {exc}")
+        return None
+    key = hashlib.sha256(data).hexdigest()
     if isinstance(held, Analysis) and held.key == key:
+        st.session_state[f"{slot}_source"] = source
         return held
     try:
         with st.spinner(f"Analysing {name} …"):
-            job = _submit_once(f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key)
+            job = _submit_once(
+                f"{slot}_job", key, analyse_bytes, data, name, cascade, key=key, display=display
+            )
             notice = st.empty()  # its place in line, above the result's empty layout
             holder = st.empty()
             if skeleton is not None:
@@ -411,33 +429,45 @@ def _cached_analysis(
             finally:
                 holder.empty()
     except HDCNNError as exc:
-        st.session_state.pop(slot, None)
-        st.session_state.pop(f"{slot}_job", None)
+        _forget(slot)
         show_error(exc)
         return None
     except Exception as exc:  # never a traceback on screen: one line in the log, one message
         log.error("%s: analysis failed (%s)", name, type(exc).__name__)
-        st.session_state.pop(slot, None)
-        st.session_state.pop(f"{slot}_job", None)
+        _forget(slot)
         st.error(f"Cannot use this image. {name}: it could not be analysed ({type(exc).__name__}).")
         return None
     st.session_state.pop(f"{slot}_job", None)
     st.session_state[slot] = analysis
+    st.session_state[f"{slot}_source"] = source
     st.session_state["last_analysis"] = analysis
     return analysis
 
 
+def _forget(slot: str) -> None:
+    for name in (slot, f"{slot}_job", f"{slot}_source"):
+        st.session_state.pop(name, None)
+
+
 def analysis_for_sample(
-    sample: Any, cascade: Any, *, slot: str, skeleton: Callable[[], None] | None = None
+    sample: Any,
+    cascade: Any,
+    *,
+    slot: str,
+    skeleton: Callable[[], None] | None = None,
+    display: bool = False,
 ) -> Analysis | None:
-    """Analyse a :class:`hdcnn.samples.Sample` once per session (``skeleton``: as
+    """Analyse a :class:`hdcnn.samples.Sample` once per session (``skeleton``, ``display``: as
     :func:`analysis_for_upload`)."""
-    try:
-        data = sample.read_bytes()
-    except OSError as exc:
-        st.error(f"Sample {sample.title} cannot be read: {exc}")
-        return None
-    return _cached_analysis(data, sample.title, cascade, slot=slot, skeleton=skeleton)
+    return _cached_analysis(
+        sample.read_bytes,
+        ("sample", sample.key),
+        sample.title,
+        cascade,
+        slot=slot,
+        skeleton=skeleton,
+        display=display,
+    )
 
 
 def _exam_view(data: bytes, name: str, cascade: Any) -> Job:
@@ -563,148 +593,3 @@ def dicom_download(
         "Structured report (TID 1500) and presentation state for a DICOM viewer. "
         + DEIDENTIFIED_NOTE
     )
-
-
-# ----------------------------------------------------------------------------- samples
-
-
-@st.cache_resource(show_spinner="Preparing sample images …")
-def samples() -> list[Any]:
-    """The sample gallery (real CBIS-DDSM views, then SYNTHETIC ones), built once."""
-    from hdcnn.samples import list_samples
-
-    return list_samples()
-
-
-def sample_picker(*, key: str, exams_only: bool = False) -> Any | None:
-    """A selectbox of samples (or of sample exams); returns the choice or None.
-
-    Args:
-        key: widget key.
-        exams_only: offer whole exams (returns ``{view_key: Sample}``) instead of single views.
-    """
-    from hdcnn.samples import exam_title, exams
-
-    gallery = samples()
-    if not gallery:
-        st.caption("No sample images available.")
-        return None
-    if exams_only:
-        grouped = exams(gallery)
-        options = ["—", *grouped]
-        labels = {k: exam_title(v) for k, v in grouped.items()}
-        choice = st.selectbox(
-            "…or pick a sample exam",
-            options,
-            key=key,
-            format_func=lambda k: labels.get(k, "— none —"),
-        )
-        return None if choice == "—" else grouped[choice]
-    by_key = {s.key: s for s in gallery}
-    choice = st.selectbox(
-        "…or pick a sample",
-        ["—", *by_key],
-        key=key,
-        format_func=lambda k: by_key[k].title if k in by_key else "— none —",
-    )
-    return by_key.get(choice)
-
-
-# ----------------------------------------------------------------------------- experiments
-
-
-def experiments_path() -> Path:
-    """``$HDCNN_EXPERIMENTS`` or ``experiments.json`` in the weights directory."""
-    env = os.environ.get(EXPERIMENTS_ENV)
-    return Path(env) if env else weights_dir() / "experiments.json"
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def load_experiments(path: str, stamp: float) -> dict[str, Any]:
-    """The experiment results JSON (cached per file time)."""
-    del stamp
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-# ----------------------------------------------------------------------------- datasets
-
-DEMO_DATASET = "demo (SYNTHETIC)"
-DEMO_PATIENTS = 40
-DEMO_SIZE = 256
-THUMB_LIMIT = 60
-
-
-def demo_root() -> Path:
-    """Folder of the built-in demo cohort (generated on first use)."""
-    from hdcnn.samples import default_synthetic_dir
-
-    return default_synthetic_dir() / f"demo-n{DEMO_PATIENTS}-s{DEMO_SIZE}"
-
-
-def ensure_demo_cohort() -> Path:
-    """Generate the SYNTHETIC demo cohort once (with a progress bar); returns its folder."""
-    root = demo_root()
-    if not (root / "manifest.csv").is_file():
-        from hdcnn.data.synth import write_cohort
-
-        bar = st.progress(0.0, text="Generating the SYNTHETIC demo cohort …")
-        write_cohort(
-            root,
-            patients=DEMO_PATIENTS,
-            seed=0,
-            size=DEMO_SIZE,
-            progress=lambda done, total: bar.progress(done / total, text=f"patient {done}/{total}"),
-        )
-        bar.empty()
-    return root
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _manifest(name: str, root: str, stamp: float) -> Any:
-    from hdcnn.data.adapters import load_dataset
-
-    del stamp
-    return load_dataset(name, root)
-
-
-def load_manifest(name: str, root: str) -> Any | None:
-    """The dataset's manifest via :func:`hdcnn.data.adapters.load_dataset` (cached per root and
-    modification time), scanned under a status box; errors become a message."""
-    try:
-        stamp = Path(root).expanduser().stat().st_mtime
-    except OSError:
-        stamp = 0.0
-    with st.status(f"Scanning {name} at {root} …", expanded=False) as status:
-        try:
-            manifest = _manifest(name, root, stamp)
-        except HDCNNError as exc:
-            # the box must not go on saying "Scanning …" once the scan has failed
-            status.update(label=f"{name}: not loaded", state="error")
-            st.error(f"Cannot load this dataset. {exc}", icon=":material/block:")
-            return None
-        status.update(label=f"{name}: {len(manifest)} images", state="complete")
-    return manifest
-
-
-@st.cache_data(show_spinner=False, max_entries=2000)
-def thumbnail_uri(path: str, side: int = 72) -> str | None:
-    """A small PNG data URI of an image file (None when it cannot be read)."""
-    import base64
-
-    import cv2
-
-    from hdcnn.reader import read_mammogram
-
-    try:
-        pixels = read_mammogram(path).pixels
-    except (HDCNNError, OSError):
-        return None
-    h, w = pixels.shape
-    scale = side / max(h, w)
-    small = cv2.resize(
-        (pixels * 255).astype(np.uint8),
-        (max(1, round(w * scale)), max(1, round(h * scale))),
-        interpolation=cv2.INTER_AREA,
-    )
-    ok, buf = cv2.imencode(".png", small)
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None

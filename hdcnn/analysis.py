@@ -200,6 +200,16 @@ class Analysis:
             cache[key] = jpeg_bytes(closeup_image(self._pixels(), finding, side=side))
         return cache[key]
 
+    def prepare_display(self) -> Analysis:
+        """Draw and encode, once, what a page shows of this analysis first: the overlay of
+        the findings (:meth:`overlay_jpeg`) and the close-ups (:meth:`closeup_jpeg` of
+        :meth:`closeup_numbers`). The app calls it inside the analysis job, so that this work
+        runs in the bounded pool rather than beside it in the page's thread. Returns self."""
+        self.overlay_jpeg()
+        for number in self.closeup_numbers():
+            self.closeup_jpeg(number)
+        return self
+
     @cached_property
     def pdf(self) -> bytes:
         """The PDF report (every candidate drawn, numbered as in its table), built once."""

@@ -312,6 +312,12 @@ class AnalysisPool:
         return job
 
     @property
+    def busy(self) -> bool:
+        """Whether a call runs or waits in line."""
+        with self._cond:
+            return self._running > 0 or bool(self._queue)
+
+    @property
     def peak_running(self) -> int:
         """The most calls that ever ran at once in this pool."""
         return self._peak

@@ -56,11 +56,11 @@ analysis = None
 if cascade is not None:
     if upload is not None:
         analysis = appkit.analysis_for_upload(
-            upload, cascade, slot="diagnose_analysis", skeleton=result_skeleton
+            upload, cascade, slot="diagnose_analysis", skeleton=result_skeleton, display=True
         )
     elif sample is not None:
         analysis = appkit.analysis_for_sample(
-            sample, cascade, slot="diagnose_analysis", skeleton=result_skeleton
+            sample, cascade, slot="diagnose_analysis", skeleton=result_skeleton, display=True
         )
 
 if analysis is None:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from hdcnn.analysis import (
+    CLOSEUP_SIDE,
+    DISPLAY_SIDE,
     Analysis,
     analyse_bytes,
     analyse_exam,
@@ -91,6 +93,15 @@ def test_without_pixels_keeps_the_overlay_and_refuses_to_draw_more(cascade) -> N
     assert light.prediction is a.prediction and light.mammogram.meta is a.mammogram.meta
     with pytest.raises(ValueError, match=r"scan\.png: its full-resolution pixels were released"):
         light.overlay_jpeg()  # another side: needs the pixels
+
+
+def test_prepare_display_encodes_the_overlay_and_close_ups_once(cascade) -> None:
+    a = analyse_bytes(_png(2), "scan.png", cascade)
+    assert a.prepare_display() is a
+    images = a.__dict__["_images"]
+    assert images[("jpeg", False, DISPLAY_SIDE)] is a.overlay_jpeg()  # no second encoding
+    for number in a.closeup_numbers():
+        assert images[("closeup", number, CLOSEUP_SIDE)] is a.closeup_jpeg(number)
 
 
 def test_redecide_runs_no_network_and_changes_the_verdict(cascade) -> None:

@@ -92,6 +92,25 @@ def test_diagnose_sample_pick_shows_the_cascades_verdict(app_env: Path) -> None:
     assert "None" not in cells and "nan" not in cells
 
 
+def test_diagnose_rerun_neither_reads_nor_analyses_the_sample_again(
+    app_env: Path, monkeypatch
+) -> None:
+    from hdcnn.samples import Sample
+
+    sample = next(s for s in list_samples() if s.synthetic)
+    at = _page("pages/diagnose.py")
+    at.selectbox(key="diagnose_sample").set_value(sample.key).run()
+    verdict = _verdict(at)
+
+    def unreadable(self: Sample) -> bytes:
+        raise OSError("read again")
+
+    monkeypatch.setattr(Sample, "read_bytes", unreadable)
+    at.toggle(key="diagnose_show_refused").set_value(True).run()  # a rerun, same sample
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert _verdict(at) == verdict
+
+
 def test_diagnose_upload_of_a_real_dicom(app_env: Path, cbis_cases) -> None:
     path = Path(cbis_cases[1]["lcc"])
     data = path.read_bytes()
