@@ -33,9 +33,12 @@ from hdcnn.overlay import (  # noqa: F401  (re-exported: the report's overlay)
 
 log = logging.getLogger(__name__)
 
+#: The one-line disclaimer of every CLI command's help and output.
+SHORT_DISCLAIMER = "Research demo, not a medical device."
+#: The disclaimer of the app and the reports.
 DISCLAIMER = (
-    "Research demo, not a medical device. The output of HD-CNN Mammo is not a diagnosis and "
-    "must not be used for clinical decisions."
+    f"{SHORT_DISCLAIMER} The output of HD-CNN Mammo is not a diagnosis and must not be used "
+    "for clinical decisions."
 )
 
 #: Image metadata copied into a report (all other metadata, including the source name, is left out).

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hdcnn.report import SHORT_DISCLAIMER
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit Platt or isotonic maps (chosen per probability by cross-fitted Brier "
         "score on the cross-validation's patient folds) and the thresholds' borderline bands "
         "(patient bootstrap) on a weights folder's oof_predictions.json; write them into its "
-        "cascade.json. Verdicts do not change. Research demo, not a medical device.",
+        "cascade.json. Verdicts do not change. " + SHORT_DISCLAIMER,
     )
     p.add_argument(
         "weights",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hdcnn.evaluation.engine import SPLITS
+from hdcnn.report import SHORT_DISCLAIMER
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare the four concepts (flat/hierarchical x whole-image/detector) on a split",
         description="Evaluate flat-whole, hier-whole, det-flat and det-hier on the same images: "
         "AUCs with patient-level bootstrap 95%% CIs, three-class verdict metrics, FROC. "
-        "Research demo, not a medical device.",
+        + SHORT_DISCLAIMER,
     )
     parser.add_argument("--dataset", required=True, help="adapter name (mias, synth, ...)")
     parser.add_argument("--root", type=Path, required=True, help="dataset folder")

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hdcnn.report import SHORT_DISCLAIMER
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
-
-DISCLAIMER = "Research demo, not a medical device."
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="analyse a study on a DICOMweb PACS and store the report and marks back",
         description="Fetch a study's mammograms from a DICOMweb server (e.g. Orthanc with its "
         "DICOMweb plugin), analyse them as one exam, and store a DICOM structured report and "
-        "presentation states back into the study, with the study's patient identity. " + DISCLAIMER,
+        "presentation states back into the study, with the study's patient identity. "
+        + SHORT_DISCLAIMER,
     )
     parser.add_argument(
         "--url",
@@ -58,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"stored {len(result.outputs.reports)} report(s) and "
         f"{len(result.outputs.presentation_states)} presentation state(s) in study "
-        f"{args.study}. {DISCLAIMER}"
+        f"{args.study}. {SHORT_DISCLAIMER}"
     )
     return 0

@@ -41,11 +41,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hdcnn.report import SHORT_DISCLAIMER
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
-
-DISCLAIMER = "Research demo, not a medical device."
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="classify mammograms (normal / benign / malignant) with the cascade",
         description="Run the detector + hierarchical classifier cascade on mammogram files "
-        "(DICOM, PNG, JPEG, TIFF, PGM). " + DISCLAIMER,
+        "(DICOM, PNG, JPEG, TIFF, PGM). " + SHORT_DISCLAIMER,
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files")
     parser.add_argument(
@@ -263,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     doc = predict_files(cascade, paths, exam=args.exam, names=names)
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"  # strict JSON, checked first
     print(format_table(doc))
-    print(f"model {doc['model']['name']} ({doc['model']['sha256'][:12]}). {DISCLAIMER}")
+    print(f"model {doc['model']['name']} ({doc['model']['sha256'][:12]}). {SHORT_DISCLAIMER}")
     if args.json is not None:
         atomic_write_text(args.json, text)
         log.info("wrote %s", args.json)
