@@ -62,9 +62,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "manifest.csv"
 
 
-def test_training_seconds_of_a_part_finished_earlier_are_kept(
-    cohort: Path, tmp_path: Path
-) -> None:
+def test_training_seconds_of_a_part_finished_earlier_are_kept(cohort: Path, tmp_path: Path) -> None:
     from hdcnn.train.config import TrainConfig
     from hdcnn.train.pipeline import train
 

@@ -26,10 +26,14 @@ class _Runtime:
 
 def _multipart(data: bytes, boundary: str = "hdcnnboundary") -> tuple[bytes, str]:
     body = (
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="scan.dcm"\r\n'
-        "Content-Type: application/dicom\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="scan.dcm"\r\n'
+            "Content-Type: application/dicom\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
