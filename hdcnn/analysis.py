@@ -31,7 +31,6 @@ from hdcnn.report import (
     build_report,
     display_image,
     draw_findings,
-    finding_dicts,
     report_pdf,
 )
 
@@ -129,8 +128,9 @@ class Analysis:
 
     @cached_property
     def findings(self) -> list[dict[str, Any]]:
-        """The findings as dicts, numbered, with status and reason."""
-        return finding_dicts(self.prediction)
+        """The findings as dicts, numbered, with status and reason: the report's
+        (:func:`hdcnn.report.finding_dicts`, built and merged once, in :func:`_wrap`)."""
+        return self.report["findings"]
 
     @cached_property
     def _display(self) -> tuple[np.ndarray, float]:

@@ -292,61 +292,34 @@ def report_pdf(
         new_x="LMARGIN",
         new_y="NEXT",
     )
+
+    def note(text: str, style: str = "", size: float = 9, height: float = 4.5) -> None:
+        pdf.set_font("Helvetica", style, size)
+        pdf.multi_cell(width, height, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+
     if verdict.get("calibrated"):
         from hdcnn.calibration import borderline_text
 
         cal = verdict["calibrated"]
-        pdf.set_font("Helvetica", "", 9)
-        pdf.multi_cell(
-            width,
-            4.5,
-            _latin1(
-                f"Calibrated: P(abnormal) = {_fmt(cal.get('p_abnormal'))}    "
-                f"P(malignant) = {_fmt(cal.get('p_malignant'))} (maps fitted on out-of-fold "
-                "scores; the verdict is decided on the scores above)"
-            ),
-            new_x="LMARGIN",
-            new_y="NEXT",
+        note(
+            f"Calibrated: P(abnormal) = {_fmt(cal.get('p_abnormal'))}    "
+            f"P(malignant) = {_fmt(cal.get('p_malignant'))} (maps fitted on out-of-fold "
+            "scores; the verdict is decided on the scores above)"
         )
         if verdict.get("borderline"):
-            pdf.set_font("Helvetica", "B", 9)
-            pdf.multi_cell(
-                width,
-                4.5,
-                _latin1(borderline_text(verdict["borderline"])),
-                new_x="LMARGIN",
-                new_y="NEXT",
-            )
+            note(borderline_text(verdict["borderline"]), "B")
     if verdict.get("reason"):
-        pdf.set_font("Helvetica", "", 9)
-        pdf.multi_cell(
-            width,
-            4.5,
-            _latin1(f"Decided by the {verdict.get('rule')}: {verdict['reason']}."),
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
+        note(f"Decided by the {verdict.get('rule')}: {verdict['reason']}.")
     if verdict.get("thresholds"):
         from hdcnn.cascade import Thresholds
         from hdcnn.reasons import thresholds_text
 
-        pdf.set_font("Helvetica", "", 8)
-        pdf.multi_cell(
-            width,
-            4,
-            _latin1(
-                "Thresholds in force: "
-                + thresholds_text(Thresholds.from_dict(verdict["thresholds"]))
-                + "."
-            ),
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
+        thresholds = Thresholds.from_dict(verdict["thresholds"])
+        note(f"Thresholds in force: {thresholds_text(thresholds)}.", size=8, height=4)
     notice = (report.get("domain") or {}).get("notice")
     if notice:
-        pdf.set_font("Helvetica", "B", 9)
         pdf.set_text_color(160, 90, 0)
-        pdf.multi_cell(width, 4.5, _latin1(notice), new_x="LMARGIN", new_y="NEXT")
+        note(notice, "B")
         pdf.set_text_color(0, 0, 0)
 
     model = report.get("model", {})

@@ -327,11 +327,6 @@ class AnalysisPool:
         """Calls finished so far (with a value or an exception)."""
         return self._finished
 
-    @property
-    def mean_seconds(self) -> float | None:
-        """Running mean time of one call (None before the first finished)."""
-        return self._mean_s
-
     def shutdown(self, *, cancel: bool = True) -> None:
         """Stop the workers once they are idle; ``cancel`` drops the calls still waiting."""
         with self._cond:

@@ -163,7 +163,7 @@ d1.download_button(
 )
 d2.download_button(
     "Download JSON report",
-    data=report_json(analysis.report),
+    data=lambda: report_json(analysis.report),  # encoded on the first click, as the PDF
     file_name="hdcnn-report.json",
     mime="application/json",
     key="diagnose_json",
