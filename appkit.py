@@ -470,12 +470,35 @@ def analysis_for_sample(
     )
 
 
-def _exam_view(data: bytes, name: str, cascade: Any) -> Job:
+def _source_of(payload: Any) -> tuple[str, str] | None:
+    """Who gives a view's bytes: an upload (its file id) or a sample file (its path), so that
+    a rerun with the same view neither reads nor hashes it again; None for plain bytes."""
+    owner = getattr(payload, "__self__", None)
+    file_id = getattr(owner, "file_id", None)
+    if file_id:
+        return ("upload", str(file_id))
+    return ("file", str(owner)) if isinstance(owner, Path) else None
+
+
+def _exam_view(payload: Any, name: str, cascade: Any) -> Job:
     """The analysis of one exam view, queued once per session and content in the shared
-    pool (:func:`hdcnn.scheduler.shared_pool`, where every analysis runs)."""
-    digest = hashlib.sha256(data).hexdigest()
-    key = (digest, id(cascade))
+    pool (:func:`hdcnn.scheduler.shared_pool`, where every analysis runs).
+
+    Args:
+        payload: the file's bytes, or a callable returning them (read only when the view's
+            source is new to this session).
+    """
     held: dict = st.session_state.setdefault("exam_views", {})
+    digests: dict = st.session_state.setdefault("exam_digests", {})
+    source = _source_of(payload)
+    digest = digests.get(source) if source is not None else None
+    if digest is not None and (digest, id(cascade)) in held:
+        return held[(digest, id(cascade))]
+    data = payload() if callable(payload) else payload
+    digest = hashlib.sha256(data).hexdigest()
+    if source is not None:
+        digests[source] = digest
+    key = (digest, id(cascade))
     if key not in held:
         held[key] = shared_pool().submit(_analyse_exam_view, data, name, cascade, domain(), digest)
         _session_release().track(held[key])
@@ -512,7 +535,7 @@ def exam_analysis(inputs: dict[str, tuple[Any, str]], cascade: Any) -> ExamAnaly
     futures = {}
     for slot in order:
         payload, name = inputs[slot]
-        futures[slot] = _exam_view(payload() if callable(payload) else payload, name, cascade)
+        futures[slot] = _exam_view(payload, name, cascade)
     views: list[tuple[str, Analysis]] = []
     total = len(order)
     plural = "s" if total != 1 else ""
