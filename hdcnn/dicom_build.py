@@ -108,7 +108,7 @@ IDENTIFYING_KEYWORDS: tuple[str, ...] = (
 _PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's UID root, as used by generate_uid
 
 
-def _text_uid(*parts: str) -> UID:
+def text_uid(*parts: str) -> UID:
     """A deterministic UID under pydicom's root, derived from ``parts``."""
     return generate_uid(prefix=_PREFIX, entropy_srcs=[str(p) for p in parts])
 
@@ -174,9 +174,9 @@ def build_dicom(
     arr = np.ascontiguousarray(arr)
     bits = arr.dtype.itemsize * 8
     pixel_hash = hashlib.sha256(arr.tobytes()).hexdigest()
-    study = UID(study_uid) if study_uid else _text_uid("study", patient_id)
-    series = _text_uid("series", study, laterality or "", view or "")
-    instance = _text_uid("instance", study, laterality or "", view or "", pixel_hash)
+    study = UID(study_uid) if study_uid else text_uid("study", patient_id)
+    series = text_uid("series", study, laterality or "", view or "")
+    instance = text_uid("instance", study, laterality or "", view or "", pixel_hash)
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation

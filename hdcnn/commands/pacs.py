@@ -8,10 +8,9 @@ structured report (TID 1500) and one presentation state per image into the same 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from hdcnn.commands.predict import add_weights_argument
 from hdcnn.report import SHORT_DISCLAIMER
-from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,12 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DICOMweb root URL",
     )
     parser.add_argument("--study", required=True, metavar="UID", help="StudyInstanceUID")
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=DEFAULT_WEIGHTS_DIR,
-        help="weights directory (default: the shipped models/)",
-    )
+    add_weights_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -47,6 +47,16 @@ from hdcnn.utils import DEFAULT_WEIGHTS_DIR
 log = logging.getLogger(__name__)
 
 
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--weights DIR`` option of the commands that load the cascade."""
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS_DIR,
+        help="weights directory (default: the shipped models/)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` command to the CLI."""
     parser = subparsers.add_parser(
@@ -56,12 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(DICOM, PNG, JPEG, TIFF, PGM). " + SHORT_DISCLAIMER,
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files")
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=DEFAULT_WEIGHTS_DIR,
-        help="weights directory (default: the shipped models/)",
-    )
+    add_weights_argument(parser)
     parser.add_argument(
         "--exam",
         action="store_true",

@@ -21,7 +21,7 @@ import os
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -409,6 +409,7 @@ def analysis_zip(
         if a.mammogram.meta.format != "dicom":
             raise MammogramError(a.name, not_dicom_message(a.mammogram.meta.format))
         images.append(SourceImage(source_header(sources[a.key], name=a.name), a.prediction))
-    algorithm = Algorithm.from_cascade(cascade)
-    algorithm = Algorithm(algorithm.name, algorithm.sha256, analyses[0].prediction.thresholds)
+    algorithm = replace(
+        Algorithm.from_cascade(cascade), thresholds=analyses[0].prediction.thresholds
+    )
     return build_outputs(images, algorithm, exam=exam, deidentified=True).zip_bytes()

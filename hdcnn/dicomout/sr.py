@@ -31,8 +31,8 @@ import highdicom as hd
 import highdicom.coding_schemes
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import generate_uid
 
+from hdcnn.dicom_build import text_uid
 from hdcnn.dicomout.common import (
     DECIDED_BY,
     DECISION_RULE,
@@ -277,7 +277,7 @@ def build_sr(
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(entropy_srcs=["hdcnn-algorithm", algorithm.sha256]),
+            uid=text_uid("hdcnn-algorithm", algorithm.sha256),
             name=algorithm.name,
             manufacturer_name=MANUFACTURER,
             model_name=f"{algorithm.name} {algorithm.version}",

@@ -235,9 +235,11 @@ def _dicom_short_native() -> bytes:
 
 
 def _encapsulated(ds: Dataset, tsyntax: str) -> Dataset:
-    arr = ds.pixel_array
-    enc = get_encoder(tsyntax)
-    frame = enc.encode(arr, **_pixel_kwargs(ds))
+    return _set_frame(ds, _encoded_frame(ds, tsyntax), tsyntax)
+
+
+def _set_frame(ds: Dataset, frame: bytes, tsyntax: str) -> Dataset:
+    """``ds`` with ``frame`` as its one encapsulated frame."""
     ds.PixelData = encapsulate([frame])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = tsyntax
@@ -347,10 +349,7 @@ def _jpeg_baseline_dicom() -> tuple[Dataset, bytes]:
 
 def with_frame(ds: Dataset, frame: bytes, tsyntax: str) -> bytes:
     """``ds`` with ``frame`` as its one encapsulated frame, as file bytes."""
-    ds.PixelData = encapsulate([frame])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = tsyntax
-    return dicom_bytes(ds, compressed=True)
+    return dicom_bytes(_set_frame(ds, frame, tsyntax), compressed=True)
 
 
 def _patch_marker(stream: bytes, marker: bytes, offset: int, value: bytes) -> bytes:
