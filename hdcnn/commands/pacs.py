@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from hdcnn.cascade import load_cascade
     from hdcnn.dicomout.pacs import round_trip
 
-    result = round_trip(args.url, args.study, lambda: load_cascade(args.weights))
+    result = round_trip(
+        args.url, args.study, lambda: load_cascade(args.weights, known_answers="require")
+    )
     for n, image in enumerate(result.images, 1):
         p = image.prediction
         side = f"{image.laterality or '?'} {image.view or '?'}"
