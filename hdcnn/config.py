@@ -373,6 +373,14 @@ _NESTED = {
 _DETECTOR_CONCEPTS = tuple(str(c) for c in Concept if c.uses_detector)
 
 
+def c1_training_threshold(training: Any) -> float | None:
+    """``training.parts.c1.threshold`` (by ``python -m hdcnn train``) of ``cascade.json``."""
+    parts = training.get("parts") if isinstance(training, dict) else None
+    c1 = parts.get("c1") if isinstance(parts, dict) else None
+    value = c1.get("threshold") if isinstance(c1, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 @dataclass(frozen=True)
 class CascadeConfig:
     """Everything ``cascade.json`` holds, typed and checked; one default per field.
@@ -475,10 +483,7 @@ class CascadeConfig:
 
     def c1_training_threshold(self) -> float | None:
         """C1's own crop-level threshold recorded by ``python -m hdcnn train``, if any."""
-        parts = self.training.get("parts")
-        c1 = parts.get("c1") if isinstance(parts, dict) else None
-        value = c1.get("threshold") if isinstance(c1, dict) else None
-        return float(value) if isinstance(value, int | float) else None
+        return c1_training_threshold(self.training)
 
     def settings_dict(self) -> dict[str, Any]:
         """The shared preprocessing/ROI settings only (for reports and run configs)."""
