@@ -450,6 +450,8 @@ class CascadeConfig:
             entry = jf.as_object(self.training_domain, "training_domain")
             try:
                 put("training_domain", TrainingDomain.from_dict(entry))
+            except jf.FieldError:
+                raise
             except ValueError as exc:
                 raise jf.FieldError("training_domain", str(exc)) from exc
         if not isinstance(self.split, SplitRecord):
