@@ -227,10 +227,9 @@ class SplitRecord:
 def _groups(value: Any, name: str) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for key, ids in jf.as_object(value, name).items():
-        if not isinstance(ids, list | tuple) or not all(isinstance(p, str) for p in ids):
-            raise jf.FieldError(
-                f"{name}.{key}", f"expected a list of patient ids, got {jf.show(ids)}"
-            )
+        what = "a list of patient ids"
+        if not all(isinstance(p, str) for p in jf.as_list(ids, f"{name}.{key}", what)):
+            raise jf.FieldError(f"{name}.{key}", f"expected {what}, got {jf.show(ids)}")
         out[key] = tuple(ids)
     return out
 
@@ -265,13 +264,8 @@ class ReferenceAnswer:
         d = jf.as_object(data, name)
         jf.check_keys(d, name, [f.name for f in fields(cls)])
         try:
-            boxes_in = d["boxes"]
-            if not isinstance(boxes_in, list | tuple):
-                raise jf.FieldError(
-                    f"{name}.boxes", f"expected a list of boxes, got {jf.show(boxes_in)}"
-                )
             boxes = []
-            for i, b in enumerate(boxes_in):
+            for i, b in enumerate(jf.as_list(d["boxes"], f"{name}.boxes", "a list of boxes")):
                 box = jf.as_reals(b, f"{name}.boxes[{i}]", -1e6, 1e6)
                 if len(box) != 4:
                     raise jf.FieldError(
@@ -329,8 +323,8 @@ class KnownAnswers:
     def from_json(cls, data: Any, name: str = "known_answers") -> KnownAnswers:
         d = jf.as_object(data, name)
         jf.check_keys(d, name, ["tolerance", "box_tolerance", "references"])
-        refs = d.get("references")
-        if not isinstance(refs, list | tuple) or not refs:
+        refs = jf.as_list(d.get("references"), f"{name}.references", "a non-empty list")
+        if not refs:
             raise jf.FieldError(
                 f"{name}.references", f"expected a non-empty list, got {jf.show(refs)}"
             )
@@ -371,6 +365,14 @@ _NESTED = {
     "crop_source": "roi.crop_source",
 }
 _DETECTOR_CONCEPTS = tuple(str(c) for c in Concept if c.uses_detector)
+
+
+def c1_training_threshold(training: Any) -> float | None:
+    """``training.parts.c1.threshold`` (by ``python -m hdcnn train``) of ``cascade.json``."""
+    parts = training.get("parts") if isinstance(training, dict) else None
+    c1 = parts.get("c1") if isinstance(parts, dict) else None
+    value = c1.get("threshold") if isinstance(c1, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True)
@@ -427,8 +429,8 @@ class CascadeConfig:
         put("context", jf.as_real(self.context, _NESTED["context"], 0.5, 8.0))
         put("crop_source", jf.as_text(self.crop_source, _NESTED["crop_source"], CROP_SOURCES))
         put("max_candidates", jf.as_int(self.max_candidates, "max_candidates", 1, 1000))
-        whole = self.whole_size
-        if not isinstance(whole, list | tuple) or len(whole) != 2:
+        whole = jf.as_list(self.whole_size, "whole_size", "[height, width]")
+        if len(whole) != 2:
             raise jf.FieldError("whole_size", f"expected [height, width], got {jf.show(whole)}")
         put("whole_size", tuple(jf.as_int(v, "whole_size", 16, 8192) for v in whole))
         put("thresholds", _thresholds(self.thresholds, "thresholds"))
@@ -448,6 +450,8 @@ class CascadeConfig:
             entry = jf.as_object(self.training_domain, "training_domain")
             try:
                 put("training_domain", TrainingDomain.from_dict(entry))
+            except jf.FieldError:
+                raise
             except ValueError as exc:
                 raise jf.FieldError("training_domain", str(exc)) from exc
         if not isinstance(self.split, SplitRecord):
@@ -475,10 +479,7 @@ class CascadeConfig:
 
     def c1_training_threshold(self) -> float | None:
         """C1's own crop-level threshold recorded by ``python -m hdcnn train``, if any."""
-        parts = self.training.get("parts")
-        c1 = parts.get("c1") if isinstance(parts, dict) else None
-        value = c1.get("threshold") if isinstance(c1, dict) else None
-        return float(value) if isinstance(value, int | float) else None
+        return c1_training_threshold(self.training)
 
     def settings_dict(self) -> dict[str, Any]:
         """The shared preprocessing/ROI settings only (for reports and run configs)."""

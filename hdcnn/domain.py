@@ -16,10 +16,11 @@ Library code: no streamlit import.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from hdcnn import jsonfields as jf
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,18 @@ class TrainingDomain:
             ValueError: a value has the wrong type or shape.
         """
         base = cls()
+        key = "training_domain."
         try:
             size = data.get("size", base.size)
             spacing = data.get("pixel_spacing_mm", base.pixel_spacing_mm)
             domain = cls(
-                name=_text(data.get("name", base.name), "name"),
-                description=_text(data.get("description", base.description), "description"),
+                name=jf.as_text(data.get("name", base.name), key + "name"),
+                description=jf.as_text(
+                    data.get("description", base.description), key + "description"
+                ),
                 formats=tuple(
-                    _text(f, "formats").lower() for f in data.get("formats", base.formats)
+                    jf.as_text(f, key + "formats").lower()
+                    for f in data.get("formats", base.formats)
                 ),
                 size=None if size is None else (_count(size[0], "size"), _count(size[1], "size")),
                 size_tolerance=_ratio(
@@ -97,24 +102,12 @@ class TrainingDomain:
         return domain
 
 
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"training_domain.{key} must be a string")
-    return value
-
-
 def _count(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1_000_000:
-        raise ValueError(f"training_domain.{key} must hold positive integers")
-    return value
+    return jf.as_int(value, f"training_domain.{key}", 1, 1_000_000)
 
 
 def _ratio(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"training_domain.{key} must be a number")
-    if not (math.isfinite(value) and 0 <= value <= 100):
-        raise ValueError(f"training_domain.{key} must be a finite number in [0, 100]")
-    return float(value)
+    return jf.as_real(value, f"training_domain.{key}", 0, 100)
 
 
 #: The domain of the shipped models (used when ``cascade.json`` does not say).

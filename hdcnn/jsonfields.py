@@ -61,10 +61,16 @@ def as_object(value: Any, name: str) -> Mapping[str, Any]:
     return value
 
 
-def as_reals(value: Any, name: str, low: float, high: float) -> tuple[float, ...]:
+def as_list(value: Any, name: str, what: str = "a list") -> list[Any] | tuple[Any, ...]:
+    """``value`` when it is a JSON list (or a tuple); else a FieldError "expected ``what``"."""
     if not isinstance(value, list | tuple):
-        raise FieldError(name, f"expected a list of numbers, got {show(value)}")
-    return tuple(as_real(v, f"{name}[{i}]", low, high) for i, v in enumerate(value))
+        raise FieldError(name, f"expected {what}, got {show(value)}")
+    return value
+
+
+def as_reals(value: Any, name: str, low: float, high: float) -> tuple[float, ...]:
+    items = as_list(value, name, "a list of numbers")
+    return tuple(as_real(v, f"{name}[{i}]", low, high) for i, v in enumerate(items))
 
 
 def as_json(value: Any, name: str) -> Any:

@@ -254,18 +254,19 @@ def choose_again(rows: Sequence[Any], config: Mapping[str, Any]) -> Any:
     ``cascade.json``'s operating-point rule (:func:`hdcnn.cascade.choose_thresholds`), from
     C1's training threshold as ``evaluate --calibrate`` does."""
     from hdcnn.cascade import Thresholds, choose_thresholds
+    from hdcnn.config import OperatingPoints, c1_training_threshold
 
     shipped = Thresholds.from_dict(config.get("thresholds") or {})
-    ops = config.get("operating_points") or {}
-    c1 = (((config.get("training") or {}).get("parts") or {}).get("c1") or {}).get("threshold")
+    ops = OperatingPoints.from_json(config.get("operating_points") or {})
+    c1 = c1_training_threshold(config.get("training"))
     return choose_thresholds(
         [r.outputs[CONCEPT].p_abnormal for r in rows],
         [r.outputs[CONCEPT].p_malignant for r in rows],
         [r.truth for r in rows],
-        sens_abnormal=float(ops.get("sens_abnormal", 0.9)),
-        sens_malignant=float(ops.get("sens_malignant", 0.9)),
-        rule=str(ops.get("rule", "sensitivity")),
-        base=replace(shipped, c1_lesion=float(c1) if c1 is not None else shipped.c1_lesion),
+        sens_abnormal=ops.sens_abnormal,
+        sens_malignant=ops.sens_malignant,
+        rule=ops.rule,
+        base=replace(shipped, c1_lesion=c1 if c1 is not None else shipped.c1_lesion),
     )
 
 
