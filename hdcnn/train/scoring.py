@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 N_BOOT = 1000
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
 def copy_folder(src: Path, dst: Path) -> None:
     """Copy a weights folder's files (:data:`~hdcnn.config.WEIGHT_FILES` and its settings
     file) into ``dst``."""
