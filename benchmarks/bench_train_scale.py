@@ -51,7 +51,7 @@ def build_cohort(root: Path, sizes: list[int], *, height: int, seed: int = 0) ->
     from hdcnn.data.synth import (
         VIEWS,
         SynthConfig,
-        _lesion_spec,
+        lesion_spec,
         patient_id_for,
         render_view,
         synthetic_uid,
@@ -70,7 +70,7 @@ def build_cohort(root: Path, sizes: list[int], *, height: int, seed: int = 0) ->
         label = Label(LABEL_CYCLE[index % len(LABEL_CYCLE)])
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
         lat, view = VIEWS[int(rng.integers(len(VIEWS)))]
-        specs = [_lesion_spec(label, rng)] if label != Label.NORMAL else []
+        specs = [lesion_spec(label, rng)] if label != Label.NORMAL else []
         pid = patient_id_for(index)
         kind = "Calc" if specs and specs[0].kind == "calcification" else "Mass"
         folder = f"{kind}-Training_P_{index + 1:05d}_{'LEFT' if lat == 'L' else 'RIGHT'}_{view}"

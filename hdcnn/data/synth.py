@@ -285,7 +285,8 @@ def render_view(
 # --------------------------------------------------------------------------- one patient
 
 
-def _lesion_spec(label: Label, rng: np.random.Generator) -> LesionSpec:
+def lesion_spec(label: Label, rng: np.random.Generator) -> LesionSpec:
+    """A random lesion of a ``label`` image: kind, size, depth and shape seed."""
     malignant = label == Label.MALIGNANT
     if rng.uniform() < (0.3 if malignant else 0.25):
         kind, size = "calcification", rng.uniform(6.0, 14.0)
@@ -322,7 +323,7 @@ def generate_patient(
     specs: list[LesionSpec] = []
     if label in (Label.BENIGN, Label.MALIGNANT):
         side = str(rng.choice(["L", "R"]))
-        specs = [_lesion_spec(label, rng)]
+        specs = [lesion_spec(label, rng)]
     view_seeds = rng.spawn(len(VIEWS))
     images = [
         render_view(

@@ -27,9 +27,13 @@ from hdcnn.train.features import (
 from hdcnn.train.folds import CrossValidation
 from hdcnn.train.heads import fit_logistic
 from hdcnn.train.images import Image
-from hdcnn.train.scoring import N_BOOT, _round
+from hdcnn.train.scoring import N_BOOT
 
 log = logging.getLogger(__name__)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,11 @@ def check_label_mix(items: list[Item], root: str) -> None:
         )
 
 
+def _variant_prefix(variant: str) -> str:
+    """File-name prefix of an ablation row's own detector and candidates (none: the recipe's)."""
+    return f"ablation_{variant}_" if variant else ""
+
+
 @contextmanager
 def stage(name: str) -> Iterator[None]:
     """Log a stage's wall time (``stage <name>: <s> s``; benchmarks/bench_train_scale.py
@@ -148,7 +153,8 @@ class CrossValidation:
         wait, not a barrier: the heads may take longer than a process-group timeout)."""
         folders = [self.out / f"fold{k}" for k in range(len(self.folds))]
         if self.ctx.is_main:
-            ctx, self.ctx = self.ctx, DistContext(device=self.ctx.device)
+            ctx = self.ctx
+            self.alone()
             try:
                 return self.run_folds()
             finally:
@@ -225,7 +231,7 @@ class CrossValidation:
         several processes run, unless on disk); an ablation row's ``variant`` with its
         :func:`~hdcnn.train.detector.detector_config` ``overrides`` is kept beside it."""
         folder = self.out / tag
-        prefix = f"ablation_{variant}_" if variant else ""
+        prefix = _variant_prefix(variant)
         det_path = folder / f"{prefix}{weight_file(Part.DETECTOR)}"
         if main_says(det_path.is_file(), self.ctx):
             return load_model(det_path)[0]
@@ -259,7 +265,7 @@ class CrossValidation:
         :meth:`detector`) and its candidates on all images: ``image``, ``boxes``, ``scores``,
         ``label`` (:func:`candidate_labels`) and crop features ``x``."""
         (self.out / tag).mkdir(parents=True, exist_ok=True)
-        name = f"{tag}/{f'ablation_{variant}_' if variant else ''}candidates.npz"
+        name = f"{tag}/{_variant_prefix(variant)}candidates.npz"
         if main_says((self.out / name).is_file(), self.ctx):
             return self.cached(name, dict)
         detector = self.detector(tag, train_idx, variant=variant, overrides=overrides)

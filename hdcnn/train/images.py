@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ IMAGES_DIR = "images"
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """What the run keeps of an image's header (for the training-domain notice and spots)."""
+    """What the run keeps of an image's header (for the training-domain notice and spots);
+    spilled as ``asdict`` and read back through :meth:`of`."""
 
     format: str
     original_size: tuple[int, int]
@@ -178,12 +180,7 @@ class ImageSource:
             "geometry": prep.geometry.to_dict(),
             "labels": [str(record.lesions[k].label) for k in kept],
             "kinds": [str(record.lesions[k].kind) for k in kept],
-            "meta": {
-                "format": facts.format,
-                "original_size": list(facts.original_size),
-                "bit_depth": facts.bit_depth,
-                "pixel_spacing": None if facts.pixel_spacing is None else list(facts.pixel_spacing),
-            },
+            "meta": asdict(facts),
         }
         with atomic_path(self._spill_path(index)) as tmp, open(tmp, "wb") as f:
             np.savez(
@@ -198,14 +195,7 @@ class ImageSource:
         path = self._spill_path(index)
         with np.load(path, allow_pickle=False) as data:
             info, gt = json.loads(str(data["info"])), data["gt"]
-        m = info["meta"]
-        spacing = m["pixel_spacing"]
-        facts = ImageFacts(
-            m["format"],
-            (int(m["original_size"][0]), int(m["original_size"][1])),
-            int(m["bit_depth"]),
-            None if spacing is None else (float(spacing[0]), float(spacing[1])),
-        )
+        facts = ImageFacts.of(SimpleNamespace(**info["meta"]))
         labels = tuple(Label(v) for v in info["labels"])
         return Item(index, self.manifest.records[index], gt, labels, tuple(info["kinds"]), facts)
 

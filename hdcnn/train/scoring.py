@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 N_BOOT = 1000
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
 def copy_folder(src: Path, dst: Path) -> None:
     """Copy a weights folder's files (:data:`~hdcnn.config.WEIGHT_FILES` and its settings
     file) into ``dst``."""
@@ -114,8 +110,8 @@ class Evaluation:
         """What the training images looked like (for the app's out-of-domain notice)."""
         if self.cfg.dataset == "mias":
             return MIAS_DOMAIN
-        metas = [it.meta for it in self.cv.items if it.meta is not None]
-        sizes = {tuple(m.original_size) for m in metas}
+        metas = [it.meta for it in self.cv.items]
+        sizes = {m.original_size for m in metas}
         spacings = {m.pixel_spacing for m in metas}
         spacing = next(iter(spacings)) if len(spacings) == 1 else None
         return TrainingDomain(
@@ -124,7 +120,7 @@ class Evaluation:
             "these models were trained on",
             formats=tuple(sorted({m.format for m in metas})),
             size=next(iter(sizes)) if len(sizes) == 1 else None,
-            bit_depths=tuple(sorted({int(m.bit_depth) for m in metas})),
+            bit_depths=tuple(sorted({m.bit_depth for m in metas})),
             pixel_spacing_mm=None if spacing is None else float(spacing[0]),
         )
 

@@ -15,16 +15,6 @@ from hdcnn.errors import DatasetError
 from hdcnn.train.recipe import CVConfig, check_run_config, run
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 SYNTHETIC patients, 32 images of 192 px, with a manifest CSV."""
-    from hdcnn.data.synth import write_cohort
-
-    root = tmp_path_factory.mktemp("synth")
-    write_cohort(root, patients=8, seed=3, size=192)
-    return root / "manifest.csv"
-
-
 def tiny(manifest: Path, out: Path) -> CVConfig:
     cascade = CascadeConfig(long_side=128, crop_size=32, max_candidates=5, whole_size=(64, 48))
     return CVConfig(

@@ -22,15 +22,6 @@ WHOLE = ("flat-whole", "hier-whole")  # no detector: the same numbers on any num
 DETECTED = ("det-flat", "det-hier")
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hdcnn.data.synth import write_cohort
-
-    root = tmp_path_factory.mktemp("synth_cv_ddp")
-    write_cohort(root, patients=8, seed=3, size=192)
-    return root / "manifest.csv"
-
-
 def _cv(cohort: Path, out: Path, *, ranks: int) -> subprocess.Popen[str]:
     """Start ``[torchrun --nproc_per_node=RANKS] -m hdcnn cv`` in its own process group."""
     launcher = (

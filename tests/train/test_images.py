@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -62,7 +60,7 @@ def test_a_second_prepare_reads_nothing(source, monkeypatch: pytest.MonkeyPatch)
     assert len(source.prepare(DistContext(), progress=False)) == len(source.items)
 
 
-def test_the_recipe_keeps_lesions_the_from_scratch_datasets_drop(tmp_path: Path) -> None:
+def test_the_recipe_keeps_lesions_the_from_scratch_datasets_drop() -> None:
     """One box mapping, two keep rules: ``hdcnn cv`` keeps a lesion with a pixel inside the
     model image; the from-scratch datasets drop one mostly outside it."""
     from hdcnn.data.manifest import ImageRecord, Lesion
