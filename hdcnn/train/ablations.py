@@ -56,6 +56,8 @@ class AblationRow:
             :func:`~hdcnn.train.detector.detector_config` fields (the recipe's heads on their
             candidates).
         other_breast: image scores minus the same patient's other breast.
+        average_last: its own fold detectors, their weights averaged over the last this-many
+            epochs (:func:`~hdcnn.train.detector.fit_detector`).
     """
 
     what: str
@@ -68,6 +70,7 @@ class AblationRow:
     fine_tuned: bool = False
     other_breast: bool = False
     detector: dict[str, Any] = field(default_factory=dict)
+    average_last: int = 0
 
 
 #: The ablation rows, in report order.
@@ -128,6 +131,11 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         "place of the ImageNet Lite0 FPN, same epochs; the recipe's heads on its candidates",
         detector={"backbone": "tiny"},
     ),
+    "swa-detector": AblationRow(
+        "the detector's weights averaged over its last 3 of 6 epochs (stochastic weight "
+        "averaging, torch.optim.swa_utils); same architecture, no inference cost",
+        average_last=3,
+    ),
     "lite1-trunk": AblationRow(
         "crop features from the frozen ImageNet EfficientNet-Lite1 trunk (21 blocks) instead "
         "of Lite0 (16); detector unchanged",
@@ -185,7 +193,12 @@ class Ablations:
         """Static crops and per-fold candidates, with ``x`` recomputed for a feature variant."""
         cv = self.cv
         row = ABLATION_ROWS[name]
-        variant = {"variant": name, "overrides": row.detector} if row.detector else {}
+        own = row.detector or row.average_last
+        variant = (
+            {"variant": name, "overrides": row.detector, "average_last": row.average_last}
+            if own
+            else {}
+        )
         cands = [
             cv.candidates(f"fold{k}", np.setdiff1d(self.every, h), **variant)
             for k, h in enumerate(cv.folds)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 
 from hdcnn.config import LONG_SIDE
 from hdcnn.data.torchdata import Augment
@@ -122,6 +123,7 @@ def fit_detector(
     device: torch.device,
     *,
     overrides: dict[str, Any] | None = None,
+    average_last: int = 0,
     desc: str,
     progress: bool,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -130,11 +132,19 @@ def fit_detector(
     in eval mode) and a summary. Under DDP every process calls it; all return the same
     weights.
 
+    ``average_last``: return the mean of the weights at the end of the last this-many epochs
+    (stochastic weight averaging, ``torch.optim.swa_utils.AveragedModel``; 0: the last
+    weights). Same architecture, no inference cost. The buffers are averaged too: the trunk's
+    BatchNorm statistics are frozen (:class:`~hdcnn.nets.detector.DetectorConfig`), so they
+    are the same in every averaged epoch and no ``update_bn`` pass is needed.
+
     Raises:
         HDCNNError: no training image (a fold with every patient held out).
     """
     if len(train_idx) == 0:
         raise HDCNNError(cfg.out, f"{desc}: no training image; use fewer folds or more patients")
+    if not 0 <= average_last <= cfg.det_epochs:
+        raise ValueError(f"average_last must be in [0, {cfg.det_epochs}], got {average_last}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     det_cfg = detector_config(cfg, overrides)
@@ -148,6 +158,7 @@ def fit_detector(
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
+    averaged = AveragedModel(model, use_buffers=True) if average_last else None
     augment = Augment()
     t0 = time.perf_counter()
     losses: list[float] = []
@@ -163,6 +174,8 @@ def fit_detector(
             desc=f"{desc} epoch {epoch + 1}",
         )
         losses.append(all_reduce_mean(loss, ctx))
+        if averaged is not None and epoch >= cfg.det_epochs - average_last:
+            averaged.update_parameters(model)
         log.info(
             "%s epoch %d/%d loss %.4f (%.0f s)",
             desc,
@@ -171,9 +184,12 @@ def fit_detector(
             losses[-1],
             time.perf_counter() - t0,
         )
+    if averaged is not None:
+        model = averaged.module
     model.cpu().eval()
     return model, {
         "epochs": cfg.det_epochs,
+        "averaged_epochs": average_last,
         "n_train": len(train_idx),
         "loss": [round(v, 5) for v in losses],
         "seconds": round(time.perf_counter() - t0, 1),

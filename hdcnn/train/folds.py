@@ -225,11 +225,18 @@ class CrossValidation:
         )
 
     def detector(
-        self, tag: str, train_idx: np.ndarray, *, variant: str = "", overrides: Overrides = None
+        self,
+        tag: str,
+        train_idx: np.ndarray,
+        *,
+        variant: str = "",
+        overrides: Overrides = None,
+        average_last: int = 0,
     ) -> torch.nn.Module:
         """The detector of ``tag`` trained on ``train_idx`` (trained now, under DDP when
         several processes run, unless on disk); an ablation row's ``variant`` with its
-        :func:`~hdcnn.train.detector.detector_config` ``overrides`` is kept beside it."""
+        :func:`~hdcnn.train.detector.detector_config` ``overrides`` (and ``average_last``,
+        see :func:`~hdcnn.train.detector.fit_detector`) is kept beside it."""
         folder = self.out / tag
         prefix = _variant_prefix(variant)
         det_path = folder / f"{prefix}{weight_file(Part.DETECTOR)}"
@@ -242,6 +249,7 @@ class CrossValidation:
             self.ctx,
             self.device,
             overrides=overrides,
+            average_last=average_last,
             desc=f"{tag} {prefix}detector",
             progress=self.progress,
         )
@@ -259,7 +267,13 @@ class CrossValidation:
         return detector
 
     def candidates(
-        self, tag: str, train_idx: np.ndarray, *, variant: str = "", overrides: Overrides = None
+        self,
+        tag: str,
+        train_idx: np.ndarray,
+        *,
+        variant: str = "",
+        overrides: Overrides = None,
+        average_last: int = 0,
     ) -> dict[str, np.ndarray]:
         """The detector of ``tag`` (trained on ``train_idx``; a row's ``variant``, see
         :meth:`detector`) and its candidates on all images: ``image``, ``boxes``, ``scores``,
@@ -268,7 +282,9 @@ class CrossValidation:
         name = f"{tag}/{_variant_prefix(variant)}candidates.npz"
         if main_says((self.out / name).is_file(), self.ctx):
             return self.cached(name, dict)
-        detector = self.detector(tag, train_idx, variant=variant, overrides=overrides)
+        detector = self.detector(
+            tag, train_idx, variant=variant, overrides=overrides, average_last=average_last
+        )
         detector = detector.to(self.device).eval()
         k = self.cfg.cascade.max_candidates
         return self.labelled_candidates(

@@ -93,3 +93,40 @@ def test_ranks_walk_the_same_batches_and_draws() -> None:
     # rank 0's first batch is one rank's first batch: same images, same draws
     for a, b in zip(seen[0][0][0], single[0][0], strict=True):
         assert torch.equal(a, b)
+
+
+def test_weight_averaging_over_the_last_epochs(cohort: Path, tmp_path: Path) -> None:
+    """``average_last=1`` is the plain recipe (the mean of one epoch's weights); averaging the
+    last 2 epochs gives other, finite weights; more epochs than trained are refused."""
+    from hdcnn.train.detector import fit_detector
+    from hdcnn.train.distributed import DistContext
+    from hdcnn.train.folds import CrossValidation
+    from hdcnn.train.recipe import CVConfig
+
+    cfg = CVConfig(
+        dataset="manifest", root=str(cohort), out=str(tmp_path), folds=2, det_epochs=2, threads=1
+    )
+    cv = CrossValidation(cfg, progress=False)
+    train = np.arange(6)
+
+    def fit(average_last: int) -> dict[str, torch.Tensor]:
+        model, summary = fit_detector(
+            cv.source,
+            train,
+            cfg,
+            DistContext(),
+            torch.device("cpu"),
+            average_last=average_last,
+            desc="test",
+            progress=False,
+        )
+        assert summary["averaged_epochs"] == average_last
+        return model.state_dict()
+
+    plain, one, two = fit(0), fit(1), fit(2)
+    assert plain.keys() == one.keys() == two.keys()
+    assert all(torch.equal(plain[k], one[k]) for k in plain)
+    moved = [k for k in plain if plain[k].is_floating_point() and not torch.equal(plain[k], two[k])]
+    assert moved and all(torch.isfinite(two[k]).all() for k in moved)
+    with pytest.raises(ValueError, match="average_last"):
+        fit(3)
