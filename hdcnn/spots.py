@@ -86,24 +86,41 @@ def breast_mask_original(prep: Preprocessed) -> tuple[np.ndarray, tuple[int, int
     return up.astype(bool), (g.crop[0], g.crop[1])
 
 
-def spot_density(
+@dataclass(frozen=True)
+class SpeckMaps:
+    """The speck maps of one image's breast crop (original pixels).
+
+    Attributes:
+        specks: float32 ``(crop_h, crop_w)``: how far each pixel's top-hat response lies above
+            :attr:`SpotConfig.z` robust standard deviations (0 elsewhere and outside the
+            eroded breast).
+        density: float32, ``specks`` blurred into a cluster density.
+        crop: float32 original pixels of the crop.
+        origin: the crop's ``(x0, y0)`` in original pixels.
+        breast_median: median grey level inside the eroded breast (0 without breast).
+    """
+
+    specks: np.ndarray
+    density: np.ndarray
+    crop: np.ndarray
+    origin: tuple[int, int]
+    breast_median: float
+
+
+def speck_maps(
     pixels: np.ndarray,
     prep: Preprocessed,
     *,
     pixel_mm: float = DEFAULT_PIXEL_MM,
     cfg: SpotConfig = SpotConfig(),
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Cluster density of bright specks on the breast crop of the original image.
+) -> SpeckMaps:
+    """Bright specks and their cluster density on the breast crop of the original image.
 
     Args:
         pixels: float ``(H, W)`` original image in ``[0, 1]`` (the one ``prep`` was made from).
         prep: its preprocessing (crop box, mirror, breast mask).
         pixel_mm: the original image's pixel spacing in millimetres (> 0).
         cfg: sizes and thresholds.
-
-    Returns:
-        ``(density, (x0, y0))``: float32 ``(crop_h, crop_w)`` density (0 outside the eroded
-        breast) and the crop's origin in original pixels.
 
     Raises:
         ValueError: ``pixels`` is not the 2-D image ``prep`` was made from, or ``pixel_mm``
@@ -122,18 +139,130 @@ def spot_density(
     crop = np.ascontiguousarray(img[y0 : y0 + crop_h, x0 : x0 + crop_w], dtype=np.float32)
     margin = _odd(2 * cfg.margin_mm / pixel_mm)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((margin, margin), np.uint8)).astype(bool)
-    density = np.zeros(crop.shape, np.float32)
+    empty = np.zeros(crop.shape, np.float32)
     if inner.sum() < 100:  # too little breast to estimate the background
-        return density, (x0, y0)
+        return SpeckMaps(empty, empty.copy(), crop, (x0, y0), 0.0)
     side = _odd(cfg.tophat_mm / pixel_mm)
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     response = cv2.morphologyEx(crop, cv2.MORPH_TOPHAT, element)
     values = response[inner]
     median = float(np.median(values))
     spread = 1.4826 * float(np.median(np.abs(values - median))) + 1e-6
-    specks = np.clip((response - median) / spread - cfg.z, 0.0, None) * inner
-    density = cv2.GaussianBlur(specks.astype(np.float32), (0, 0), cfg.density_mm / pixel_mm)
-    return density, (x0, y0)
+    specks = (np.clip((response - median) / spread - cfg.z, 0.0, None) * inner).astype(np.float32)
+    density = cv2.GaussianBlur(specks, (0, 0), cfg.density_mm / pixel_mm)
+    return SpeckMaps(specks, density, crop, (x0, y0), float(np.median(crop[inner])))
+
+
+def spot_density(
+    pixels: np.ndarray,
+    prep: Preprocessed,
+    *,
+    pixel_mm: float = DEFAULT_PIXEL_MM,
+    cfg: SpotConfig = SpotConfig(),
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Cluster density of bright specks on the breast crop of the original image.
+
+    Returns:
+        ``(density, (x0, y0))``: float32 ``(crop_h, crop_w)`` density (0 outside the eroded
+        breast) and the crop's origin in original pixels (see :func:`speck_maps`).
+    """
+    maps = speck_maps(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
+    return maps.density, maps.origin
+
+
+#: The speck features of a candidate (:func:`speck_features`), in order.
+SPECK_FEATURES: tuple[str, ...] = (
+    "density_peak",
+    "density_mean",
+    "log_specks",
+    "speck_z_max",
+    "speck_z_mean",
+    "speck_fraction",
+    "contrast",
+    "texture",
+)
+
+
+def speck_features(maps: SpeckMaps, centres: np.ndarray, side: float) -> np.ndarray:
+    """What the speck maps say inside square windows of ``side`` original pixels.
+
+    Args:
+        maps: the image's :class:`SpeckMaps`.
+        centres: float ``(N, 2)`` window centres ``(x, y)``, original pixels.
+        side: window side in original pixels.
+
+    Returns:
+        float32 ``(N, len(SPECK_FEATURES))``: density at the centre and its mean, log(1 +
+        number of separate specks), largest and mean speck strength, share of speck pixels,
+        mean grey level minus the breast's median, grey-level standard deviation.
+    """
+    out = np.zeros((len(centres), len(SPECK_FEATURES)), np.float32)
+    x0, y0 = maps.origin
+    h, w = maps.specks.shape
+    half = max(1, round(side / 2))
+    for n, (cx, cy) in enumerate(np.asarray(centres, np.float64).reshape(-1, 2)):
+        i, j = int(cy) - y0, int(cx) - x0
+        ys, xs = (
+            slice(max(0, i - half), min(h, i + half + 1)),
+            slice(max(0, j - half), min(w, j + half + 1)),
+        )
+        window = maps.specks[ys, xs]
+        if window.size == 0:
+            continue
+        grey = maps.crop[ys, xs]
+        on = window > 0
+        count = cv2.connectedComponents(on.astype(np.uint8), connectivity=8)[0] - 1
+        out[n] = (
+            maps.density[min(max(i, 0), h - 1), min(max(j, 0), w - 1)],
+            float(maps.density[ys, xs].mean()),
+            np.log1p(count),
+            float(window.max()),
+            float(window[on].mean()) if on.any() else 0.0,
+            float(on.mean()),
+            float(grey.mean()) - maps.breast_median,
+            float(grey.std()),
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Spots:
+    """One image's spot candidates: ``boxes`` float32 ``(n, 4)`` in MODEL-image pixels,
+    ``scores`` float32 ``(n,)`` cluster densities (strongest first) and ``specks`` float32
+    ``(n, len(SPECK_FEATURES))`` (:func:`speck_features` of each box)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    specks: np.ndarray
+
+
+def find_spots(
+    pixels: np.ndarray,
+    prep: Preprocessed,
+    *,
+    pixel_mm: float = DEFAULT_PIXEL_MM,
+    cfg: SpotConfig = SpotConfig(),
+) -> Spots:
+    """The ``cfg.k`` strongest microcalcification-cluster candidates of one image, with their
+    speck features; ``n <= cfg.k``, and 0 when the breast holds no speck.
+
+    Args:
+        pixels / prep / pixel_mm / cfg: as in :func:`speck_maps`.
+    """
+    maps = speck_maps(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
+    density = maps.density
+    x0, y0 = maps.origin
+    window = _odd(cfg.nms_mm / pixel_mm)
+    peaks = (density == cv2.dilate(density, np.ones((window, window), np.uint8))) & (density > 0)
+    ys, xs = np.nonzero(peaks)
+    scores = density[ys, xs]
+    order = np.argsort(-scores, kind="stable")[: cfg.k]
+    side = cfg.box_mm / pixel_mm
+    cx, cy = xs[order] + x0 + 0.5, ys[order] + y0 + 0.5
+    boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
+    model = prep.geometry.to_model(boxes.reshape(-1, 4), clip=True)
+    specks = speck_features(maps, np.stack([cx, cy], axis=1), side)
+    return Spots(model.astype(np.float32), scores[order].astype(np.float32), specks)
 
 
 def spot_candidates(
@@ -145,22 +274,8 @@ def spot_candidates(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``cfg.k`` strongest microcalcification-cluster candidates of one image.
 
-    Args:
-        pixels / prep / pixel_mm / cfg: as in :func:`spot_density`.
-
     Returns:
-        ``(boxes, scores)``: float32 ``(n, 4)`` ``[x1, y1, x2, y2]`` in MODEL-image pixels
-        (clipped to the model image) and float32 ``(n,)`` cluster densities, strongest first;
-        ``n <= cfg.k``, and 0 when the breast holds no speck.
+        ``(boxes, scores)`` of :func:`find_spots`.
     """
-    density, (x0, y0) = spot_density(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
-    window = _odd(cfg.nms_mm / pixel_mm)
-    peaks = (density == cv2.dilate(density, np.ones((window, window), np.uint8))) & (density > 0)
-    ys, xs = np.nonzero(peaks)
-    scores = density[ys, xs]
-    order = np.argsort(-scores, kind="stable")[: cfg.k]
-    half = cfg.box_mm / pixel_mm / 2.0
-    cx, cy = xs[order] + x0 + 0.5, ys[order] + y0 + 0.5
-    boxes = np.stack([cx - half, cy - half, cx + half, cy + half], axis=1).reshape(-1, 4)
-    model = prep.geometry.to_model(boxes, clip=True)
-    return model.astype(np.float32), scores[order].astype(np.float32)
+    spots = find_spots(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
+    return spots.boxes, spots.scores

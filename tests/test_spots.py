@@ -84,3 +84,24 @@ def test_bad_arguments_are_refused() -> None:
         SpotConfig(k=-1)
     with pytest.raises(ValueError, match="box_mm"):
         SpotConfig(box_mm=0.0)
+
+
+def test_find_spots_gives_the_candidates_with_their_speck_features() -> None:
+    """find_spots is spot_candidates plus one row of speck features per box; the planted
+    cluster's window holds several separate specks, a speckless breast's nothing."""
+    from hdcnn.spots import SPECK_FEATURES, find_spots, speck_features, speck_maps
+
+    image = breast()
+    prep = preprocess(image, long_side=256)
+    spots = find_spots(image, prep, cfg=SpotConfig(k=3))
+    boxes, scores = spot_candidates(image, prep, cfg=SpotConfig(k=3))
+    np.testing.assert_array_equal(spots.boxes, boxes)
+    np.testing.assert_array_equal(spots.scores, scores)
+    assert spots.specks.shape == (len(boxes), len(SPECK_FEATURES))
+    top = dict(zip(SPECK_FEATURES, spots.specks[0], strict=True))
+    assert top["density_peak"] == pytest.approx(float(scores[0]))
+    assert top["log_specks"] >= np.log1p(3) and top["speck_z_max"] > 0 and top["contrast"] > 0
+    plain = breast(specks=False, texture=False)
+    maps = speck_maps(plain, preprocess(plain, long_side=256))
+    empty = speck_features(maps, np.array([CLUSTER], float), 40.0)
+    assert empty[0, SPECK_FEATURES.index("log_specks")] == 0.0

