@@ -203,9 +203,11 @@ def run_stream(
 
 
 def calc_findings(
-    calc: CalcTrace, prep: Preprocessed, threshold: float, malignant: float
+    calc: CalcTrace, prep: Preprocessed, threshold: float, malignant: float, first_number: int
 ) -> tuple[list[Finding], float, float]:
     """The stream's findings on one image and its share of the image probabilities.
+
+    The findings are numbered from ``first_number`` (after the mass stream's candidates).
 
     A spot is a lesion when its P(lesion) is at least ``threshold`` (the stream's own); its
     P(malignant) is then P(lesion) x P(malignant | lesion), graded against ``malignant``.
@@ -242,6 +244,8 @@ def calc_findings(
                 status=status,
                 stream="calcification",
                 spot_density=float(calc.density[i]),
+                stream_threshold=threshold,
+                number=first_number + i,
             )
         )
     return findings, p_abnormal, p_malignant

@@ -280,7 +280,11 @@ class Cascade:
             )
         if trace.calc is not None and self.calc_stream is not None:
             spots, calc_abnormal, calc_malignant = calc_findings(
-                trace.calc, trace.preprocessed, self.calc_stream.config.threshold, t.malignant
+                trace.calc,
+                trace.preprocessed,
+                self.calc_stream.config.threshold,
+                t.malignant,
+                first_number=len(trace.p_lesion) + 1,
             )
             findings += spots
             p_abnormal = max(p_abnormal, calc_abnormal)

@@ -72,6 +72,10 @@ class Finding:
             one): the probability that this box points at a lesion.
         stream: ``"mass"`` (the detector's) or ``"calcification"`` (:data:`STREAMS`).
         spot_density: the spot's cluster density (calcification stream only).
+        stream_threshold: the P(lesion) threshold of the finding's own stream when it is not
+            Classifier 1's (the calcification stream's); None for the mass stream.
+        number: the number shown for the finding when it is not ``index + 1`` (calcification
+            spots are numbered after the mass stream's classified candidates).
     """
 
     box: tuple[float, float, float, float]
@@ -85,6 +89,8 @@ class Finding:
     p_lesion_calibrated: float | None = None
     stream: str = "mass"
     spot_density: float | None = None
+    stream_threshold: float | None = None
+    number: int | None = None
 
     @property
     def kept(self) -> bool:
