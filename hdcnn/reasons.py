@@ -376,7 +376,7 @@ def candidate_rows(
         max_candidates: how many boxes the cascade classifies (default: all in the trace).
     """
     t = prediction.thresholds
-    by_index = {f.index: f for f in prediction.findings}
+    by_index = {f.index: f for f in prediction.findings if f.stream == "mass"}
     rows: list[CandidateRow] = []
     trace = prediction.trace
     if trace is None:

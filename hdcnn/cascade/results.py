@@ -103,7 +103,9 @@ class Finding:
         out: dict[str, Any] = {
             "stream": self.stream,
             "box": [round(float(v), 2) for v in self.box],
-            "detector_score": round(float(self.detector_score), 6),
+            "detector_score": round(float(self.detector_score), 6)
+            if self.stream == "mass"
+            else None,
             "p_lesion": round(float(self.p_lesion), 6),
             "p_malignant": None if self.p_malignant is None else round(self.p_malignant, 6),
             "label": self.label,
