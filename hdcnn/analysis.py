@@ -26,7 +26,7 @@ import numpy as np
 
 from hdcnn.domain import MIAS_DOMAIN, DomainCheck, TrainingDomain, check_domain
 from hdcnn.findings import closeup_image
-from hdcnn.reasons import Explanation, explain, explain_verdict
+from hdcnn.reasons import Explanation, explain, explain_verdict, finding_number
 from hdcnn.report import (
     build_report,
     display_image,
@@ -326,8 +326,13 @@ def candidate_overlay(prediction: Prediction, *, side: int = 768) -> np.ndarray:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
     boxes = [
-        {"box": list(f.model_box), "label": "lesion", "text": f"#{f.index + 1}", "prominent": True}
-        for f in prediction.findings
+        {
+            "box": list(f.model_box),
+            "label": "lesion",
+            "text": f"#{finding_number(f, row)}",
+            "prominent": True,
+        }
+        for row, f in enumerate(prediction.findings)
     ]
     return draw_findings(grey, boxes, scale=scale)
 

@@ -11,7 +11,8 @@ count, whole-image size) have their single default here, travel with the weights
     {"name", "preprocess": {"long_side"}, "roi": {"crop_size", "context", "crop_source"},
      "max_candidates", "whole_size", "thresholds", "concept_thresholds", "operating_points",
      "training_domain", "split", "training", "files": {file: sha256}, "known_answers",
-     "calibration"}      # optional: hdcnn.calibration.Calibration (absent when not fitted)
+     "calibration",      # optional: hdcnn.calibration.Calibration (absent when not fitted)
+     "calc_stream"}      # optional: hdcnn.calcstream.CalcStreamConfig (needs CALC_WEIGHT_FILE)
 
 Every field is checked when the file is read (and when a :class:`CascadeConfig` is built): a
 wrong type, a value out of range or one that makes no verdict possible is refused with a
@@ -31,7 +32,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hdcnn import jsonfields as jf
 from hdcnn.calibration import Calibration
@@ -40,6 +41,9 @@ from hdcnn.errors import CheckpointError
 from hdcnn.terms import Concept, Part
 from hdcnn.thresholds import Thresholds
 from hdcnn.utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from hdcnn.calcstream import CalcStreamConfig, SpotAnswer
 
 #: The settings file of a weights folder.
 CONFIG_FILE = "cascade.json"
@@ -93,11 +97,20 @@ WEIGHT_FILES: dict[Part, WeightFile] = {
         WeightFile(Part.WHOLE_MALIGNANCY, "whole_malignancy.pt", ("benign", "malignant")),
     )
 }
+#: The calcification stream's classifier: OPTIONAL, only in folders whose ``cascade.json`` has
+#: a ``calc_stream`` section (not in :data:`WEIGHT_FILES`, which every folder must satisfy).
+CALC_WEIGHT_FILE = WeightFile(Part.C1_CALC, "c1_calc.pt", ("other", "lesion"))
+
+
+def weight_spec(part: Part | str) -> WeightFile:
+    """The table entry of ``part``: :data:`WEIGHT_FILES`, or :data:`CALC_WEIGHT_FILE`."""
+    part = Part(part)
+    return CALC_WEIGHT_FILE if part == Part.C1_CALC else WEIGHT_FILES[part]
 
 
 def weight_file(part: Part | str) -> str:
     """The file name of ``part`` in a weights folder (e.g. ``"c1"`` -> ``"c1_lesion.pt"``)."""
-    return WEIGHT_FILES[Part(part)].file
+    return weight_spec(part).file
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -251,6 +264,7 @@ class ReferenceAnswer:
         p_lesion: C1 P(lesion) of the crops of the first ``max_candidates`` boxes.
         p_malignant: C2 P(malignant | lesion) of the same crops.
         label / p_abnormal / p_malignant_image: the image verdict and its probabilities.
+        spots: the calcification stream's outputs (folders with a ``calc_stream`` only).
     """
 
     name: str
@@ -262,24 +276,17 @@ class ReferenceAnswer:
     label: str
     p_abnormal: float
     p_malignant_image: float
+    spots: SpotAnswer | None = None
 
     @classmethod
     def from_json(cls, data: Any, name: str) -> ReferenceAnswer:
         d = jf.as_object(data, name)
         jf.check_keys(d, name, [f.name for f in fields(cls)])
         try:
-            boxes = []
-            for i, b in enumerate(jf.as_list(d["boxes"], f"{name}.boxes", "a list of boxes")):
-                box = jf.as_reals(b, f"{name}.boxes[{i}]", -1e6, 1e6)
-                if len(box) != 4:
-                    raise jf.FieldError(
-                        f"{name}.boxes[{i}]", f"expected [x1, y1, x2, y2], got {box}"
-                    )
-                boxes.append((box[0], box[1], box[2], box[3]))
             out = cls(
                 name=jf.as_text(d["name"], f"{name}.name"),
                 input_sha256=jf.as_sha(d["input_sha256"], f"{name}.input_sha256"),
-                boxes=tuple(boxes),
+                boxes=jf.as_boxes(d["boxes"], f"{name}.boxes"),
                 scores=jf.as_reals(d["scores"], f"{name}.scores", 0, 1),
                 p_lesion=jf.as_reals(d["p_lesion"], f"{name}.p_lesion", 0, 1),
                 p_malignant=jf.as_reals(d["p_malignant"], f"{name}.p_malignant", 0, 1),
@@ -288,6 +295,7 @@ class ReferenceAnswer:
                 p_malignant_image=jf.as_real(
                     d["p_malignant_image"], f"{name}.p_malignant_image", 0, 1
                 ),
+                spots=_spot_answer(d.get("spots"), f"{name}.spots"),
             )
         except KeyError as exc:
             raise jf.FieldError(f"{name}.{exc.args[0]}", "missing") from exc
@@ -306,7 +314,14 @@ class ReferenceAnswer:
             "label": self.label,
             "p_abnormal": round(self.p_abnormal, 7),
             "p_malignant_image": round(self.p_malignant_image, 7),
+            **({} if self.spots is None else {"spots": self.spots.to_json()}),
         }
+
+
+def _spot_answer(value: Any, name: str) -> SpotAnswer | None:
+    from hdcnn.calcstream import SpotAnswer
+
+    return None if value is None else SpotAnswer.from_json(value, name)
 
 
 @dataclass(frozen=True)
@@ -402,6 +417,8 @@ class CascadeConfig:
         known_answers: expected outputs on reference inputs (checked on load), or None.
         calibration: probability maps and threshold bands fitted on out-of-fold scores
             (:mod:`hdcnn.calibration`); None when not fitted.
+        calc_stream: the calcification stream's settings (:mod:`hdcnn.calcstream`); None: the
+            folder has no such stream (and needs no ``c1_calc.pt``).
     """
 
     FILE: ClassVar[str] = CONFIG_FILE
@@ -422,6 +439,7 @@ class CascadeConfig:
     files: dict[str, str] = field(default_factory=dict)
     known_answers: KnownAnswers | None = None
     calibration: Calibration | None = None
+    calc_stream: CalcStreamConfig | None = None
 
     def __post_init__(self) -> None:
         def put(key: str, value: Any) -> None:
@@ -469,6 +487,11 @@ class CascadeConfig:
                 put("calibration", Calibration.from_json(self.calibration, "calibration"))
             except CheckpointError as exc:
                 raise jf.FieldError("calibration", exc.problem) from exc
+        if self.calc_stream is not None:
+            from hdcnn.calcstream import CalcStreamConfig
+
+            if not isinstance(self.calc_stream, CalcStreamConfig):
+                put("calc_stream", CalcStreamConfig.from_json(self.calc_stream, "calc_stream"))
 
     # -- views -----------------------------------------------------------------------------
 
@@ -522,6 +545,8 @@ class CascadeConfig:
             out["known_answers"] = self.known_answers.to_json()
         if self.calibration is not None:
             out["calibration"] = self.calibration.to_json()
+        if self.calc_stream is not None:
+            out["calc_stream"] = self.calc_stream.to_json()
         return out
 
     @classmethod
@@ -604,4 +629,5 @@ _TOP_LEVEL = (
     "files",
     "known_answers",
     "calibration",
+    "calc_stream",
 )

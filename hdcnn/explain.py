@@ -164,7 +164,9 @@ def finding_cams(
     if stage not in models:
         raise ValueError(f"stage must be one of {sorted(models)}, got {stage!r}")
     model, target = models[stage]
-    chosen = [f for f in prediction.findings if f.kept or not kept_only]
+    chosen = [  # the detector's crops (the calcification stream's are not C1/C2 inputs)
+        f for f in prediction.findings if (f.kept or not kept_only) and f.stream == "mass"
+    ]
     if not chosen:
         return []
     crops = np.stack([trace.crops[f.index] for f in chosen]).astype(np.float32)

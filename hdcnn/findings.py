@@ -170,7 +170,16 @@ def merge_overlapping(rows: list[dict[str, Any]]) -> None:
 
 
 #: Columns of the findings table (:func:`finding_table`), in order.
-FINDING_COLUMNS = ("No.", "status", "P(lesion)", "P(malignant)", "why", "merged", "det. score")
+FINDING_COLUMNS = (
+    "No.",
+    "stream",
+    "status",
+    "P(lesion)",
+    "P(malignant)",
+    "why",
+    "merged",
+    "det. score",
+)
 #: What a table cell says where a value does not apply (never a raw "None").
 NOT_APPLICABLE = "—"
 
@@ -214,12 +223,56 @@ def finding_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
         out.append(
             {
                 "No.": str(r["number"]),
+                "stream": str(r.get("stream") or "mass"),
                 "status": status_text(r),
                 "P(lesion)": _num(r.get("p_lesion")),
                 "P(malignant)": _num(r.get("p_malignant")),
                 "why": str(r.get("reason") or NOT_APPLICABLE),
                 "merged": f"{len(merged) + 1}: {numbers}" if merged else "1",
                 "det. score": _num(r.get("detector_score")),
+            }
+        )
+    return out
+
+
+#: Columns of the calcification stream's table (:func:`spot_table`), in order.
+SPOT_COLUMNS = (
+    "No.",
+    "spot density",
+    "P(lesion)",
+    "calcification stream",
+    "P(malignant | lesion)",
+    "P(malignant)",
+    "status",
+    "why",
+)
+
+
+def spot_table(prediction: Any) -> list[dict[str, str]]:
+    """The calcification stream's spots of a prediction (``predict(..., detail=True)``) as text
+    cells with the keys of :data:`SPOT_COLUMNS`, strongest density first; empty when the
+    cascade has no such stream. ``P(malignant | lesion)`` is ``"—"`` where Classifier 2 did
+    not run (a spot below the stream's threshold)."""
+    from hdcnn.reasons import STATUS_TEXT, finding_reason
+
+    trace = prediction.trace
+    spots = [f for f in prediction.findings if f.stream == "calcification"]
+    if trace is None or trace.calc is None:
+        return []
+    out = []
+    for f in spots:
+        given = float(trace.calc.p_malignant_given_lesion[f.index])
+        kept = f.stream_threshold is not None and f.p_lesion >= f.stream_threshold
+        out.append(
+            {
+                "No.": str(f.number),
+                "spot density": _num(f.spot_density),
+                "P(lesion)": _num(f.p_lesion),
+                "calcification stream": "lesion" if kept else "refused",
+                "P(malignant | lesion)": _num(None if np.isnan(given) else given),
+                "P(malignant)": _num(f.p_malignant),
+                "status": STATUS_TEXT[f.status] if f.status is not None else NOT_APPLICABLE,
+                "why": finding_reason(f, prediction.thresholds),
             }
         )
     return out

@@ -73,6 +73,17 @@ def as_reals(value: Any, name: str, low: float, high: float) -> tuple[float, ...
     return tuple(as_real(v, f"{name}[{i}]", low, high) for i, v in enumerate(items))
 
 
+def as_boxes(value: Any, name: str) -> tuple[tuple[float, float, float, float], ...]:
+    """A list of ``[x1, y1, x2, y2]`` boxes (coordinates within +-1e6)."""
+    boxes = []
+    for i, b in enumerate(as_list(value, name, "a list of boxes")):
+        box = as_reals(b, f"{name}[{i}]", -1e6, 1e6)
+        if len(box) != 4:
+            raise FieldError(f"{name}[{i}]", f"expected [x1, y1, x2, y2], got {box}")
+        boxes.append((box[0], box[1], box[2], box[3]))
+    return tuple(boxes)
+
+
 def as_json(value: Any, name: str) -> Any:
     """A plain JSON value (objects, lists, strings, finite numbers, booleans, null), copied."""
     if isinstance(value, Mapping):

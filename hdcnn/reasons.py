@@ -37,6 +37,7 @@ class DecisionStage(StrEnum):
     CLASSIFIER_1 = "c1_lesion"
     IMAGE_THRESHOLD = "abnormal"
     MALIGNANT_THRESHOLD = "malignant"
+    CALC_STREAM = "calc_stream"  # the calcification stream's own threshold (cascade.json)
 
 
 #: Plain name of each threshold (keys: :class:`Thresholds` fields).
@@ -46,11 +47,14 @@ THRESHOLD_NAMES: dict[str, str] = {
     "abnormal": "image-level abnormal threshold",
     "malignant": "malignant threshold",
 }
+#: Plain name of the calcification stream's own threshold (``cascade.json`` ``calc_stream``).
+CALC_THRESHOLD_NAME = "calcification stream threshold"
 
 #: Short text of each finding status, for tables and captions.
 STATUS_TEXT: dict[FindingStatus, str] = {
     FindingStatus.BELOW_DETECTOR_THRESHOLD: "below detector threshold",
     FindingStatus.REJECTED_BY_C1: "refused by C1",
+    FindingStatus.REJECTED_BY_CALC: "refused by the calcification stream",
     FindingStatus.BELOW_IMAGE_THRESHOLD: "refused at image level",
     FindingStatus.BENIGN: "benign",
     FindingStatus.MALIGNANT: "malignant",
@@ -127,8 +131,29 @@ def thresholds_text(t: Thresholds) -> str:
 
 def finding_number(finding: Finding, row: int) -> int:
     """The number shown for a finding (1-based): its rank by detector score in the trace,
-    so the boxes, the Diagnose table and the Cascade tables agree; ``row + 1`` without one."""
+    so the boxes, the Diagnose table and the Cascade tables agree (calcification spots:
+    ``Finding.number``, after the detector's); ``row + 1`` without one."""
+    if finding.number is not None:
+        return finding.number
     return finding.index + 1 if finding.index >= 0 else row + 1
+
+
+def _is_calc(finding: Finding) -> bool:
+    return finding.stream == "calcification" and finding.stream_threshold is not None
+
+
+def stream_text(finding: Finding, number: int) -> str:
+    """A calcification finding's stream, its P(lesion) and its threshold, e.g. ``"#23 is a
+    calcification-stream finding: P(lesion) 0.910 ≥ calcification stream threshold 0.500"``;
+    empty for the mass stream's."""
+    if not _is_calc(finding):
+        return ""
+    t = float(finding.stream_threshold or 0.0)
+    op = "≥" if finding.p_lesion >= t else "<"
+    return (
+        f"#{number} is a calcification-stream finding: P(lesion) {_f(finding.p_lesion)} {op} "
+        f"{CALC_THRESHOLD_NAME} {_f(t)}"
+    )
 
 
 def explain_verdict(
@@ -201,38 +226,55 @@ def explain(prediction: Prediction) -> Explanation:
                 t,
             )
         number, top = max(numbered, key=lambda nf: nf[1].p_lesion)
-        if top.p_lesion < t.c1_lesion:
+        refused = (FindingStatus.REJECTED_BY_C1, FindingStatus.REJECTED_BY_CALC)
+        if all(finding_status(f, t) in refused for f in findings):
+            calc = _is_calc(top)
+            name = CALC_THRESHOLD_NAME if calc else THRESHOLD_NAMES["c1_lesion"]
+            threshold = float(top.stream_threshold or 0.0) if calc else t.c1_lesion
             return Explanation(
                 label,
-                DecisionStage.CLASSIFIER_1,
-                THRESHOLD_NAMES["c1_lesion"],
-                t.c1_lesion,
+                DecisionStage.CALC_STREAM if calc else DecisionStage.CLASSIFIER_1,
+                name,
+                threshold,
                 "P(lesion)",
                 top.p_lesion,
-                f"every candidate refused: highest P(lesion) {_f(top.p_lesion)} (#{number}) < "
-                f"{THRESHOLD_NAMES['c1_lesion']} {_f(t.c1_lesion)}",
+                f"every candidate refused: highest P(lesion) {_f(top.p_lesion)} (#{number}"
+                f"{', calcification stream' if calc else ''}) < {name} "
+                f"{_f(threshold)}",
                 t,
                 number,
             )
         base = explain_verdict(label, prediction.p_abnormal, prediction.p_malignant, t)
         return replace(
             base,
-            reason=f"P(abnormal) {_f(prediction.p_abnormal)} (#{number}) < "
-            f"{THRESHOLD_NAMES['abnormal']} {_f(t.effective_abnormal)}",
+            reason=_with_stream(
+                f"P(abnormal) {_f(prediction.p_abnormal)} (#{number}) < "
+                f"{THRESHOLD_NAMES['abnormal']} {_f(t.effective_abnormal)}",
+                top,
+                number,
+            ),
             decisive=number,
         )
     base = explain_verdict(label, prediction.p_abnormal, prediction.p_malignant, t)
     kept = [(n, f) for n, f in numbered if f.kept and f.p_malignant is not None]
-    number = max(kept, key=lambda nf: nf[1].p_malignant)[0] if kept else None
+    best = max(kept, key=lambda nf: nf[1].p_malignant or 0.0) if kept else None
+    number = None if best is None else best[0]
     suffix = f" (#{number})" if number is not None else ""
-    return replace(
-        base,
-        reason=f"P(abnormal) {_f(prediction.p_abnormal)} ≥ {_f(t.effective_abnormal)} "
+    reason = (
+        f"P(abnormal) {_f(prediction.p_abnormal)} ≥ {_f(t.effective_abnormal)} "
         f"and P(malignant) {_f(prediction.p_malignant)}{suffix} "
         f"{'≥' if label == Label.MALIGNANT else '<'} {THRESHOLD_NAMES['malignant']} "
-        f"{_f(t.malignant)}",
-        decisive=number,
+        f"{_f(t.malignant)}"
     )
+    if best is not None:
+        reason = _with_stream(reason, best[1], best[0])
+    return replace(base, reason=reason, decisive=number)
+
+
+def _with_stream(reason: str, finding: Finding, number: int) -> str:
+    """``reason``, then the deciding finding's stream when it is the calcification stream."""
+    text = stream_text(finding, number)
+    return f"{reason}; {text}" if text else reason
 
 
 def _best_detector_score(prediction: Prediction) -> float | None:
@@ -278,9 +320,17 @@ def finding_reason(finding: Finding, thresholds: Thresholds) -> str:
         return (
             f"P(lesion) {_f(finding.p_lesion)} < {THRESHOLD_NAMES['c1_lesion']} {_f(t.c1_lesion)}"
         )
+    calc = _is_calc(finding)
+    own = (
+        f"{CALC_THRESHOLD_NAME} {_f(finding.stream_threshold or 0.0)}"
+        if calc
+        else f"Classifier 1 threshold {_f(t.c1_lesion)}"
+    )
+    if status == FindingStatus.REJECTED_BY_CALC:
+        return f"P(lesion) {_f(finding.p_lesion)} < {own}"
     if status == FindingStatus.BELOW_IMAGE_THRESHOLD:
         return (
-            f"P(lesion) {_f(finding.p_lesion)} ≥ Classifier 1 threshold {_f(t.c1_lesion)} but < "
+            f"P(lesion) {_f(finding.p_lesion)} ≥ {own} but < "
             f"{THRESHOLD_NAMES['abnormal']} {_f(t.effective_abnormal)}"
         )
     pm = float(finding.p_malignant or 0.0)
@@ -326,7 +376,7 @@ def candidate_rows(
         max_candidates: how many boxes the cascade classifies (default: all in the trace).
     """
     t = prediction.thresholds
-    by_index = {f.index: f for f in prediction.findings}
+    by_index = {f.index: f for f in prediction.findings if f.stream == "mass"}
     rows: list[CandidateRow] = []
     trace = prediction.trace
     if trace is None:

@@ -86,7 +86,8 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
             and optionally ``detector_score``, ``p_lesion``, ``p_malignant``.
 
     Returns:
-        ``[{"number": int, "box": [x1, y1, x2, y2], "label": str, "status": str | None,
+        ``[{"number": int, "stream": str, "box": [x1, y1, x2, y2], "label": str,
+        "status": str | None,
         "reason": str | None, "detector_score": float | None, "p_lesion": float | None,
         "p_malignant": float | None, "prominent": bool, "merged": [int], "merged_into":
         int | None}, ...]`` (and ``p_lesion_calibrated`` when the finding has one). ``number``
@@ -124,12 +125,15 @@ def finding_dicts(prediction: Any) -> list[dict[str, Any]]:
         out.append(
             {
                 "number": int(number),
+                "stream": str(_get(finding, "stream", None) or "mass"),
                 "box": [round(float(v), 1) for v in box],
                 "label": label,
                 "prominent": bool(prominent),
                 "status": None if status is None else str(_plain(status)),
                 "reason": reason,
-                "detector_score": _opt_float(_get(finding, "detector_score")),
+                "detector_score": _opt_float(_get(finding, "detector_score"))
+                if _get(finding, "stream", None) in (None, "mass")
+                else None,
                 "p_lesion": _opt_float(_get(finding, "p_lesion")),
                 "p_malignant": _opt_float(_get(finding, "p_malignant")),
                 "merged": [],
@@ -356,9 +360,17 @@ def report_pdf(
     pdf.set_font("Helvetica", "B", 11)
     pdf.cell(width, 7, f"Findings ({len(findings)})", new_x="LMARGIN", new_y="NEXT")
     if findings:
-        headers = ("#", "status", "box x1,y1,x2,y2 (px)", "det. score", "P(lesion)", "P(malig.)")
+        headers = (
+            "#",
+            "stream",
+            "status",
+            "box x1,y1,x2,y2 (px)",
+            "det. score",
+            "P(lesion)",
+            "P(malig.)",
+        )
         with pdf.table(
-            col_widths=(8, 46, 50, 20, 20, 20), text_align="CENTER", first_row_as_headings=True
+            col_widths=(8, 22, 40, 42, 18, 18, 18), text_align="CENTER", first_row_as_headings=True
         ) as table:
             pdf.set_font("Helvetica", "", 8)
             table.row(headers)
@@ -367,6 +379,7 @@ def report_pdf(
                 table.row(
                     (
                         str(f.get("number", i)),
+                        str(f.get("stream", "mass")),
                         _latin1(_status_text(f)),
                         box,
                         _fmt(f.get("detector_score")),

@@ -81,6 +81,7 @@ class Part(StrEnum):
     WHOLE_FLAT = "whole-flat"  # whole image: normal / benign / malignant
     WHOLE_ABNORMAL = "whole-abnormal"  # whole image, level 1: normal vs abnormal
     WHOLE_MALIGNANCY = "whole-malignancy"  # whole image, level 2: benign vs malignant
+    C1_CALC = "c1-calc"  # calcification stream: other vs lesion (spot crop + speck features)
 
 
 class FindingStatus(StrEnum):
@@ -89,6 +90,8 @@ class FindingStatus(StrEnum):
     - ``below_detector_threshold``: detector score < ``t_det`` (not a candidate; such boxes
       appear only in a ``CascadeTrace``, never in ``Prediction.findings``);
     - ``rejected_by_c1``: Classifier 1 P(lesion) < ``t_c1``;
+    - ``rejected_by_calc``: a calcification-stream spot whose P(lesion) is below the stream's
+      own threshold (``calc_stream.threshold`` of ``cascade.json``);
     - ``below_image_threshold``: kept by Classifier 1, but the image's P(abnormal) is below the
       effective image-level abnormal threshold, so the image is normal and no finding stands;
     - ``benign`` / ``malignant``: a finding of an abnormal image, graded against ``t_malignant``.
@@ -96,6 +99,7 @@ class FindingStatus(StrEnum):
 
     BELOW_DETECTOR_THRESHOLD = "below_detector_threshold"
     REJECTED_BY_C1 = "rejected_by_c1"
+    REJECTED_BY_CALC = "rejected_by_calc"
     BELOW_IMAGE_THRESHOLD = "below_image_threshold"
     BENIGN = "benign"
     MALIGNANT = "malignant"

@@ -11,6 +11,7 @@ import streamlit as st
 import appkit
 from hdcnn.analysis import candidate_overlay
 from hdcnn.explain import cam_overlay
+from hdcnn.findings import SPOT_COLUMNS, spot_table
 from hdcnn.reasons import STATUS_TEXT, THRESHOLD_NAMES, candidate_rows
 from hdcnn.report import COLOURS, render_overlay
 from hdcnn.terms import FindingStatus
@@ -136,6 +137,25 @@ if rows:
         ],
         width=96,
     )
+
+if trace.calc is not None:
+    spot_rows = spot_table(pred)
+    st.header("3b · Calcification stream: speck clusters at full resolution")
+    st.caption(
+        "Beside the detector, the calcification stream looks for clusters of bright specks on "
+        "the original pixels; its own classifier gives each spot P(lesion), and only spots at "
+        "or above the calcification stream threshold go on to Classifier 2. Spots are "
+        "numbered after the detector's candidates."
+    )
+    if spot_rows:
+        st.table(pd.DataFrame(spot_rows, columns=SPOT_COLUMNS), hide_index=True)
+        st.image(
+            [np.clip(c * 255, 0, 255).astype(np.uint8) for c in trace.calc.crops],
+            caption=[f"#{r['No.']} {r['calcification stream']}" for r in spot_rows],
+            width=64,
+        )
+    else:
+        st.write("No speck cluster found in the breast.")
 
 st.header("4 · Classifier 2: benign or malignant?")
 kept = [r for r in rows if r.p_lesion >= t.c1_lesion]

@@ -98,3 +98,34 @@ def breast_image(height: int = 120, width: int = 90, *, left: bool = True, seed:
     r = np.hypot((yy - height / 2) / (height / 2.2), dx / (0.75 * width))
     img = np.clip(1.0 - r, 0.0, 1.0) * 0.7 + (r < 1) * rng.uniform(0, 0.25, (height, width))
     return img.astype(np.float32)
+
+
+#: The SYNTHETIC calcification stream's threshold (:func:`add_calc_stream`).
+CALC_THRESHOLD = 0.5
+
+
+def calc_params(seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Fixed SYNTHETIC logistic parameters of a calcification-stream classifier: P(lesion) =
+    sigmoid(2 x density_peak - 1 + a small fixed weight on the trunk features)."""
+    from hdcnn.nets.features import FeatureConfig
+    from hdcnn.spots import SPECK_FEATURES
+
+    n_trunk = FeatureConfig(num_classes=2).n_features
+    n = n_trunk + len(SPECK_FEATURES)
+    coef = np.zeros((1, n), np.float32)
+    coef[0, :n_trunk] = np.random.default_rng(seed).normal(0, 1e-3, n_trunk)
+    coef[0, n_trunk + SPECK_FEATURES.index("density_peak")] = 2.0
+    return np.zeros(n, np.float32), np.ones(n, np.float32), coef, np.array([-1.0], np.float32)
+
+
+def add_calc_stream(folder: Path, *, threshold: float = CALC_THRESHOLD, stamp: bool = True) -> Path:
+    """Give a weights folder a SYNTHETIC calcification stream (:func:`calc_params`, 20 spots)
+    and, with ``stamp``, new known answers."""
+    from hdcnn.cascade.calc import save_calc_stream
+    from hdcnn.cascade.loading import stamp_known_answers
+    from hdcnn.spots import SpotConfig
+
+    save_calc_stream(folder, calc_params(), threshold, spots=SpotConfig(k=20))
+    if stamp:
+        stamp_known_answers(folder)
+    return folder

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hdcnn.config import (
+    CALC_WEIGHT_FILE,
     CONFIG_FILE,
     CROP_SIZE,
     LONG_SIDE,
@@ -152,6 +153,8 @@ def test_the_file_table_is_the_one_of_the_docs() -> None:
         "whole_abnormal.pt",
         "whole_malignancy.pt",
     ]
-    assert set(WEIGHT_FILES) == set(Part)
+    assert set(WEIGHT_FILES) | {CALC_WEIGHT_FILE.part} == set(Part)
+    assert CALC_WEIGHT_FILE.part not in WEIGHT_FILES  # optional: not every folder has it
+    assert weight_file("c1-calc") == "c1_calc.pt"
     assert weight_file("c1") == "c1_lesion.pt"
     assert WEIGHT_FILES[Part.C2].classes == ("benign", "malignant")

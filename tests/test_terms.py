@@ -41,6 +41,7 @@ def test_the_vocabularies() -> None:
         "whole-flat",
         "whole-abnormal",
         "whole-malignancy",
+        "c1-calc",
     }
     assert {str(s) for s in FindingStatus} >= {"rejected_by_c1", "benign", "malignant"}
     assert [str(v) for v in Laterality] == ["L", "R"]

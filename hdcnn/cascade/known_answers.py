@@ -12,6 +12,9 @@ stamp DIR``), and :func:`verify` reruns them when the cascade is loaded, part by
 - ``c1`` / ``c2``: the crop classifiers on the crops of the *stored* boxes (so a broken
   detector does not hide a healthy classifier, or the reverse): P(lesion) and
   P(malignant | lesion) within ``tolerance``;
+- ``c1-calc`` (folders with a calcification stream): the spots of :func:`hdcnn.spots.find_spots`
+  (boxes and densities, ``spots`` when they differ: the spot finder changed) and the stream
+  classifier's P(lesion) of each within ``tolerance``;
 - ``verdict``: the rules of :meth:`Cascade.decide` with the folder's thresholds: the image
   probabilities within ``tolerance`` and the same label (unless a probability lies within
   ``tolerance`` of its threshold).
@@ -36,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from hdcnn.calcstream import SpotAnswer
+from hdcnn.cascade.calc import CalcTrace, run_stream
 from hdcnn.cascade.orchestrator import Cascade
 from hdcnn.cascade.results import Candidates, CascadeTrace
 from hdcnn.config import CascadeConfig, KnownAnswers, ReferenceAnswer, weight_file
@@ -56,6 +61,8 @@ REFERENCES: tuple[tuple[str, int, int, int], ...] = (
 
 #: Failure key of an exception inside the crop classifiers (C1 and C2 run together).
 CROP_HEADS = "crop heads"
+#: Failure key of spots that differ from the stored ones (the spot finder, not a weights file).
+SPOTS = "spots"
 
 _verified: set[str] = set()
 _lock = threading.Lock()
@@ -127,7 +134,8 @@ def stamp(cascade: Cascade) -> KnownAnswers:
         candidates = cascade.detect(prep)
         boxes = candidates.boxes[: cascade.max_candidates]
         p_lesion, p_mal = _classify(cascade, prep, boxes, pixels)
-        trace = CascadeTrace(prep, candidates, p_lesion, p_mal, np.zeros((0, 1, 1)))
+        calc = _run_stream(cascade, prep, pixels)
+        trace = CascadeTrace(prep, candidates, p_lesion, p_mal, np.zeros((0, 1, 1)), calc)
         pred = cascade.decide(trace, source=name, keep_trace=False)
         references.append(
             ReferenceAnswer(
@@ -140,9 +148,52 @@ def stamp(cascade: Cascade) -> KnownAnswers:
                 label=str(pred.label),
                 p_abnormal=float(pred.p_abnormal),
                 p_malignant_image=float(pred.p_malignant),
+                spots=None if calc is None else _spot_answer(calc),
             )
         )
     return KnownAnswers(TOLERANCE, BOX_TOLERANCE, tuple(references))
+
+
+def _run_stream(cascade: Cascade, prep: Any, pixels: np.ndarray) -> CalcTrace | None:
+    """The calcification stream on a reference input (None: the cascade has none)."""
+    stream = cascade.calc_stream
+    return None if stream is None else run_stream(stream, cascade, prep, pixels)
+
+
+def _spot_answer(calc: CalcTrace) -> SpotAnswer:
+    return SpotAnswer(
+        boxes=tuple(tuple(float(v) for v in b) for b in calc.boxes),  # type: ignore[misc]
+        density=tuple(float(d) for d in calc.density),
+        p_lesion=tuple(float(p) for p in calc.p_lesion),
+    )
+
+
+def _spots_problem(
+    ref: ReferenceAnswer, calc: CalcTrace | None, answers: KnownAnswers
+) -> tuple[str, str] | None:
+    """``(failing part, why)`` when the calcification stream's outputs differ from ``ref``'s."""
+    if calc is None or ref.spots is None:
+        if calc is None and ref.spots is None:
+            return None
+        has = "has" if calc is not None else "has no"
+        return Part.C1_CALC, f"the folder {has} a calcification stream, its known answers not"
+    exp = ref.spots
+    boxes = np.asarray(exp.boxes, np.float64).reshape(-1, 4)
+    if len(boxes) != len(calc.boxes) or (
+        len(boxes)
+        and (
+            np.abs(boxes - calc.boxes).max() > answers.box_tolerance
+            or np.abs(np.asarray(exp.density) - calc.density).max() > answers.tolerance
+        )
+    ):
+        return SPOTS, f"{len(calc.boxes)} spots differ from the {len(boxes)} expected"
+    problem = _values_problem(
+        "P(lesion) of the calcification stream",
+        exp.p_lesion,
+        calc.p_lesion.astype(np.float64),
+        answers.tolerance,
+    )
+    return None if problem is None else (Part.C1_CALC, problem)
 
 
 def _detector_problem(
@@ -255,10 +306,19 @@ def check(cascade: Cascade, answers: KnownAnswers, *, detector_only: bool = Fals
             )
             if problem:
                 failures.setdefault(part, f"{ref.name}: {problem}")
-        if any(p in failures for p in (Part.DETECTOR, Part.C1, Part.C2, CROP_HEADS)):
+        try:
+            calc = _run_stream(cascade, prep, pixels)
+            spots = _spots_problem(ref, calc, answers)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            calc, spots = None, (Part.C1_CALC, f"the network failed ({type(exc).__name__})")
+        if spots:
+            failures.setdefault(spots[0], f"{ref.name}: {spots[1]}")
+        if any(p in failures for p in (Part.DETECTOR, Part.C1, Part.C2, CROP_HEADS)) or spots:
             continue
         candidates = Candidates(boxes.astype(np.float32), np.asarray(ref.scores, np.float32))
-        trace = CascadeTrace(prep, candidates, p_lesion, p_mal, np.zeros((0, 1, 1)))
+        trace = CascadeTrace(prep, candidates, p_lesion, p_mal, np.zeros((0, 1, 1)), calc)
+        calc_near = () if calc is None or cascade.calc_stream is None else calc.p_lesion
+        t_calc = 0.0 if cascade.calc_stream is None else cascade.calc_stream.config.threshold
         pred = cascade.decide(trace, source=ref.name, keep_trace=False)
         same_label = str(pred.label) == ref.label or any(
             _near(v, th, tol)
@@ -267,6 +327,7 @@ def check(cascade: Cascade, answers: KnownAnswers, *, detector_only: bool = Fals
                 (pred.p_malignant, t.malignant),
                 *((float(p), t.c1_lesion) for p in p_lesion),
                 *((float(s), t.detector_score) for s in ref.scores),
+                *((float(p), t_calc) for p in calc_near),
             )
         )
         if (

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hdcnn.cascade import known_answers as answers
+from hdcnn.cascade.calc import CalcStream
 from hdcnn.cascade.heads import (
     CropHead,
     FlatCropHead,
@@ -28,8 +29,10 @@ from hdcnn.cascade.heads import (
     _input_size,
 )
 from hdcnn.cascade.orchestrator import Cascade
-from hdcnn.config import CONFIG_FILE, WEIGHT_FILES, CascadeConfig, sha256_file
+from hdcnn.config import CONFIG_FILE, WEIGHT_FILES, CascadeConfig, sha256_file, weight_spec
 from hdcnn.errors import CheckpointError
+from hdcnn.nets.features import FeatureClassifier
+from hdcnn.spots import SPECK_FEATURES
 from hdcnn.terms import Part
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ def _check_checkpoint(ckpt: Mapping[str, Any], part: Part, path: Path) -> None:
         CheckpointError: other classes than the table's, a ``num_classes`` that differs from
             them, another part recorded in ``extra["part"]``, or an absurd input size.
     """
-    expected = WEIGHT_FILES[part].classes
+    expected = weight_spec(part).classes
     classes = ckpt.get("classes")
     if not isinstance(classes, list | tuple) or sorted(map(str, classes)) != sorted(expected):
         shown = f"{len(classes)} classes" if isinstance(classes, list | tuple) else "no class list"
@@ -109,7 +112,7 @@ def load_model_file(
     from hdcnn.nets.efficientnet import fuse_trunks_for_inference
 
     part = Part(part)
-    file_name = WEIGHT_FILES[part].file
+    file_name = weight_spec(part).file
     path = Path(weights_dir) / file_name
     if not path.is_file():
         raise CheckpointError(str(path), "weights file not found")
@@ -167,6 +170,31 @@ def flat_head(root: Path, config: CascadeConfig) -> FlatCropHead:
         _input_size(ckpt, path)[0],
         {path.name: sha},
         crop_source=config.crop_source,
+    )
+
+
+def load_calc_stream(root: Path, config: CascadeConfig) -> CalcStream | None:
+    """The folder's calcification stream (None when ``cascade.json`` has no ``calc_stream``).
+
+    Raises:
+        CheckpointError: ``c1_calc.pt`` is missing, corrupt or not the stream's classifier
+            (classes, input size, speck features).
+    """
+    if config.calc_stream is None:
+        return None
+    model, ckpt, sha = load_model_file(root, Part.C1_CALC, config)
+    path = root / weight_spec(Part.C1_CALC).file
+    crop = config.calc_stream.crop_size
+    if _input_size(ckpt, path) != (crop, crop):
+        raise CheckpointError(str(path), f"input_size differs from calc_stream.crop_size {crop}")
+    if not isinstance(model, FeatureClassifier) or model.config.extra_features != len(
+        SPECK_FEATURES
+    ):
+        raise CheckpointError(
+            str(path), f"expected a feature classifier with {len(SPECK_FEATURES)} speck features"
+        )
+    return CalcStream(
+        model, _class_index(ckpt, "lesion", path), config.calc_stream, {path.name: sha}
     )
 
 
@@ -249,6 +277,7 @@ def load_cascade(
     cascade = Cascade(
         detector,
         head,
+        calc_stream=load_calc_stream(root, config) if crop_head == "hier" else None,
         thresholds=thresholds,
         calibration=calibration,
         long_side=config.long_side,

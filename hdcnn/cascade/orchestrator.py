@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hdcnn.preprocess import Preprocessed
     from hdcnn.reader import Mammogram, MammogramMeta
 
+from hdcnn.cascade.calc import CalcStream, calc_findings, pixel_mm_of, run_stream
 from hdcnn.cascade.exam import combine_exam
 from hdcnn.cascade.heads import CropHead
 from hdcnn.cascade.results import Candidates, CascadeTrace, ExamPrediction, Finding, Prediction
@@ -81,6 +82,7 @@ class Cascade:
         calibration: probability maps and threshold bands (:mod:`hdcnn.calibration`); the
             verdicts never depend on it, predictions carry calibrated probabilities and
             borderline flags when it is given.
+        calc_stream: the calcification stream (:mod:`hdcnn.cascade.calc`), or None.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class Cascade:
         name: str = "hdcnn",
         files: Mapping[str, str] | None = None,
         calibration: Calibration | None = None,
+        calc_stream: CalcStream | None = None,
     ) -> None:
         self.detector = detector.eval()
         self.head = head
@@ -110,6 +113,10 @@ class Cascade:
         self.name = name
         self.files = dict(files or {})
         self.calibration = calibration
+        self.calc_stream = calc_stream
+        if calc_stream is not None:
+            calc_stream.head.eval()
+            self.files.update(calc_stream.files)
 
     # -- identity -------------------------------------------------------------------------
 
@@ -271,6 +278,17 @@ class Cascade:
                     p_lesion_calibrated=None if lesion_cal is None else float(lesion_cal[row]),
                 )
             )
+        if trace.calc is not None and self.calc_stream is not None:
+            spots, calc_abnormal, calc_malignant = calc_findings(
+                trace.calc,
+                trace.preprocessed,
+                self.calc_stream.config.threshold,
+                t.malignant,
+                first_number=len(trace.p_lesion) + 1,
+            )
+            findings += spots
+            p_abnormal = max(p_abnormal, calc_abnormal)
+            p_malignant = max(p_malignant, calc_malignant)
         label = verdict(
             p_abnormal, p_malignant, t_abnormal=t.effective_abnormal, t_malignant=t.malignant
         )
@@ -279,7 +297,7 @@ class Cascade:
             # on an image called normal (the image probabilities above are unchanged)
             findings = [
                 f
-                if f.status == FindingStatus.REJECTED_BY_C1
+                if f.status in (FindingStatus.REJECTED_BY_C1, FindingStatus.REJECTED_BY_CALC)
                 else replace(
                     f,
                     p_malignant=None,
@@ -306,11 +324,17 @@ class Cascade:
     # -- whole pipeline --------------------------------------------------------------------
 
     def run_networks(
-        self, prep: Preprocessed, pixels: np.ndarray | None = None
+        self,
+        prep: Preprocessed,
+        pixels: np.ndarray | None = None,
+        *,
+        pixel_mm: float | None = None,
     ) -> tuple[CascadeTrace, dict[str, float]]:
         """Detect and classify on a preprocessed image; returns the trace and stage times.
 
-        ``pixels`` (the original image) is needed for full-resolution crops.
+        ``pixels`` (the original image) is needed for full-resolution crops and for the
+        calcification stream (which runs when the cascade has one and ``pixels`` is given, at
+        ``pixel_mm``, the pixel spacing: :func:`~hdcnn.cascade.calc.pixel_mm_of`).
         """
         t0 = time.perf_counter()
         candidates = self.detect(prep)
@@ -320,13 +344,23 @@ class Cascade:
         t2 = time.perf_counter()
         for output in (candidates.boxes, candidates.scores, p_lesion, p_mal):
             if not np.all(np.isfinite(np.asarray(output, dtype=np.float64))):
-                raise CheckpointError(
-                    f"{self.name} ({', '.join(sorted(self.files)) or 'weights'})",
-                    "the networks gave non-finite outputs (NaN or infinity): the weights are "
-                    "broken, no verdict can be given",
-                )
-        trace = CascadeTrace(prep, candidates, p_lesion, p_mal, crops)
-        return trace, {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3}
+                raise self._broken()
+        times = {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3}
+        calc = None
+        if self.calc_stream is not None and pixels is not None:
+            calc = run_stream(self.calc_stream, self, prep, pixels, pixel_mm or pixel_mm_of(None))
+            times["calc_stream"] = (time.perf_counter() - t2) * 1e3
+            if not calc.finite(self.calc_stream.config.threshold):
+                raise self._broken()
+        trace = CascadeTrace(prep, candidates, p_lesion, p_mal, crops, calc)
+        return trace, times
+
+    def _broken(self) -> CheckpointError:
+        return CheckpointError(
+            f"{self.name} ({', '.join(sorted(self.files)) or 'weights'})",
+            "the networks gave non-finite outputs (NaN or infinity): the weights are "
+            "broken, no verdict can be given",
+        )
 
     def predict(
         self,
@@ -357,7 +391,7 @@ class Cascade:
         laterality = getattr(meta, "laterality", None)
         prep = self.preprocess(pixels, source=source, laterality=laterality)
         t2 = time.perf_counter()
-        trace, times = self.run_networks(prep, pixels)
+        trace, times = self.run_networks(prep, pixels, pixel_mm=pixel_mm_of(meta))
         timing = {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3, **times}
         timing["total"] = (time.perf_counter() - t0) * 1e3
         return self.decide(

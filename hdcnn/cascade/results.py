@@ -15,6 +15,7 @@ from hdcnn.terms import FindingStatus, Label
 
 if TYPE_CHECKING:
     from hdcnn.calibration import Calibration
+    from hdcnn.cascade.calc import CalcTrace
     from hdcnn.preprocess import Preprocessed
     from hdcnn.reader import MammogramMeta
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- results
+
+#: The candidate streams of a cascade: the detector's and the calcification stream's.
+STREAMS = ("mass", "calcification")
 
 
 def _verdict_json(
@@ -48,21 +52,30 @@ def _verdict_json(
 
 @dataclass(frozen=True)
 class Finding:
-    """One detector candidate after classification.
+    """One candidate after classification: a detector box (the mass stream) or a spot of the
+    calcification stream.
 
     Attributes:
         box: ``(x1, y1, x2, y2)`` float, ORIGINAL image pixels.
-        detector_score: detector confidence in ``[0, 1]``.
-        p_lesion: classifier 1 P(lesion) in ``[0, 1]``.
+        detector_score: detector confidence in ``[0, 1]`` (0 for a calcification spot).
+        p_lesion: P(lesion) in ``[0, 1]`` of the stream's classifier (Classifier 1, or the
+            calcification stream's).
         p_malignant: ``p_lesion * P(malignant | lesion)`` for kept findings, ``None`` when
             rejected.
         label: ``"benign"``, ``"malignant"`` or ``"rejected"``.
         model_box: the same box in model-image pixels (for drawing on the preprocessed image).
-        index: row of this candidate in the trace (``CascadeTrace.candidates``, ``.crops``).
+        index: row of this candidate in the trace (``CascadeTrace.candidates``, ``.crops``;
+            ``CascadeTrace.calc`` for a calcification spot).
         status: the stage that kept or refused it (:class:`FindingStatus`); None for findings
             built outside :meth:`Cascade.decide`.
         p_lesion_calibrated: ``p_lesion`` through the shipped calibration map (None without
             one): the probability that this box points at a lesion.
+        stream: ``"mass"`` (the detector's) or ``"calcification"`` (:data:`STREAMS`).
+        spot_density: the spot's cluster density (calcification stream only).
+        stream_threshold: the P(lesion) threshold of the finding's own stream when it is not
+            Classifier 1's (the calcification stream's); None for the mass stream.
+        number: the number shown for the finding when it is not ``index + 1`` (calcification
+            spots are numbered after the mass stream's classified candidates).
     """
 
     box: tuple[float, float, float, float]
@@ -74,23 +87,33 @@ class Finding:
     index: int = -1
     status: FindingStatus | None = None
     p_lesion_calibrated: float | None = None
+    stream: str = "mass"
+    spot_density: float | None = None
+    stream_threshold: float | None = None
+    number: int | None = None
 
     @property
     def kept(self) -> bool:
         return self.label != "rejected"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: ``{"box", "detector_score", "p_lesion", "p_malignant", "label"}`` (and
-        ``p_lesion_calibrated`` when calibrated)."""
+        """JSON form: ``{"stream", "box", "detector_score", "p_lesion", "p_malignant",
+        "label"}`` (and ``p_lesion_calibrated`` when calibrated, ``spot_density`` for a
+        calcification spot)."""
         out: dict[str, Any] = {
+            "stream": self.stream,
             "box": [round(float(v), 2) for v in self.box],
-            "detector_score": round(float(self.detector_score), 6),
+            "detector_score": round(float(self.detector_score), 6)
+            if self.stream == "mass"
+            else None,
             "p_lesion": round(float(self.p_lesion), 6),
             "p_malignant": None if self.p_malignant is None else round(self.p_malignant, 6),
             "label": self.label,
         }
         if self.p_lesion_calibrated is not None:
             out["p_lesion_calibrated"] = round(float(self.p_lesion_calibrated), 6)
+        if self.spot_density is not None:
+            out["spot_density"] = round(float(self.spot_density), 6)
         return out
 
 
@@ -122,6 +145,7 @@ class CascadeTrace:
             them, so re-thresholding never needs the classifiers again).
         p_malignant_given_lesion: float32 ``(K,)`` crop-level P(malignant | lesion).
         crops: float32 ``(K, s, s)`` classifier crops of those candidates.
+        calc: the calcification stream's results (None: the cascade has no such stream).
     """
 
     preprocessed: Preprocessed
@@ -129,6 +153,7 @@ class CascadeTrace:
     p_lesion: np.ndarray
     p_malignant_given_lesion: np.ndarray
     crops: np.ndarray
+    calc: CalcTrace | None = None
 
 
 @dataclass(frozen=True)

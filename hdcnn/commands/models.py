@@ -55,14 +55,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{ref.name}: {len(ref.boxes)} boxes (best score "
                 f"{max(ref.scores, default=0.0):.4f}), verdict {ref.label} "
                 f"(P(abnormal) {ref.p_abnormal:.4f}, P(malignant) {ref.p_malignant_image:.4f})"
+                + ("" if ref.spots is None else f", {len(ref.spots.boxes)} calcification spots")
             )
         print(
             f"wrote the known answers of {len(refs)} SYNTHETIC reference inputs to {args.weights}"
         )
         return 0
-    load_cascade(args.weights, known_answers="require")
+    cascade = load_cascade(args.weights, known_answers="require")
+    calc = ", calcification stream" if cascade.calc_stream is not None else ""
     print(
-        f"{args.weights}: known answers agree (detector, C1, C2, verdict) "
+        f"{args.weights}: known answers agree (detector, C1, C2{calc}, verdict) "
         f"[{(time.perf_counter() - t0):.1f} s]"
     )
     return 0

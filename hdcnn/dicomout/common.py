@@ -60,6 +60,7 @@ THRESHOLD_CONCEPTS: dict[str, Code] = {
     "c1_lesion": _local("T_C1", "Classifier 1 threshold"),
     "abnormal": _local("T_ABN", "Image-level abnormal threshold"),
     "malignant": _local("T_MAL", "Malignant threshold"),
+    "calc_stream": _local("T_CALC", "Calcification stream threshold"),
 }
 #: The verdict labels as SNOMED CT codes.
 LABEL_CODES: dict[Label, Code] = {
@@ -76,8 +77,12 @@ STAGE_CODES: dict[FindingStatus, Code] = {
         "C2_MALIGNANT", "Classifier 2: P(malignant) at or above the malignant threshold"
     ),
 }
-#: Every candidate of the shipped cascade comes from one stream: the Faster R-CNN detector.
+#: The shipped cascade's candidates come from one stream: the Faster R-CNN detector; weights
+#: with a calcification stream add its spots (:mod:`hdcnn.cascade.calc`).
 DETECTOR_STREAM = _local("DETECTOR", "Faster R-CNN detector candidates")
+CALC_STREAM = _local("CALC_SPOTS", "Calcification stream: speck-density spots")
+#: Each finding's stream (``Finding.stream``) as a local code.
+STREAM_CODES: dict[str, Code] = {"mass": DETECTOR_STREAM, "calcification": CALC_STREAM}
 LATERALITY_CODES: dict[str, Code] = {"L": codes.SCT.Left, "R": codes.SCT.Right}
 YES, NO = codes.SCT.Yes, codes.SCT.No
 UNITLESS = codes.UCUM.NoUnits

@@ -37,7 +37,6 @@ from hdcnn.dicomout.common import (
     DECIDED_BY,
     DECISION_RULE,
     DETECTOR_SCORE,
-    DETECTOR_STREAM,
     LABEL_CODES,
     LATERALITY_CODES,
     LOCAL_SCHEME,
@@ -51,6 +50,7 @@ from hdcnn.dicomout.common import (
     STAGE,
     STAGE_CODES,
     STREAM,
+    STREAM_CODES,
     SUPPORTS_VERDICT,
     THRESHOLD_CONCEPTS,
     UNITLESS,
@@ -155,7 +155,7 @@ def _finding_groups(
             qualitative_evaluations=[
                 hd.sr.QualitativeEvaluation(VERDICT, LABEL_CODES[Label(f["label"])]),
                 hd.sr.QualitativeEvaluation(STAGE, STAGE_CODES[status]),
-                hd.sr.QualitativeEvaluation(STREAM, DETECTOR_STREAM),
+                hd.sr.QualitativeEvaluation(STREAM, STREAM_CODES[f.get("stream") or "mass"]),
                 hd.sr.QualitativeEvaluation(SUPPORTS_VERDICT, YES if f["prominent"] else NO),
             ],
         )

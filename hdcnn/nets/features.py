@@ -37,6 +37,9 @@ class FeatureConfig:
         backbone: the trunk, a key of :data:`hdcnn.nets.efficientnet.TRUNKS` (shipped:
             ``"efficientnet_lite0"``; Lite1/Lite2 only in ablations).
         pretrained: the trunk carries the ImageNet weights (``False`` only in ablations).
+        extra_features: features given beside the image and appended after the pooled ones
+            (the calcification stream's speck features, :data:`hdcnn.spots.SPECK_FEATURES`);
+            0 for every other classifier.
     """
 
     num_classes: int
@@ -44,11 +47,17 @@ class FeatureConfig:
     stages: tuple[int, ...] = (1, 2, 3)
     backbone: str = "efficientnet_lite0"
     pretrained: bool = True
+    extra_features: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.extra_features, bool) or not 0 <= self.extra_features <= 1024:
+            raise ValueError(f"extra_features must be in [0, 1024], got {self.extra_features!r}")
 
     @property
     def n_features(self) -> int:
+        """Pooled trunk features plus :attr:`extra_features`."""
         channels = trunk_spec(self.backbone).stage_channels
-        return 2 * sum(channels[i] for i in self.stages)
+        return 2 * sum(channels[i] for i in self.stages) + self.extra_features
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
@@ -105,7 +114,8 @@ class LinearHead(nn.Module):
 
 
 class FeatureClassifier(nn.Module):
-    """``(B, 1, h, w)`` float in ``[0, 1]`` -> logits ``(B, num_classes)``.
+    """``(B, 1, h, w)`` float in ``[0, 1]`` (and ``(B, extra_features)`` features given beside
+    the image, when the config has some) -> logits ``(B, num_classes)``.
 
     Attributes:
         trunk: the shared frozen trunk of ``cfg.backbone`` (not part of ``state_dict``).
@@ -129,8 +139,33 @@ class FeatureClassifier(nn.Module):
         """Pooled trunk features ``(B, F)`` of inputs ``(B, 1, h, w)``."""
         return pooled_features(self.trunk(x), self.config.stages)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def with_extra(self, feats: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """Pooled features ``(B, F)`` with the ``extra`` features appended (the head's input).
+
+        Raises:
+            ValueError: ``extra`` is missing, given to a classifier without extra features, or
+                of the wrong shape.
+        """
+        n = self.config.extra_features
+        if extra is None and n == 0:
+            return feats
+        if extra is None or tuple(extra.shape) != (feats.shape[0], n):
+            shape = None if extra is None else tuple(extra.shape)
+            raise ValueError(
+                f"expected extra features of shape ({feats.shape[0]}, {n}), got {shape}"
+            )
+        return torch.cat([feats, extra.to(feats.dtype)], dim=1)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.with_extra(self.features(x), extra))
+
+    def probabilities(
+        self, x: torch.Tensor, extra: torch.Tensor | None = None, index: int = 1
+    ) -> np.ndarray:
+        """Softmax probability of class ``index`` for each input: float32 ``(B,)``."""
+        with torch.inference_mode():
+            logits = self.forward(x, extra).detach().float()
+        return torch.softmax(logits, dim=1)[:, index].numpy().astype(np.float32)
 
 
 def build_feature_classifier(cfg: FeatureConfig) -> FeatureClassifier:
