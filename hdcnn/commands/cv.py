@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the final models on all patients and write them to DIR",
     )
     p.add_argument(
+        "--calc-stream",
+        action="store_true",
+        help="give every weights folder the calcification stream: full-resolution spot "
+        "candidates with their own classifier and threshold (docs/TRAINING.md)",
+    )
+    p.add_argument(
         "--ablations",
         nargs="*",
         choices=[name for name in ABLATION_ROWS if name != "reference"],
@@ -210,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         cache=None if args.cache is None else str(args.cache),
+        calc_stream=args.calc_stream,
     )
     configure_logging(Path(cfg.out))
     # --ablations absent: None; without names: []; else the named rows

@@ -276,19 +276,27 @@ class Experiment:
         return preprocess(pixels, long_side=self.long_side, source=source, laterality=laterality)
 
     def traces(
-        self, prep: Preprocessed, pixels: np.ndarray | None = None
+        self, prep: Preprocessed, pixels: np.ndarray | None = None, *, pixel_mm: float | None = None
     ) -> dict[str, CascadeTrace]:
         """The network stages of every detector concept on one image (detector run once).
 
-        ``pixels`` (the original image) is needed by heads that crop at full resolution.
+        ``pixels`` (the original image) is needed by heads that crop at full resolution and by
+        a calcification stream (run at ``pixel_mm``, the image's pixel spacing; the default of
+        :func:`~hdcnn.cascade.calc.pixel_mm_of` when None).
         """
+        from hdcnn.cascade.calc import pixel_mm_of, run_stream
+
         out: dict[str, CascadeTrace] = {}
         if self.detectors:
             candidates = next(iter(self.detectors.values())).detect(prep)
             for name, casc in self.detectors.items():
                 boxes = candidates.boxes[: casc.max_candidates]
                 p_lesion, p_mal, crops = casc.classify(prep, boxes, pixels)
-                out[name] = CascadeTrace(prep, candidates, p_lesion, p_mal, crops)
+                calc = None
+                if casc.calc_stream is not None and pixels is not None:
+                    spacing = pixel_mm or pixel_mm_of(None)
+                    calc = run_stream(casc.calc_stream, casc, prep, pixels, spacing)
+                out[name] = CascadeTrace(prep, candidates, p_lesion, p_mal, crops, calc)
         return out
 
     def decide(
@@ -305,11 +313,11 @@ class Experiment:
         )
 
     def run_image(
-        self, prep: Preprocessed, pixels: np.ndarray | None = None
+        self, prep: Preprocessed, pixels: np.ndarray | None = None, *, pixel_mm: float | None = None
     ) -> dict[str, ConceptOutput]:
         """Every loaded concept on one preprocessed image (detector run once)."""
         outputs = {name: concept(prep.image) for name, concept in self.whole.items()}
-        for name, trace in self.traces(prep, pixels).items():
+        for name, trace in self.traces(prep, pixels, pixel_mm=pixel_mm).items():
             outputs[name] = self.decide(name, trace)
         return {c: outputs[c] for c in CONCEPTS if c in outputs}
 
@@ -326,6 +334,7 @@ class Experiment:
             One :class:`ImageResult` per record, in manifest order; unreadable images carry
             ``error`` and no outputs (they are left out of the metrics and counted).
         """
+        from hdcnn.cascade.calc import pixel_mm_of
         from hdcnn.reader import read_mammogram
 
         results: list[ImageResult] = []
@@ -343,7 +352,9 @@ class Experiment:
                 prep = self.preprocess(
                     mammo.pixels, source=mammo.meta.source, laterality=laterality
                 )
-                result.outputs = self.run_image(prep, mammo.pixels)
+                result.outputs = self.run_image(
+                    prep, mammo.pixels, pixel_mm=pixel_mm_of(mammo.meta)
+                )
             except HDCNNError as exc:
                 result.error = str(exc)
                 log.warning("skipping image %d: %s", i, exc)

@@ -76,6 +76,7 @@ def score_held_out(
     ``image(i)`` reads image ``i`` when its turn comes: ``.prep`` (the preprocessed model
     image) and ``.pixels`` (the original pixels the crops are cut from).
     """
+    from hdcnn.cascade.calc import pixel_mm_of
     from hdcnn.evaluation.experiment import Experiment
 
     exp = Experiment(folder)
@@ -83,7 +84,10 @@ def score_held_out(
     for i in tqdm(held, desc=f"fold{fold} held-out", disable=not progress, leave=False):
         img = image(int(i))
         whole = {n: c.probabilities(img.prep.image) for n, c in exp.whole.items()}
-        traces = {n: _lean(t) for n, t in exp.traces(img.prep, img.pixels).items()}
+        spacing = pixel_mm_of(img.item.meta)
+        traces = {
+            n: _lean(t) for n, t in exp.traces(img.prep, img.pixels, pixel_mm=spacing).items()
+        }
         out.append(Scored(int(i), fold, whole, traces))
     return out
 

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hdcnn.config import CALC_CROP_SIZE
-from hdcnn.spots import DEFAULT_PIXEL_MM, SPECK_FEATURES, SpotConfig, find_spots
+from hdcnn.spots import SPECK_FEATURES, SpotConfig, find_spots
 from hdcnn.terms import Label
 from hdcnn.train.features import FeatureExtractor, candidate_labels, per_image
-from hdcnn.train.folds import CrossValidation
 from hdcnn.train.heads import fit_logistic
 from hdcnn.train.images import Image
+
+if TYPE_CHECKING:
+    from hdcnn.train.folds import CrossValidation
 
 #: The stream's spot candidates per image (the detector's budget, ``MAX_CANDIDATES``).
 CALC_SPOTS = SpotConfig(k=20)
@@ -36,8 +39,9 @@ Logistic = tuple[np.ndarray, ...]
 
 def pixel_mm_of(image: Image) -> float:
     """The image's pixel spacing in millimetres (mini-MIAS's when it states none)."""
-    spacing = image.item.meta.pixel_spacing
-    return float(spacing[0]) if spacing else DEFAULT_PIXEL_MM
+    from hdcnn.cascade.calc import pixel_mm_of as of_meta
+
+    return of_meta(image.item.meta)
 
 
 def calc_candidates(
@@ -173,3 +177,28 @@ def calc_scorer(
     :func:`fit_calc_classifier`)."""
     params = fit_calc_classifier(cv, calc, train_idx, extra)
     return lambda rows: logistic_probability(params, calc["x_calc"][rows])
+
+
+def calc_threshold(cv: CrossValidation, calc: dict[str, np.ndarray]) -> float:
+    """The stream's own P(lesion) threshold, chosen as Classifier 1's is
+    (:func:`~hdcnn.evaluation.out_of_fold.lesion_level_threshold`): on the pooled out-of-fold
+    spot scores (each image scored by the fold classifier that never saw its patient), the
+    threshold that keeps :data:`~hdcnn.config.SENSITIVITY` of the calcification lesions some
+    spot hits (the best-scored hitting spot of each)."""
+    from hdcnn.config import SENSITIVITY
+    from hdcnn.evaluation.metrics import lesion_hits
+    from hdcnn.thresholds import threshold_at_sensitivity
+
+    every = np.arange(len(cv.items))
+    best: list[float] = []
+    for held in cv.folds:
+        score = calc_scorer(cv, calc, np.setdiff1d(every, held))
+        for i in held:
+            gt = cv.items[int(i)].gt_of_kind("calcification")
+            rows = np.flatnonzero(calc["image"] == i)
+            if not len(gt) or not len(rows):
+                continue
+            hits = lesion_hits(calc["boxes"][rows], gt)
+            p = score(rows)
+            best += [float(p[hits[:, g]].max()) for g in range(len(gt)) if hits[:, g].any()]
+    return threshold_at_sensitivity(np.array(best), SENSITIVITY)

@@ -378,7 +378,9 @@ class CrossValidation:
         """Fit the six heads on ``train_idx`` and write a complete weights folder."""
         folder = self.out / tag
         cand = self.candidates(tag, train_idx)
-        if (folder / CascadeConfig.FILE).is_file():
+        if (folder / CascadeConfig.FILE).is_file() and (
+            not self.cfg.calc_stream or CascadeConfig.load(folder).calc_stream is not None
+        ):
             return folder
         crops = self.training_crops(cand, train_idx)
         whole = self.whole()
@@ -398,7 +400,27 @@ class CrossValidation:
         patients = sorted({self.items[i].patient for i in train_idx})
         cfg = replace(cascade_cfg, training={"patients": patients, "cv": self.cfg.recipe()})
         cfg.save(folder, hash_files=True)
+        if self.cfg.calc_stream:
+            self.add_calc_stream(folder, train_idx)
         return folder
+
+    def add_calc_stream(self, folder: Path, train_idx: np.ndarray) -> None:
+        """Give ``folder`` the calcification stream fitted on ``train_idx``, at the run's
+        out-of-fold stream threshold (:func:`hdcnn.train.calc.calc_threshold`, cached)."""
+        from hdcnn.cascade.calc import save_calc_stream
+        from hdcnn.train.calc import (
+            CALC_SPOTS,
+            calc_candidates,
+            calc_threshold,
+            fit_calc_classifier,
+        )
+
+        calc = calc_candidates(self)
+        chosen = self.cached(
+            "calc_threshold.npz", lambda: {"threshold": np.array(calc_threshold(self, calc))}
+        )
+        params = fit_calc_classifier(self, calc, train_idx)
+        save_calc_stream(folder, params, float(chosen["threshold"]), spots=CALC_SPOTS)
 
     def run_folds(self) -> list[Path]:
         return [

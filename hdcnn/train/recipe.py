@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Settings that describe the machine, not the recipe (a resumed run may change them).
 MACHINE_SETTINGS = ("root", "out", "threads", "device", "cache")
+#: Recipe switches added after runs were shipped: left out of :meth:`CVConfig.recipe` when off,
+#: so older run folders resume and older ``cascade.json`` records read the same.
+LATER_SWITCHES = ("calc_stream",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class CVConfig:
         lesion_jitter: shifted/rescaled copies of each training lesion crop (plus mirrors).
         hard_negatives: use the detector's false positives on training images as negatives.
         pretrained: ImageNet weights for the trunks (False = the random-init ablation).
+        calc_stream: every weights folder also gets the calcification stream
+            (:mod:`hdcnn.train.calc`): its classifier fitted on the folder's training images,
+            its threshold chosen on the pooled out-of-fold spot scores.
         threads: torch CPU threads (per process).
         device: torch device of detector training, proposals, crop features and the
             fine-tuned ablation (``"cpu"``, ``"cuda"``, ``"cuda:1"``; under ``torchrun``
@@ -81,6 +87,7 @@ class CVConfig:
     lesion_jitter: int = 3
     hard_negatives: bool = True
     pretrained: bool = True
+    calc_stream: bool = False
     threads: int = 2
     device: str = "cpu"
     cache: str | None = None
@@ -93,7 +100,9 @@ class CVConfig:
     def recipe(self) -> dict[str, Any]:
         """:meth:`to_dict` without machine-specific paths, threads and device (for shipped
         files, and what a resumed run must share)."""
-        return {k: v for k, v in self.to_dict().items() if k not in MACHINE_SETTINGS}
+        recipe = {k: v for k, v in self.to_dict().items() if k not in MACHINE_SETTINGS}
+        # recipe switches added later are absent from older runs' files when off
+        return {k: v for k, v in recipe.items() if not (k in LATER_SWITCHES and v is False)}
 
 
 def configure_logging(out: Path) -> None:

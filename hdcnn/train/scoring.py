@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from hdcnn.config import CONFIG_FILE, SENSITIVITY, WEIGHT_FILES, OperatingPoints, SplitRecord
+from hdcnn.config import (
+    CALC_WEIGHT_FILE,
+    CONFIG_FILE,
+    SENSITIVITY,
+    WEIGHT_FILES,
+    CascadeConfig,
+    OperatingPoints,
+    SplitRecord,
+)
 from hdcnn.domain import MIAS_DOMAIN, TrainingDomain
 from hdcnn.evaluation.out_of_fold import (
     CHOSEN_ON,
@@ -40,10 +48,10 @@ N_BOOT = 1000
 
 
 def copy_folder(src: Path, dst: Path) -> None:
-    """Copy a weights folder's files (:data:`~hdcnn.config.WEIGHT_FILES` and its settings
-    file) into ``dst``."""
+    """Copy a weights folder's files (:data:`~hdcnn.config.WEIGHT_FILES`, the calcification
+    stream's if any, and its settings file) into ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)
-    for name in [*(w.file for w in WEIGHT_FILES.values()), CONFIG_FILE]:
+    for name in [*(w.file for w in WEIGHT_FILES.values()), CALC_WEIGHT_FILE.file, CONFIG_FILE]:
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
 
@@ -142,6 +150,7 @@ class Evaluation:
         summary = final / DETECTOR_SUMMARY
         cfg = replace(
             self.cfg.cascade,
+            calc_stream=CascadeConfig.load(final).calc_stream,
             name=f"hdcnn-{self.cfg.dataset}-lite0",
             thresholds=chosen["det-hier"],
             concept_thresholds={k: v for k, v in chosen.items() if k != "det-hier"},

@@ -204,6 +204,42 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
             assert np.all((tuned["p_lesion"] >= 0) & (tuned["p_lesion"] <= 1))
 
 
+def test_cv_with_the_calcification_stream_ships_it(cohort: Path, tmp_path: Path) -> None:
+    """``--calc-stream``: every fold folder and the shipped one carry the stream, fitted on
+    their training images, at the one out-of-fold stream threshold; held-out images are scored
+    with it, and the shipped folder answers with both streams (known answers required)."""
+    from dataclasses import replace
+
+    from hdcnn.cascade import load_cascade
+    from hdcnn.train.calc import CALC_SPOTS
+
+    cfg = replace(tiny(cohort, tmp_path / "run"), calc_stream=True)
+    report = run(cfg, ship=tmp_path / "models", progress=False)
+    assert report["config"]["calc_stream"] is True
+    with np.load(tmp_path / "run/calc_threshold.npz") as chosen:
+        threshold = float(chosen["threshold"])
+    for folder in ("run/fold0", "run/fold1", "models"):
+        stream = CascadeConfig.load(tmp_path / folder).calc_stream
+        assert stream is not None and stream.threshold == pytest.approx(threshold)
+        assert stream.spots == CALC_SPOTS and (tmp_path / folder / "c1_calc.pt").is_file()
+    # held-out images were scored with the stream: det-hier's findings include spots that
+    # det-flat (the detector's boxes only) has not
+    oof = json.loads((tmp_path / "run/oof_predictions.json").read_text())
+    outputs = [im["outputs"] for im in oof["images"]]
+    assert any(len(o["det-hier"]["boxes"]) > len(o["det-flat"]["boxes"]) for o in outputs)
+    cascade = load_cascade(tmp_path / "models", known_answers="require")
+    assert cascade.calc_stream is not None
+    image = sorted(cohort.parent.rglob("*.dcm"))[0]
+    pred = cascade.predict(image, detail=True)
+    assert pred.trace is not None and pred.trace.calc is not None
+    assert len(pred.trace.calc.p_lesion) == len(pred.trace.calc.boxes) <= CALC_SPOTS.k
+    assert {f.stream for f in pred.findings} <= {"mass", "calcification"}
+    # a run folder of the recipe before the switch (no calc_stream key) still resumes
+    plain = tiny(cohort, tmp_path / "older")
+    assert "calc_stream" not in plain.recipe()
+    check_run_config(plain)
+
+
 def test_resume_with_other_settings_is_refused(cohort: Path, tmp_path: Path) -> None:
     cfg = tiny(cohort, tmp_path / "run")
     check_run_config(cfg)
