@@ -323,6 +323,7 @@ class Ablations:
         pa, pm = np.zeros(n), np.zeros(n)
         preds: list[Any] = [None] * n
         proposed: list[np.ndarray] = [np.zeros((0, 4))] * n
+        alone: list[Any] = [None] * n  # the calcification stream's findings by themselves
         for k, held in enumerate(cv.folds):
             train = np.setdiff1d(self.every, held)
             cand = cands[k]
@@ -352,6 +353,7 @@ class Ablations:
                 if calc is not None and calc_p is not None and c2 is not None:
                     spots = np.flatnonzero(calc["image"] == i)
                     p_spot = calc_p(spots)
+                    alone[i] = {"boxes": calc["boxes"][spots], "scores": p_spot}
                     boxes = np.concatenate([boxes, calc["boxes"][spots]])
                     pl = np.concatenate([pl, p_spot])
                     pml = np.concatenate([pml, p_spot * logistic_probability(c2, calc["x"][spots])])
@@ -371,7 +373,7 @@ class Ablations:
             for kind in kinds
         }
         recall = {kind: _candidate_recall(proposed, cv.items, kind) for kind in kinds}
-        return {
+        out = {
             "what": row.what,
             "auc_abnormal": round(float(metrics.roc_auc(y_abn, pa[known])), 4),
             "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
@@ -380,6 +382,16 @@ class Ablations:
             "candidate_recall": _round(recall.pop("all")),
             "candidate_recall_by_kind": {kind: _round(v) for kind, v in recall.items()},
         }
+        if calc is not None:
+            # what the stream finds by itself: calcification FROC counting its own findings
+            # and false positives only
+            calcs = [it.gt_of_kind("calcification") for it in cv.items]
+            out["calc_stream_alone_froc"] = {
+                k: _round(v)
+                for k, v in metrics.froc(alone, calcs).items()
+                if k in ("0.5", "1", "2")
+            }
+        return out
 
     def _truth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(known, y_abnormal, y_malignant, patient)``: the images with a label and, for

@@ -143,6 +143,8 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
         assert np.bincount(calc["image"]).max() <= 20
         n_small = ablations.cv.extractor.n_features + len(SPECK_FEATURES)
         assert calc["x_calc"].shape == (len(calc["image"]), n_small)
+    assert set(rows["calc-stream"]["calc_stream_alone_froc"]) == {"0.5", "1", "2"}
+    assert "calc_stream_alone_froc" not in rows["reference"]
     for kind, value in rows["calc-stream"]["candidate_recall_by_kind"].items():
         assert value >= rows["reference"]["candidate_recall_by_kind"][kind]
     # simulated clusters: copies of each fold's training normals only, some spots on them
