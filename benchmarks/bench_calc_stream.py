@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_predict import _sources  # noqa: E402
+from benchmarks.bench_predict import _sources, print_times  # noqa: E402
 from hdcnn.cascade import load_cascade  # noqa: E402
 from hdcnn.cascade.calc import pixel_mm_of  # noqa: E402
 from hdcnn.reader import read_mammogram  # noqa: E402
@@ -70,14 +70,10 @@ def main() -> None:
     for label, paths in _sources(Path(args.mias), args.limit).items():
         _time_parts(cascade, paths[0])  # warm-up
         runs = [_time_parts(cascade, p) for p in paths]
-        rows = np.array([r[0] for r in runs])
-        med, p95 = np.median(rows, axis=0), np.percentile(rows, 95, axis=0)
         pixels = np.median([r[1] for r in runs]) / 1e6
         graded = np.median([r[2] for r in runs])
-        print(f"\n{label}: {len(paths)} images, {pixels:.1f} Mpx, {graded:.0f} spots graded by C2")
-        print("  " + " ".join(f"{s:>9}" for s in ("", *PARTS)))
-        print("  " + f"{'median':>9}" + " ".join(f"{v:9.0f}" for v in med))
-        print("  " + f"{'p95':>9}" + " ".join(f"{v:9.0f}" for v in p95))
+        title = f"{label}: {len(paths)} images, {pixels:.1f} Mpx, {graded:.0f} spots graded by C2"
+        print_times(title, PARTS, np.array([r[0] for r in runs]), width=9)
 
 
 if __name__ == "__main__":
