@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,15 @@ def _sources(mias: Path, limit: int) -> dict[str, list[Path]]:
     except ImportError:
         pass
     return sources
+
+
+def print_times(title: str, columns: Sequence[str], rows: np.ndarray, width: int = 11) -> None:
+    """Print ``title``, then the median and 95th percentile of each column of ``rows`` (ms)."""
+    med, p95 = np.median(rows, axis=0), np.percentile(rows, 95, axis=0)
+    print(f"\n{title}")
+    print("  " + " ".join(f"{s:>{width}}" for s in ("", *columns)))
+    print("  " + f"{'median':>{width}}" + " ".join(f"{v:{width}.0f}" for v in med))
+    print("  " + f"{'p95':>{width}}" + " ".join(f"{v:{width}.0f}" for v in p95))
 
 
 def main() -> None:
@@ -78,11 +88,8 @@ def main() -> None:
             cascade.max_candidates = count
             cascade.predict(paths[0])  # warm-up
             rows = np.array([[cascade.predict(p).timing_ms[s] for s in stages] for p in paths])
-            med, p95 = np.median(rows, axis=0), np.percentile(rows, 95, axis=0)
-            print(f"\n{label}: {len(paths)} images, {count} candidates, ms per image")
-            print("  " + " ".join(f"{s:>11}" for s in ("", *stages)))
-            print("  " + f"{'median':>11}" + " ".join(f"{v:11.0f}" for v in med))
-            print("  " + f"{'p95':>11}" + " ".join(f"{v:11.0f}" for v in p95))
+            title = f"{label}: {len(paths)} images, {count} candidates, ms per image"
+            print_times(title, stages, rows)
 
 
 if __name__ == "__main__":

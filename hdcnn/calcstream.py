@@ -7,7 +7,8 @@ settings travel in ``cascade.json["calc_stream"]``::
 
     {"spots": {SpotConfig fields}, "crop_size": 64, "threshold": 0.5}
 
-Both records are parsed and checked like every other field of :class:`~hdcnn.config.
+:mod:`hdcnn.config` imports this module (never the reverse), so it depends on nothing of
+the image code. Both records are parsed and checked like every other field of :class:`~hdcnn.config.
 CascadeConfig` (a wrong value is a ``FieldError`` naming the field and the value).
 """
 
@@ -17,8 +18,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hdcnn import jsonfields as jf
-from hdcnn.config import CALC_CROP_SIZE
-from hdcnn.spots import SpotConfig
+from hdcnn.spotconfig import SpotConfig
+
+#: Side of the calcification stream's crops (its classifier's input). Its 8-mm spot boxes
+#: with the crop context span 12 mm: 60 pixels of a mini-MIAS film (0.2 mm), so 64 px keeps
+#: their resolution there at a third of the cost of :data:`hdcnn.config.CROP_SIZE` crops.
+CALC_CROP_SIZE = 64
 
 #: Most spots per image a folder may ask for.
 MAX_SPOTS = 200
@@ -102,7 +107,9 @@ class SpotAnswer:
     p_lesion: tuple[float, ...]
 
     @classmethod
-    def from_json(cls, data: Any, name: str) -> SpotAnswer:
+    def from_json(cls, data: Any, reference: str) -> SpotAnswer:
+        """Parse the ``spots`` of the reference answer whose JSON path is ``reference``."""
+        name = f"{reference}.spots"
         d = jf.as_object(data, name)
         jf.check_keys(d, name, ["boxes", "density", "p_lesion"])
         out = cls(

@@ -32,18 +32,18 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from hdcnn import jsonfields as jf
+
+# the calcification stream's records (CALC_CROP_SIZE is owned there, importable from here too)
+from hdcnn.calcstream import CALC_CROP_SIZE, CalcStreamConfig, SpotAnswer  # noqa: F401
 from hdcnn.calibration import Calibration
 from hdcnn.domain import MIAS_DOMAIN, TrainingDomain
 from hdcnn.errors import CheckpointError
 from hdcnn.terms import Concept, Part
 from hdcnn.thresholds import Thresholds
 from hdcnn.utils import atomic_write_text
-
-if TYPE_CHECKING:
-    from hdcnn.calcstream import CalcStreamConfig, SpotAnswer
 
 #: The settings file of a weights folder.
 CONFIG_FILE = "cascade.json"
@@ -57,10 +57,6 @@ CONTEXT = 1.5
 SCRATCH_CROP_SIZE = 64
 #: Detector candidates classified per image.
 MAX_CANDIDATES = 20
-#: Side of the calcification stream's crops (its classifier's input). Its 8-mm spot boxes
-#: with the crop context span 12 mm: 60 pixels of a mini-MIAS film (0.2 mm), so 64 px keeps
-#: their resolution there at a third of the cost of :data:`CROP_SIZE` crops.
-CALC_CROP_SIZE = 64
 #: Input ``(h, w)`` of the whole-image models.
 WHOLE_SIZE = (512, 320)
 #: Train / validation / test patient shares of a hold-out split.
@@ -295,7 +291,9 @@ class ReferenceAnswer:
                 p_malignant_image=jf.as_real(
                     d["p_malignant_image"], f"{name}.p_malignant_image", 0, 1
                 ),
-                spots=_spot_answer(d.get("spots"), f"{name}.spots"),
+                spots=None
+                if d.get("spots") is None
+                else SpotAnswer.from_json(d["spots"], f"{name}.spots"),
             )
         except KeyError as exc:
             raise jf.FieldError(f"{name}.{exc.args[0]}", "missing") from exc
@@ -316,12 +314,6 @@ class ReferenceAnswer:
             "p_malignant_image": round(self.p_malignant_image, 7),
             **({} if self.spots is None else {"spots": self.spots.to_json()}),
         }
-
-
-def _spot_answer(value: Any, name: str) -> SpotAnswer | None:
-    from hdcnn.calcstream import SpotAnswer
-
-    return None if value is None else SpotAnswer.from_json(value, name)
 
 
 @dataclass(frozen=True)
@@ -487,11 +479,8 @@ class CascadeConfig:
                 put("calibration", Calibration.from_json(self.calibration, "calibration"))
             except CheckpointError as exc:
                 raise jf.FieldError("calibration", exc.problem) from exc
-        if self.calc_stream is not None:
-            from hdcnn.calcstream import CalcStreamConfig
-
-            if not isinstance(self.calc_stream, CalcStreamConfig):
-                put("calc_stream", CalcStreamConfig.from_json(self.calc_stream, "calc_stream"))
+        if self.calc_stream is not None and not isinstance(self.calc_stream, CalcStreamConfig):
+            put("calc_stream", CalcStreamConfig.from_json(self.calc_stream, "calc_stream"))
 
     # -- views -----------------------------------------------------------------------------
 

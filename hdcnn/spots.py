@@ -27,44 +27,13 @@ import numpy as np
 
 from hdcnn.domain import MIAS_DOMAIN
 from hdcnn.preprocess import Preprocessed
+from hdcnn.spotconfig import SpotConfig  # the spot finder's settings (re-exported here)
 
 #: Pixel spacing (mm) assumed when an image states none: mini-MIAS's, on which the sizes of
 #: :class:`SpotConfig` were set.
 DEFAULT_PIXEL_MM = cast(float, MIAS_DOMAIN.pixel_spacing_mm)
-
-
-@dataclass(frozen=True)
-class SpotConfig:
-    """Sizes (millimetres) and thresholds of :func:`spot_candidates`.
-
-    Attributes:
-        k: at most this many candidates per image.
-        tophat_mm: diameter of the top-hat's structuring element (specks narrower than this
-            are kept).
-        z: a speck is a top-hat response this many robust standard deviations above the
-            breast's median.
-        density_mm: sigma of the Gaussian that turns specks into a cluster density.
-        nms_mm: side of the window in which a candidate must be the density maximum.
-        box_mm: side of each candidate box.
-        margin_mm: the breast mask is eroded by this much (the skin line looks like specks).
-    """
-
-    k: int = 5
-    tophat_mm: float = 1.8
-    z: float = 4.0
-    density_mm: float = 2.4
-    nms_mm: float = 6.2
-    box_mm: float = 8.0
-    margin_mm: float = 3.1
-
-    def __post_init__(self) -> None:
-        if self.k < 0:
-            raise ValueError(f"k must be >= 0, got {self.k!r}")
-        for name in ("tophat_mm", "density_mm", "nms_mm", "box_mm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.margin_mm >= 0:
-            raise ValueError(f"margin_mm must be >= 0, got {self.margin_mm!r}")
+#: The spot finder's default settings.
+DEFAULT_SPOTS = SpotConfig()
 
 
 def _odd(pixels: float) -> int:
@@ -112,7 +81,7 @@ def speck_maps(
     prep: Preprocessed,
     *,
     pixel_mm: float = DEFAULT_PIXEL_MM,
-    cfg: SpotConfig = SpotConfig(),
+    cfg: SpotConfig = DEFAULT_SPOTS,
 ) -> SpeckMaps:
     """Bright specks and their cluster density on the breast crop of the original image.
 
@@ -158,7 +127,7 @@ def spot_density(
     prep: Preprocessed,
     *,
     pixel_mm: float = DEFAULT_PIXEL_MM,
-    cfg: SpotConfig = SpotConfig(),
+    cfg: SpotConfig = DEFAULT_SPOTS,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Cluster density of bright specks on the breast crop of the original image.
 
@@ -241,7 +210,7 @@ def find_spots(
     prep: Preprocessed,
     *,
     pixel_mm: float = DEFAULT_PIXEL_MM,
-    cfg: SpotConfig = SpotConfig(),
+    cfg: SpotConfig = DEFAULT_SPOTS,
 ) -> Spots:
     """The ``cfg.k`` strongest microcalcification-cluster candidates of one image, with their
     speck features; ``n <= cfg.k``, and 0 when the breast holds no speck.
@@ -270,7 +239,7 @@ def spot_candidates(
     prep: Preprocessed,
     *,
     pixel_mm: float = DEFAULT_PIXEL_MM,
-    cfg: SpotConfig = SpotConfig(),
+    cfg: SpotConfig = DEFAULT_SPOTS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``cfg.k`` strongest microcalcification-cluster candidates of one image.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from hdcnn.cascade import load_cascade
 from hdcnn.report import DISCLAIMER
 from hdcnn.samples import list_samples
+from tests.cascade_weights import add_calc_stream
 
 TIMEOUT = 120
 APP = Path(__file__).resolve().parents[2] / "app.py"
@@ -432,3 +434,20 @@ def test_diagnose_pgm_says_what_the_file_does_not_hold(app_env: Path, mias_root:
     text = _texts(at)
     assert "PGM, 1024 × 1024 px, 8 bit, laterality and view not in the file." in text
     assert "?" not in text.split("PGM, ", 1)[1].split("Model", 1)[0]
+
+
+def test_cascade_page_shows_the_calcification_stream(
+    app_env: Path, monkeypatch, tmp_path: Path
+) -> None:
+    """Weights with a calcification stream (SYNTHETIC: models/ plus a fixed-parameter stream
+    classifier): the page shows its spots beside the detector's candidates."""
+    folder = tmp_path / "weights"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "models", folder)
+    monkeypatch.setenv("HDCNN_WEIGHTS", str(add_calc_stream(folder)))
+    sample = next(s for s in list_samples() if s.synthetic and s.truth == "benign")
+    at = _page("pages/cascade.py")
+    at.selectbox(key="cascade_sample").set_value(sample.key).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(h.value.startswith("3b · Calcification stream") for h in at.header)
+    spot_tables = [t for t in at.table if "calcification stream" in t.value.columns]
+    assert spot_tables and len(spot_tables[0].value) > 0

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from hdcnn.calcstream import CalcStreamConfig
-from hdcnn.cascade import load_cascade
-from hdcnn.cascade.calc import calc_head_from_logistic, pixel_mm_of
+from hdcnn.cascade import Cascade, load_cascade
+from hdcnn.cascade.calc import CalcStream, calc_head_from_logistic, pixel_mm_of
 from hdcnn.cascade.known_answers import reference_images
 from hdcnn.checkpoint import load_checkpoint, load_model, save_checkpoint
 from hdcnn.config import CALC_WEIGHT_FILE, CONFIG_FILE, CascadeConfig
@@ -295,3 +295,18 @@ def test_the_stream_settings_round_trip() -> None:
     cfg = CalcStreamConfig(threshold=0.4, spots=SpotConfig(k=20))
     assert CalcStreamConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
     assert CascadeConfig().calc_stream is None and "calc_stream" not in CascadeConfig().to_json()
+
+
+def test_non_finite_stream_outputs_are_refused(calc_cascade) -> None:
+    mean, std, coef, intercept = calc_params()
+    broken = calc_head_from_logistic((mean, std, coef * np.float32(1e38), intercept))
+    stream = CalcStream(broken, 1, calc_cascade.calc_stream.config, {"c1_calc.pt": "0" * 64})
+    cascade = Cascade(
+        calc_cascade.detector,
+        calc_cascade.head,
+        thresholds=calc_cascade.thresholds,
+        calc_stream=stream,
+    )
+    name, pixels = reference_images()[0]
+    with pytest.raises(CheckpointError, match="non-finite"):
+        cascade.predict(pixels, name=name)

@@ -66,7 +66,8 @@ def test_predict_json_schema_and_error_entry(
     assert set(ok["timing_ms"]) == {"read", "preprocess", "detect", "classify", "total"}
     assert ok["findings"], "tiny random weights give candidates at t_det 0"
     for f in ok["findings"]:
-        assert set(f) == {"box", "detector_score", "p_lesion", "p_malignant", "label"}
+        assert set(f) == {"stream", "box", "detector_score", "p_lesion", "p_malignant", "label"}
+        assert f["stream"] == "mass"  # tiny weights: no calcification stream
         x1, y1, x2, y2 = f["box"]
         assert 0 <= x1 <= x2 <= 90 and 0 <= y1 <= y2 <= 120  # original pixels
         assert f["label"] in {"benign", "malignant", "rejected"}
