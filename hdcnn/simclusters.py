@@ -62,17 +62,16 @@ def measure_clusters(
     that holds at least one speck of :func:`hdcnn.spots.speck_maps`."""
     cfg = cfg or SpotConfig()
     maps = speck_maps(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
-    x0, y0 = maps.origin
+    element = (_odd(cfg.tophat_mm / maps.pixel_mm),) * 2
     tophat = cv2.morphologyEx(
-        maps.crop,
-        cv2.MORPH_TOPHAT,
-        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(cfg.tophat_mm / pixel_mm),) * 2),
+        maps.crop, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, element)
     )
     out = []
     h, w = maps.specks.shape
     for bx1, by1, bx2, by2 in np.asarray(boxes, np.float64).reshape(-1, 4):
-        ys = slice(max(0, int(by1) - y0), min(h, int(np.ceil(by2)) - y0))
-        xs = slice(max(0, int(bx1) - x0), min(w, int(np.ceil(bx2)) - x0))
+        i1, j1 = maps.to_map(bx1, by1)
+        i2, j2 = maps.to_map(bx2, by2)
+        ys, xs = slice(max(0, i1), min(h, i2 + 1)), slice(max(0, j1), min(w, j2 + 1))
         on = maps.specks[ys, xs] > 0
         if not on.any():
             continue

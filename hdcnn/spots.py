@@ -55,18 +55,28 @@ def breast_mask_original(prep: Preprocessed) -> tuple[np.ndarray, tuple[int, int
     return up.astype(bool), (g.crop[0], g.crop[1])
 
 
+#: Finest pixel (mm) the speck maps are computed at: images with smaller pixels (CBIS-DDSM's
+#: 0.05 mm) are area-averaged down to it first. Specks of 0.1-1 mm are still 1-10 map pixels,
+#: and a 12-Mpx DICOM costs a quarter of the pixels and a sixteenth of the top-hat's work.
+WORK_MM = 0.1
+
+
 @dataclass(frozen=True)
 class SpeckMaps:
-    """The speck maps of one image's breast crop (original pixels).
+    """The speck maps of one image's breast crop, at map pixels of ``pixel_mm``
+    (``max(image pixel, WORK_MM)``; one map pixel spans ``step`` original pixels).
 
     Attributes:
-        specks: float32 ``(crop_h, crop_w)``: how far each pixel's top-hat response lies above
+        specks: float32 ``(map_h, map_w)``: how far each pixel's top-hat response lies above
             :attr:`SpotConfig.z` robust standard deviations (0 elsewhere and outside the
             eroded breast).
         density: float32, ``specks`` blurred into a cluster density.
-        crop: float32 original pixels of the crop.
+        crop: float32 grey levels of the crop at map pixels.
         origin: the crop's ``(x0, y0)`` in original pixels.
         breast_median: median grey level inside the eroded breast (0 without breast).
+        pixel_mm: the map pixel in millimetres.
+        step: original pixels per map pixel (1 when the image's pixels are not finer than
+            :data:`WORK_MM`).
     """
 
     specks: np.ndarray
@@ -74,6 +84,12 @@ class SpeckMaps:
     crop: np.ndarray
     origin: tuple[int, int]
     breast_median: float
+    pixel_mm: float = DEFAULT_PIXEL_MM
+    step: float = 1.0
+
+    def to_map(self, x: float, y: float) -> tuple[int, int]:
+        """Map pixel ``(row, column)`` of an original-pixel point."""
+        return int((y - self.origin[1]) / self.step), int((x - self.origin[0]) / self.step)
 
 
 def speck_maps(
@@ -106,11 +122,17 @@ def speck_maps(
     mask, (x0, y0) = breast_mask_original(prep)
     crop_h, crop_w = mask.shape
     crop = np.ascontiguousarray(img[y0 : y0 + crop_h, x0 : x0 + crop_w], dtype=np.float32)
+    step = max(1.0, WORK_MM / pixel_mm)
+    if step > 1.0:  # finer than the work pixel: area-average down to it
+        size = (max(1, round(crop_w / step)), max(1, round(crop_h / step)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    pixel_mm = pixel_mm * step
     margin = _odd(2 * cfg.margin_mm / pixel_mm)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((margin, margin), np.uint8)).astype(bool)
     empty = np.zeros(crop.shape, np.float32)
     if inner.sum() < 100:  # too little breast to estimate the background
-        return SpeckMaps(empty, empty.copy(), crop, (x0, y0), 0.0)
+        return SpeckMaps(empty, empty.copy(), crop, (x0, y0), 0.0, pixel_mm, step)
     side = _odd(cfg.tophat_mm / pixel_mm)
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     response = cv2.morphologyEx(crop, cv2.MORPH_TOPHAT, element)
@@ -119,7 +141,8 @@ def speck_maps(
     spread = 1.4826 * float(np.median(np.abs(values - median))) + 1e-6
     specks = (np.clip((response - median) / spread - cfg.z, 0.0, None) * inner).astype(np.float32)
     density = cv2.GaussianBlur(specks, (0, 0), cfg.density_mm / pixel_mm)
-    return SpeckMaps(specks, density, crop, (x0, y0), float(np.median(crop[inner])))
+    median_grey = float(np.median(crop[inner]))
+    return SpeckMaps(specks, density, crop, (x0, y0), median_grey, pixel_mm, step)
 
 
 def spot_density(
@@ -166,11 +189,10 @@ def speck_features(maps: SpeckMaps, centres: np.ndarray, side: float) -> np.ndar
         mean grey level minus the breast's median, grey-level standard deviation.
     """
     out = np.zeros((len(centres), len(SPECK_FEATURES)), np.float32)
-    x0, y0 = maps.origin
     h, w = maps.specks.shape
-    half = max(1, round(side / 2))
+    half = max(1, round(side / maps.step / 2))
     for n, (cx, cy) in enumerate(np.asarray(centres, np.float64).reshape(-1, 2)):
-        i, j = int(cy) - y0, int(cx) - x0
+        i, j = maps.to_map(cx, cy)
         ys, xs = (
             slice(max(0, i - half), min(h, i + half + 1)),
             slice(max(0, j - half), min(w, j + half + 1)),
@@ -221,13 +243,13 @@ def find_spots(
     maps = speck_maps(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
     density = maps.density
     x0, y0 = maps.origin
-    window = _odd(cfg.nms_mm / pixel_mm)
+    window = _odd(cfg.nms_mm / maps.pixel_mm)
     peaks = (density == cv2.dilate(density, np.ones((window, window), np.uint8))) & (density > 0)
     ys, xs = np.nonzero(peaks)
     scores = density[ys, xs]
     order = np.argsort(-scores, kind="stable")[: cfg.k]
     side = cfg.box_mm / pixel_mm
-    cx, cy = xs[order] + x0 + 0.5, ys[order] + y0 + 0.5
+    cx, cy = x0 + (xs[order] + 0.5) * maps.step, y0 + (ys[order] + 0.5) * maps.step
     boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
     model = prep.geometry.to_model(boxes.reshape(-1, 4), clip=True)
     specks = speck_features(maps, np.stack([cx, cy], axis=1), side)

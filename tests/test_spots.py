@@ -105,3 +105,26 @@ def test_find_spots_gives_the_candidates_with_their_speck_features() -> None:
     maps = speck_maps(plain, preprocess(plain, long_side=256))
     empty = speck_features(maps, np.array([CLUSTER], float), 40.0)
     assert empty[0, SPECK_FEATURES.index("log_specks")] == 0.0
+
+
+def test_fine_pixels_are_averaged_down_to_the_work_pixel() -> None:
+    """A film with pixels finer than WORK_MM is mapped at WORK_MM: the same breast at twice the
+    resolution gives maps of the coarse one's size and finds the planted cluster first, in its
+    own (original) pixels."""
+    import cv2
+
+    from hdcnn.spots import WORK_MM, find_spots, speck_maps
+
+    coarse = breast()
+    fine = cv2.resize(coarse, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    prep_c, prep_f = preprocess(coarse, long_side=256), preprocess(fine, long_side=256)
+    maps_c = speck_maps(coarse, prep_c, pixel_mm=WORK_MM)
+    maps_f = speck_maps(fine, prep_f, pixel_mm=WORK_MM / 2)
+    assert maps_f.step == 2.0 and maps_f.pixel_mm == pytest.approx(WORK_MM)
+    assert abs(maps_f.specks.shape[0] - maps_c.specks.shape[0]) <= 2
+    spots = find_spots(fine, prep_f, pixel_mm=WORK_MM / 2, cfg=SpotConfig(k=3))
+    cx, cy = CLUSTER
+    target = prep_f.geometry.to_model(
+        np.array([[2 * cx - 20, 2 * cy - 20, 2 * cx + 20, 2 * cy + 20]])
+    )
+    assert lesion_hits(spots.boxes[:1], target)[0, 0]
