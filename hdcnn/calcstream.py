@@ -14,7 +14,7 @@ CascadeConfig` (a wrong value is a ``FieldError`` naming the field and the value
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hdcnn import jsonfields as jf
@@ -24,6 +24,10 @@ from hdcnn.spotconfig import SpotConfig
 #: with the crop context span 12 mm: 60 pixels of a mini-MIAS film (0.2 mm), so 64 px keeps
 #: their resolution there at a third of the cost of :data:`hdcnn.config.CROP_SIZE` crops.
 CALC_CROP_SIZE = 64
+
+#: The stream's spot finder: the 20 strongest speck-density maxima per image (the detector's
+#: candidate budget, ``MAX_CANDIDATES``), sizes of :class:`~hdcnn.spotconfig.SpotConfig`.
+CALC_SPOTS = SpotConfig(k=20)
 
 #: Most spots per image a folder may ask for.
 MAX_SPOTS = 200
@@ -61,7 +65,7 @@ class CalcStreamConfig:
     """
 
     threshold: float
-    spots: SpotConfig = field(default_factory=SpotConfig)
+    spots: SpotConfig = CALC_SPOTS
     crop_size: int = CALC_CROP_SIZE
 
     def __post_init__(self) -> None:
@@ -80,7 +84,7 @@ class CalcStreamConfig:
             raise jf.FieldError(f"{name}.threshold", "missing")
         return cls(
             threshold=d["threshold"],
-            spots=d.get("spots", SpotConfig()),
+            spots=d.get("spots", CALC_SPOTS),
             crop_size=d.get("crop_size", CALC_CROP_SIZE),
         )
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hdcnn.calcstream import CALC_SPOTS
 from hdcnn.config import CALC_CROP_SIZE
 from hdcnn.spots import SPECK_FEATURES, SpotConfig, find_spots
 from hdcnn.terms import Label
@@ -30,8 +31,6 @@ from hdcnn.train.images import Image
 if TYPE_CHECKING:
     from hdcnn.train.folds import CrossValidation
 
-#: The stream's spot candidates per image (the detector's budget, ``MAX_CANDIDATES``).
-CALC_SPOTS = SpotConfig(k=20)
 
 #: ``(mean, std, coef, intercept)`` of a fitted logistic regression (:func:`fit_logistic`).
 Logistic = tuple[np.ndarray, ...]
