@@ -7,7 +7,8 @@ Usage::
 
 The stream's classifier is fitted on all the run's images at the run's out-of-fold stream
 threshold (:func:`hdcnn.train.calc.calc_threshold`), from the run's cached spot features (made
-on first use, about 4 min for mini-MIAS); the known answers are stamped anew. For benchmarks
+on first use, about 4 min for mini-MIAS); the known answers are stamped anew and the copied
+probability calibration is dropped (it was fitted without the stream). For benchmarks
 (``benchmarks/bench_predict.py --weights``) and demonstrations only: the shipped models do not
 have the stream (models/MODEL_CARD.md, "Pre-registered rows"). Research demo, not a medical
 device.
@@ -19,6 +20,7 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +57,14 @@ def main() -> int:
     params = fit_calc_classifier(cv, calc, np.arange(len(cv.items)))
     shutil.rmtree(args.out, ignore_errors=True)
     shutil.copytree(args.weights, args.out)
-    save_calc_stream(args.out, params, threshold, spots=CALC_SPOTS)
+    config = save_calc_stream(args.out, params, threshold, spots=CALC_SPOTS)
+    # the copied calibration was fitted on scores without the stream: it no longer applies
+    replace(config, calibration=None).save(args.out, hash_files=True)
     stamp_known_answers(args.out)
-    print(f"wrote {args.out}: stream threshold {threshold:.4f}, known answers stamped")
+    print(
+        f"wrote {args.out}: stream threshold {threshold:.4f}, known answers stamped, "
+        "no probability calibration"
+    )
     return 0
 
 
