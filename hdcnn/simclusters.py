@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from hdcnn.preprocess import Preprocessed
-from hdcnn.spots import SpotConfig, breast_mask_original, speck_maps
+from hdcnn.spots import SpotConfig, breast_mask_original, odd_side, speck_maps
 
 #: Speck diameters (mm) drawn log-uniformly.
 SPECK_MM = (0.1, 1.0)
@@ -62,10 +62,7 @@ def measure_clusters(
     that holds at least one speck of :func:`hdcnn.spots.speck_maps`."""
     cfg = cfg or SpotConfig()
     maps = speck_maps(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
-    element = (_odd(cfg.tophat_mm / maps.pixel_mm),) * 2
-    tophat = cv2.morphologyEx(
-        maps.crop, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, element)
-    )
+    tophat = maps.response
     out = []
     h, w = maps.specks.shape
     for bx1, by1, bx2, by2 in np.asarray(boxes, np.float64).reshape(-1, 4):
@@ -79,10 +76,6 @@ def measure_clusters(
         peaks = [float(tophat[ys, xs][labels == c].max()) for c in range(1, n)]
         out.append((n - 1, float(np.median(peaks))))
     return out
-
-
-def _odd(pixels: float) -> int:
-    return max(3, 2 * round(pixels / 2) + 1)
 
 
 def insert_cluster(
@@ -106,7 +99,7 @@ def insert_cluster(
         margin_mm: the cluster centre keeps this far inside the breast's edge.
     """
     mask, (x0, y0) = breast_mask_original(prep)
-    margin = _odd(2 * margin_mm / pixel_mm)
+    margin = odd_side(2 * margin_mm / pixel_mm)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((margin, margin), np.uint8))
     ys, xs = np.nonzero(inner)
     if len(ys) == 0:

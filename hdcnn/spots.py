@@ -36,7 +36,7 @@ DEFAULT_PIXEL_MM = cast(float, MIAS_DOMAIN.pixel_spacing_mm)
 DEFAULT_SPOTS = SpotConfig()
 
 
-def _odd(pixels: float) -> int:
+def odd_side(pixels: float) -> int:
     """The odd integer kernel side nearest to ``pixels`` (at least 3)."""
     return max(3, 2 * round(pixels / 2) + 1)
 
@@ -72,6 +72,8 @@ class SpeckMaps:
             eroded breast).
         density: float32, ``specks`` blurred into a cluster density.
         crop: float32 grey levels of the crop at map pixels.
+        response: float32 white top-hat response of ``crop`` (grey levels above the local
+            background).
         origin: the crop's ``(x0, y0)`` in original pixels.
         breast_median: median grey level inside the eroded breast (0 without breast).
         pixel_mm: the map pixel in millimetres.
@@ -82,6 +84,7 @@ class SpeckMaps:
     specks: np.ndarray
     density: np.ndarray
     crop: np.ndarray
+    response: np.ndarray
     origin: tuple[int, int]
     breast_median: float
     pixel_mm: float = DEFAULT_PIXEL_MM
@@ -128,12 +131,12 @@ def speck_maps(
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     pixel_mm = pixel_mm * step
-    margin = _odd(2 * cfg.margin_mm / pixel_mm)
+    margin = odd_side(2 * cfg.margin_mm / pixel_mm)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((margin, margin), np.uint8)).astype(bool)
     empty = np.zeros(crop.shape, np.float32)
     if inner.sum() < 100:  # too little breast to estimate the background
-        return SpeckMaps(empty, empty.copy(), crop, (x0, y0), 0.0, pixel_mm, step)
-    side = _odd(cfg.tophat_mm / pixel_mm)
+        return SpeckMaps(empty, empty.copy(), crop, empty.copy(), (x0, y0), 0.0, pixel_mm, step)
+    side = odd_side(cfg.tophat_mm / pixel_mm)
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     response = cv2.morphologyEx(crop, cv2.MORPH_TOPHAT, element)
     values = response[inner]
@@ -142,24 +145,7 @@ def speck_maps(
     specks = (np.clip((response - median) / spread - cfg.z, 0.0, None) * inner).astype(np.float32)
     density = cv2.GaussianBlur(specks, (0, 0), cfg.density_mm / pixel_mm)
     median_grey = float(np.median(crop[inner]))
-    return SpeckMaps(specks, density, crop, (x0, y0), median_grey, pixel_mm, step)
-
-
-def spot_density(
-    pixels: np.ndarray,
-    prep: Preprocessed,
-    *,
-    pixel_mm: float = DEFAULT_PIXEL_MM,
-    cfg: SpotConfig = DEFAULT_SPOTS,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Cluster density of bright specks on the breast crop of the original image.
-
-    Returns:
-        ``(density, (x0, y0))``: float32 ``(crop_h, crop_w)`` density (0 outside the eroded
-        breast) and the crop's origin in original pixels (see :func:`speck_maps`).
-    """
-    maps = speck_maps(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
-    return maps.density, maps.origin
+    return SpeckMaps(specks, density, crop, response, (x0, y0), median_grey, pixel_mm, step)
 
 
 #: The speck features of a candidate (:func:`speck_features`), in order.
@@ -243,7 +229,7 @@ def find_spots(
     maps = speck_maps(pixels, prep, pixel_mm=pixel_mm, cfg=cfg)
     density = maps.density
     x0, y0 = maps.origin
-    window = _odd(cfg.nms_mm / maps.pixel_mm)
+    window = odd_side(cfg.nms_mm / maps.pixel_mm)
     peaks = (density == cv2.dilate(density, np.ones((window, window), np.uint8))) & (density > 0)
     ys, xs = np.nonzero(peaks)
     scores = density[ys, xs]

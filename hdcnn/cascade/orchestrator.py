@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from hdcnn.preprocess import Preprocessed
     from hdcnn.reader import Mammogram, MammogramMeta
 
-from hdcnn.cascade.calc import CalcStream, calc_findings, pixel_mm_of, run_stream
+from hdcnn.cascade.calc import CalcStream, CalcTrace, calc_findings, pixel_mm_of, run_stream
 from hdcnn.cascade.exam import combine_exam
 from hdcnn.cascade.heads import CropHead
 from hdcnn.cascade.results import Candidates, CascadeTrace, ExamPrediction, Finding, Prediction
@@ -346,14 +346,28 @@ class Cascade:
             if not np.all(np.isfinite(np.asarray(output, dtype=np.float64))):
                 raise self._broken()
         times = {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3}
-        calc = None
-        if self.calc_stream is not None and pixels is not None:
-            calc = run_stream(self.calc_stream, self, prep, pixels, pixel_mm or pixel_mm_of(None))
+        calc = self.calc_trace(prep, pixels, pixel_mm=pixel_mm)
+        if calc is not None:
             times["calc_stream"] = (time.perf_counter() - t2) * 1e3
-            if not calc.finite(self.calc_stream.config.threshold):
-                raise self._broken()
         trace = CascadeTrace(prep, candidates, p_lesion, p_mal, crops, calc)
         return trace, times
+
+    def calc_trace(
+        self, prep: Preprocessed, pixels: np.ndarray | None, *, pixel_mm: float | None = None
+    ) -> CalcTrace | None:
+        """The calcification stream on one image (None without a stream or without the
+        original ``pixels``), at ``pixel_mm`` (:func:`~hdcnn.cascade.calc.pixel_mm_of`'s
+        default when None).
+
+        Raises:
+            CheckpointError: the stream gave non-finite outputs (broken weights).
+        """
+        if self.calc_stream is None or pixels is None:
+            return None
+        calc = run_stream(self.calc_stream, self, prep, pixels, pixel_mm or pixel_mm_of(None))
+        if not calc.finite(self.calc_stream.config.threshold):
+            raise self._broken()
+        return calc
 
     def _broken(self) -> CheckpointError:
         return CheckpointError(

@@ -284,18 +284,13 @@ class Experiment:
         a calcification stream (run at ``pixel_mm``, the image's pixel spacing; the default of
         :func:`~hdcnn.cascade.calc.pixel_mm_of` when None).
         """
-        from hdcnn.cascade.calc import pixel_mm_of, run_stream
-
         out: dict[str, CascadeTrace] = {}
         if self.detectors:
             candidates = next(iter(self.detectors.values())).detect(prep)
             for name, casc in self.detectors.items():
                 boxes = candidates.boxes[: casc.max_candidates]
                 p_lesion, p_mal, crops = casc.classify(prep, boxes, pixels)
-                calc = None
-                if casc.calc_stream is not None and pixels is not None:
-                    spacing = pixel_mm or pixel_mm_of(None)
-                    calc = run_stream(casc.calc_stream, casc, prep, pixels, spacing)
+                calc = casc.calc_trace(prep, pixels, pixel_mm=pixel_mm)
                 out[name] = CascadeTrace(prep, candidates, p_lesion, p_mal, crops, calc)
         return out
 

@@ -115,11 +115,17 @@ def lesion_level_threshold(
         tr = s.traces[concept]
         n = min(len(tr.p_lesion), k)
         keep = np.flatnonzero(tr.candidates.scores[:n] >= t_det)
-        hits = lesion_hits(tr.candidates.boxes[keep], gt)
-        for g in range(len(gt)):
-            if hits[:, g].any():
-                best.append(float(tr.p_lesion[keep][hits[:, g]].max()))
+        best += best_hitting_scores(tr.candidates.boxes[keep], tr.p_lesion[keep], gt)
     return threshold_at_sensitivity(np.array(best), sensitivity)
+
+
+def best_hitting_scores(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray) -> list[float]:
+    """For each lesion of ``gt`` that some box hits (the FROC rule), the best score of the
+    boxes that hit it: what a lesion-level threshold is chosen on."""
+    if not len(boxes) or not len(gt):
+        return []
+    hits = lesion_hits(boxes, gt)
+    return [float(scores[hits[:, g]].max()) for g in range(len(gt)) if hits[:, g].any()]
 
 
 def choose_out_of_fold_thresholds(

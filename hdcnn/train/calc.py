@@ -185,7 +185,7 @@ def calc_threshold(cv: CrossValidation, calc: dict[str, np.ndarray]) -> float:
     threshold that keeps :data:`~hdcnn.config.SENSITIVITY` of the calcification lesions some
     spot hits (the best-scored hitting spot of each)."""
     from hdcnn.config import SENSITIVITY
-    from hdcnn.evaluation.metrics import lesion_hits
+    from hdcnn.evaluation.out_of_fold import best_hitting_scores
     from hdcnn.thresholds import threshold_at_sensitivity
 
     every = np.arange(len(cv.items))
@@ -195,9 +195,6 @@ def calc_threshold(cv: CrossValidation, calc: dict[str, np.ndarray]) -> float:
         for i in held:
             gt = cv.items[int(i)].gt_of_kind("calcification")
             rows = np.flatnonzero(calc["image"] == i)
-            if not len(gt) or not len(rows):
-                continue
-            hits = lesion_hits(calc["boxes"][rows], gt)
-            p = score(rows)
-            best += [float(p[hits[:, g]].max()) for g in range(len(gt)) if hits[:, g].any()]
+            if len(gt) and len(rows):
+                best += best_hitting_scores(calc["boxes"][rows], score(rows), gt)
     return threshold_at_sensitivity(np.array(best), SENSITIVITY)
