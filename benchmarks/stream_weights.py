@@ -32,6 +32,7 @@ from hdcnn.cascade import stamp_known_answers  # noqa: E402
 from hdcnn.cascade.calc import save_calc_stream  # noqa: E402
 from hdcnn.train.calc import (  # noqa: E402
     CALC_SPOTS,
+    c1_odds,
     calc_candidates,
     calc_threshold,
     fit_calc_classifier,
@@ -54,7 +55,8 @@ def main() -> int:
     cv = CrossValidation(cfg, progress=False)
     calc = calc_candidates(cv)
     threshold = calc_threshold(cv, calc)
-    params = fit_calc_classifier(cv, calc, np.arange(len(cv.items)))
+    every = np.arange(len(cv.items))
+    params = fit_calc_classifier(cv, calc, every, reference_odds=c1_odds(cv, "final", every))
     shutil.rmtree(args.out, ignore_errors=True)
     shutil.copytree(args.weights, args.out)
     config = save_calc_stream(args.out, params, threshold, spots=CALC_SPOTS)

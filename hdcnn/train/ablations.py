@@ -21,8 +21,10 @@ from hdcnn.terms import Label
 from hdcnn.thresholds import DETECTOR_SCORE
 from hdcnn.train.calc import (
     CALC_SPOTS,
+    SIMULATED_CACHE,
     calc_candidates,
     calc_scorer,
+    lesion_odds,
     logistic_probability,
     pixel_mm_of,
     simulated_candidates,
@@ -85,6 +87,8 @@ class AblationRow:
             (:func:`~hdcnn.train.calc.simulated_candidates`).
         average_last: its own fold detectors, their weights averaged over the last this-many
             epochs (:func:`~hdcnn.train.detector.fit_detector`).
+        c1_scale: with ``calc``, the stream's P(lesion) moved onto Classifier 1's scale
+            (``reference_odds`` of :func:`~hdcnn.train.calc.fit_calc_classifier`).
     """
 
     what: str
@@ -100,6 +104,7 @@ class AblationRow:
     calc: SpotConfig | None = None
     simulated: bool = False
     average_last: int = 0
+    c1_scale: bool = False
 
 
 #: The ablation rows, in report order.
@@ -149,6 +154,19 @@ ABLATION_ROWS: dict[str, AblationRow] = {
         "inserted images never scored",
         calc=CALC_SPOTS,
         simulated=True,
+    ),
+    "calc-stream-prior": AblationRow(
+        "calc-stream, the stream's P(lesion) moved onto Classifier 1's scale (its intercept "
+        "moved by the log ratio of the two training sets' negatives per positive)",
+        calc=CALC_SPOTS,
+        c1_scale=True,
+    ),
+    "simulated-clusters-prior": AblationRow(
+        "simulated-clusters, the stream's P(lesion) moved onto Classifier 1's scale as in "
+        "calc-stream-prior",
+        calc=CALC_SPOTS,
+        simulated=True,
+        c1_scale=True,
     ),
     "detector-score": AblationRow(
         "a candidate's P(lesion) is the detector's score; Classifier 1 unused",
@@ -335,11 +353,19 @@ class Ablations:
                     train, cand, static, hard_negatives=row.hard_negatives
                 )
             extra = (
-                simulated_candidates(cv, train, name=f"fold{k}/ablation_{name}_sim.npz")
+                simulated_candidates(cv, train, name=f"fold{k}/{SIMULATED_CACHE}")
                 if row.simulated
                 else None
             )
-            calc_p = None if calc is None else calc_scorer(cv, calc, train, extra)
+            odds = None
+            if row.c1_scale:
+                crops = cv.training_crops(
+                    cand, train, static=static, hard_negatives=row.hard_negatives
+                )
+                odds = lesion_odds(crops.y)
+            calc_p = (
+                None if calc is None else calc_scorer(cv, calc, train, extra, reference_odds=odds)
+            )
             for i in held:
                 # the detector's rows are its top max_candidates boxes (candidates())
                 rows = np.flatnonzero(cand["image"] == i)

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from hdcnn.train.folds import CrossValidation
 
 
+#: Each fold's cache of its SIMULATED-cluster candidates (:func:`simulated_candidates`), in
+#: ``<out>/fold<k>/``: shared by every row that teaches the stream with them.
+SIMULATED_CACHE = "simulated_clusters.npz"
+
 #: ``(mean, std, coef, intercept)`` of a fitted logistic regression (:func:`fit_logistic`).
 Logistic = tuple[np.ndarray, ...]
 
@@ -74,16 +78,35 @@ def calc_candidates(
     return cv.cached(name, build)
 
 
+def lesion_odds(label: np.ndarray) -> float:
+    """Negatives per positive of a training set's labels (0: negative, above 0: a lesion;
+    below 0, unknown, is not counted): the factor by which a logistic regression with balanced
+    class weights multiplies a candidate's odds of being a lesion."""
+    positives, negatives = int((label > 0).sum()), int((label == 0).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"{positives} positives and {negatives} negatives: no odds")
+    return negatives / positives
+
+
 def fit_calc_classifier(
     cv: CrossValidation,
     calc: dict[str, np.ndarray],
     train_idx: np.ndarray,
     extra: dict[str, np.ndarray] | None = None,
+    *,
+    reference_odds: float | None = None,
 ) -> Logistic:
     """The stream's classifier on the training images' candidates: P(the candidate is a
     lesion) from ``x_calc`` (candidates of lesions of unknown place or grade left out), plus
     ``extra`` candidates (``image``, ``x_calc``, ``label``: simulated clusters of training
-    images)."""
+    images).
+
+    With ``reference_odds`` (Classifier 1's :func:`lesion_odds`), the stream's P(lesion) is
+    moved onto Classifier 1's scale: both are fitted with balanced class weights, which
+    inflate a candidate's odds by their own training set's negatives per positive, so the
+    intercept is moved by ``log(reference_odds) - log(the stream's odds)``. Nothing is fitted
+    for it; the ranking of the stream's own spots does not change.
+    """
     rows = np.flatnonzero(np.isin(calc["image"], train_idx) & (calc["label"] >= 0))
     x, y, image = calc["x_calc"][rows], calc["label"][rows] > 0, calc["image"][rows]
     if extra is not None and len(extra["image"]):
@@ -94,7 +117,17 @@ def fit_calc_classifier(
         image = np.concatenate([image, extra["image"]])
     groups = np.array([cv.items[int(i)].patient for i in image])
     params, _ = fit_logistic(x, y.astype(int), cv.cfg.seed, groups, cv.cfg.logistic_c)
-    return params
+    if reference_odds is None:
+        return params
+    return moved_to_odds(params, y.astype(np.int64), reference_odds)
+
+
+def moved_to_odds(params: Logistic, label: np.ndarray, reference_odds: float) -> Logistic:
+    """A balanced logistic regression fitted on ``label`` with its P(class 1) moved onto the
+    scale of one fitted on a training set of ``reference_odds`` negatives per positive: its
+    intercept plus ``log(reference_odds) - log(lesion_odds(label))``."""
+    shift = np.log(reference_odds) - np.log(lesion_odds(label))
+    return (*params[:3], params[3] + shift)
 
 
 def simulated_candidates(
@@ -171,27 +204,38 @@ def calc_scorer(
     calc: dict[str, np.ndarray],
     train_idx: np.ndarray,
     extra: dict[str, np.ndarray] | None = None,
+    *,
+    reference_odds: float | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Calcification candidate rows -> the fold's P(lesion) of each (``extra``: see
-    :func:`fit_calc_classifier`)."""
-    params = fit_calc_classifier(cv, calc, train_idx, extra)
+    """Calcification candidate rows -> the fold's P(lesion) of each (``extra`` and
+    ``reference_odds``: see :func:`fit_calc_classifier`)."""
+    params = fit_calc_classifier(cv, calc, train_idx, extra, reference_odds=reference_odds)
     return lambda rows: logistic_probability(params, calc["x_calc"][rows])
+
+
+def c1_odds(cv: CrossValidation, tag: str, train_idx: np.ndarray) -> float:
+    """Negatives per positive of the crops Classifier 1 of weights folder ``tag`` learns from
+    (:func:`lesion_odds`): the scale the stream's P(lesion) is moved onto."""
+    crops = cv.training_crops(cv.candidates(tag, train_idx), train_idx)
+    return lesion_odds(crops.y)
 
 
 def calc_threshold(cv: CrossValidation, calc: dict[str, np.ndarray]) -> float:
     """The stream's own P(lesion) threshold, chosen as Classifier 1's is
     (:func:`~hdcnn.evaluation.out_of_fold.lesion_level_threshold`): on the pooled out-of-fold
-    spot scores (each image scored by the fold classifier that never saw its patient), the
-    threshold that keeps :data:`~hdcnn.config.SENSITIVITY` of the calcification lesions some
-    spot hits (the best-scored hitting spot of each)."""
+    spot scores (each image scored by the fold classifier that never saw its patient, on its
+    fold's Classifier 1 scale, :func:`c1_odds`), the threshold that keeps
+    :data:`~hdcnn.config.SENSITIVITY` of the calcification lesions some spot hits (the
+    best-scored hitting spot of each)."""
     from hdcnn.config import SENSITIVITY
     from hdcnn.evaluation.out_of_fold import best_hitting_scores
     from hdcnn.thresholds import threshold_at_sensitivity
 
     every = np.arange(len(cv.items))
     best: list[float] = []
-    for held in cv.folds:
-        score = calc_scorer(cv, calc, np.setdiff1d(every, held))
+    for k, held in enumerate(cv.folds):
+        train = np.setdiff1d(every, held)
+        score = calc_scorer(cv, calc, train, reference_odds=c1_odds(cv, f"fold{k}", train))
         for i in held:
             gt = cv.items[int(i)].gt_of_kind("calcification")
             rows = np.flatnonzero(calc["image"] == i)

@@ -401,15 +401,18 @@ class CrossValidation:
         cfg = replace(cascade_cfg, training={"patients": patients, "cv": self.cfg.recipe()})
         cfg.save(folder, hash_files=True)
         if self.cfg.calc_stream:
-            self.add_calc_stream(folder, train_idx)
+            self.add_calc_stream(folder, tag, train_idx)
         return folder
 
-    def add_calc_stream(self, folder: Path, train_idx: np.ndarray) -> None:
-        """Give ``folder`` the calcification stream fitted on ``train_idx``, at the run's
-        out-of-fold stream threshold (:func:`hdcnn.train.calc.calc_threshold`, cached)."""
+    def add_calc_stream(self, folder: Path, tag: str, train_idx: np.ndarray) -> None:
+        """Give ``folder`` (weights folder ``tag``) the calcification stream fitted on
+        ``train_idx``, its P(lesion) on the folder's Classifier 1 scale
+        (:func:`hdcnn.train.calc.c1_odds`), at the run's out-of-fold stream threshold
+        (:func:`hdcnn.train.calc.calc_threshold`, cached)."""
         from hdcnn.cascade.calc import save_calc_stream
         from hdcnn.train.calc import (
             CALC_SPOTS,
+            c1_odds,
             calc_candidates,
             calc_threshold,
             fit_calc_classifier,
@@ -417,9 +420,12 @@ class CrossValidation:
 
         calc = calc_candidates(self)
         chosen = self.cached(
-            "calc_threshold.npz", lambda: {"threshold": np.array(calc_threshold(self, calc))}
+            "calc_stream_threshold.npz",
+            lambda: {"threshold": np.array(calc_threshold(self, calc))},
         )
-        params = fit_calc_classifier(self, calc, train_idx)
+        params = fit_calc_classifier(
+            self, calc, train_idx, reference_odds=c1_odds(self, tag, train_idx)
+        )
         save_calc_stream(folder, params, float(chosen["threshold"]), spots=CALC_SPOTS)
 
     def run_folds(self) -> list[Path]:

@@ -12,6 +12,7 @@ import pytest
 
 from hdcnn.config import SENSITIVITY, CascadeConfig
 from hdcnn.errors import DatasetError
+from hdcnn.train.calc import SIMULATED_CACHE
 from hdcnn.train.recipe import CVConfig, check_run_config, run
 
 
@@ -149,7 +150,7 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
         assert value >= rows["reference"]["candidate_recall_by_kind"][kind]
     # simulated clusters: copies of each fold's training normals only, some spots on them
     for k, held in enumerate(ablations.cv.folds):
-        with np.load(tmp_path / f"run/fold{k}/ablation_simulated-clusters_sim.npz") as sim:
+        with np.load(tmp_path / f"run/fold{k}/{SIMULATED_CACHE}") as sim:
             assert len(sim["image"]) and not np.isin(sim["image"], held).any()
             normal = {it.index for it in ablations.cv.items if str(it.label) == "normal"}
             assert set(sim["image"].tolist()) <= normal
@@ -218,7 +219,7 @@ def test_cv_with_the_calcification_stream_ships_it(cohort: Path, tmp_path: Path)
     cfg = replace(tiny(cohort, tmp_path / "run"), calc_stream=True)
     report = run(cfg, ship=tmp_path / "models", progress=False)
     assert report["config"]["calc_stream"] is True
-    with np.load(tmp_path / "run/calc_threshold.npz") as chosen:
+    with np.load(tmp_path / "run/calc_stream_threshold.npz") as chosen:
         threshold = float(chosen["threshold"])
     for folder in ("run/fold0", "run/fold1", "models"):
         stream = CascadeConfig.load(tmp_path / folder).calc_stream
