@@ -150,6 +150,9 @@ else:
         "verdicts are decided on the raw scores: calibration changes none."
     )
     st.dataframe(plots.calibration_table(report), hide_index=True, key="exp_calibration")
+    floor = plots.floor_caption(report)
+    if floor:
+        st.caption(floor)
     name = st.radio(
         "Reliability diagram of",
         list(report["probabilities"]),

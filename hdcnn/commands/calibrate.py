@@ -50,6 +50,28 @@ def _f(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def floor_lines(report: dict[str, Any]) -> list[str]:
+    """Each calibrated probability's ECE after calibration read against its sampling floor
+    (:func:`hdcnn.evaluation.ece_floor.floor_reading`); none for a report without floors."""
+    from hdcnn.evaluation.ece_floor import floor_reading
+
+    lines, n_sim = [], None
+    for name, r in report["probabilities"].items():
+        floor = r["after"].get("ece_floor")
+        if floor:
+            n_sim = floor["n_sim"]
+            lines.append(f"- {name} after: {floor_reading(r['after']['ece'], floor)}.")
+    if not lines:
+        return []
+    return [
+        "",
+        f"ECE floor: the ECE of labels drawn from the probabilities themselves ({n_sim} "
+        "draws): what a perfectly calibrated probability shows on this many examples.",
+        "",
+        *lines,
+    ]
+
+
 def reliability_markdown(report: dict[str, Any]) -> list[str]:
     """The reliability diagrams as one Markdown table: per probability and bin, the examples,
     their mean probability and the observed frequency, before and after (cross-fitted)."""
@@ -72,19 +94,26 @@ def reliability_markdown(report: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any]) -> str:
     """The calibration report as the model card's Markdown table."""
+    from hdcnn.evaluation.ece_floor import ECE_TARGET
+
     lines = [
         "| probability | n (positive) | method | Brier before → after | ECE before → after "
-        "[95% CI after] |",
-        "| --- | --- | --- | --- | --- |",
+        f"[95% CI after] | ECE floor before → after: mean [95th pct] | floor draws ≤ {ECE_TARGET} "
+        "after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in report["probabilities"].items():
         b, a = r["before"], r["after"]
         ci = a["ece_ci"]
+        fb, fa = b.get("ece_floor") or {}, a.get("ece_floor") or {}
         lines.append(
             f"| {name} | {r['n']} ({r['n_positive']}) | {r['method']} | "
             f"{_f(b['brier'])} → {_f(a['brier'])} | {_f(b['ece'])} → {_f(a['ece'])} "
-            f"[{_f(ci[0])}, {_f(ci[1])}] |"
+            f"[{_f(ci[0])}, {_f(ci[1])}] | {_f(fb.get('mean'))} [{_f(fb.get('p95'))}] → "
+            f"{_f(fa.get('mean'))} [{_f(fa.get('p95'))}] | "
+            f"{_f(fa.get('share_at_most_target'), 2)} |"
         )
+    lines += floor_lines(report)
     lines += reliability_markdown(report)
     bl = report.get("borderline") or {}
     if bl:

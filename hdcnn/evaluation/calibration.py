@@ -13,8 +13,9 @@ by a map fitted on the other folds, so the "after" figures are held out, never i
   a few images says 0 or 1), whichever has the lower cross-fitted Brier score (a proper
   score). Platt suits small data (two parameters); isotonic assumes no shape.
 - Metrics: Brier score, expected calibration error over :data:`N_BINS` equal-width bins (ECE =
-  sum over bins of ``n_bin / N * |mean p - observed frequency|``), a reliability table, and a
-  patient-bootstrap 95 % interval of the ECE.
+  sum over bins of ``n_bin / N * |mean p - observed frequency|``), a reliability table, a
+  patient-bootstrap 95 % interval of the ECE, and its sampling floor (the ECE perfectly
+  calibrated probabilities show on as many examples, :mod:`hdcnn.evaluation.ece_floor`).
 - Threshold bands: each threshold is chosen again (the operating-point rule of
   ``cascade.json``) on patient-bootstrap resamples of the out-of-fold images; the central
   :data:`BAND_LEVEL` interval of those thresholds, widened to hold the shipped threshold, is
@@ -122,12 +123,17 @@ def ece_ci(
 
 
 def summary(s: Scores, p: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
-    """Brier, ECE with its interval, and the reliability table of probabilities ``p``."""
+    """Brier, ECE with its interval and its sampling floor (``ece_floor``: the ECE that
+    perfectly calibrated probabilities ``p`` would show on these examples, ``n_boot`` label
+    draws; :mod:`hdcnn.evaluation.ece_floor`), and the reliability table of probabilities ``p``."""
+    from hdcnn.evaluation.ece_floor import ECE_TARGET, ece_floor
+
     lo, hi = ece_ci(s.truth, p, s.groups, n_boot=n_boot, seed=seed)
     return {
         "brier": round(brier(s.truth, p), 6),
         "ece": round(ece(s.truth, p), 6),
         "ece_ci": [round(lo, 6), round(hi, 6)],
+        "ece_floor": ece_floor(p, n_sim=n_boot, seed=seed, target=ECE_TARGET).to_dict(),
         "reliability": reliability(s.truth, p),
     }
 

@@ -447,6 +447,33 @@ def calibration_table(report: dict[str, Any]) -> Any:
     return pd.DataFrame(rows)
 
 
+def floor_caption(report: dict[str, Any]) -> str | None:
+    """One sentence beside the calibration table: each probability's ECE after calibration
+    against its sampling floor (:mod:`hdcnn.evaluation.ece_floor`: the ECE a perfectly
+    calibrated probability shows on as many examples), e.g. ``"P(abnormal) 0.069 against
+    0.057 [0.087]: within"``; None for a report without floors."""
+    from hdcnn.evaluation.ece_floor import FLOOR_PERCENTILE, floor_side
+
+    parts = []
+    for name, r in (report.get("probabilities") or {}).items():
+        after, floor = r["after"], r["after"].get("ece_floor")
+        if floor:
+            side = floor_side(after["ece"], floor["p95"])
+            parts.append(
+                f"{PROBABILITY_TITLES.get(name, name)} {after['ece']:.3f} against "
+                f"{floor['mean']:.3f} [{floor['p95']:.3f}]: {side}"
+            )
+    if not parts:
+        return None
+    return (
+        "ECE floor: even a perfectly calibrated probability shows an ECE on this few examples "
+        "(labels drawn from the probabilities themselves). ECE after calibration against the "
+        f"floor's mean [{FLOOR_PERCENTILE}th percentile]: " + "; ".join(parts) + ". 'Within' "
+        "cannot be told apart from perfect calibration at this sample size; it does not show "
+        "that the probability is calibrated."
+    )
+
+
 def reliability_figure(report: dict[str, Any], name: str) -> Any:
     """plotly reliability diagram of one probability: observed frequency against the mean
     probability of each bin, raw scores and calibrated (cross-fitted), marker size = count."""

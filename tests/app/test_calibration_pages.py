@@ -118,6 +118,31 @@ def test_experiments_page_calibration_section(calibrated: Path, monkeypatch, tmp
     assert table["ECE before → after [95% CI]"][0] == "0.200 → 0.050 [0.030–0.120]"
     assert "wrong 67% of the time" in _texts(at) and "python -m hdcnn calibrate" in _texts(at)
     assert "Checked on held-out folds" in _texts(at) and "wrong 75% of the time" in _texts(at)
+    assert "ECE floor" not in _texts(at)  # an older report, without floors
+
+
+def test_experiments_page_shows_the_ece_floor(
+    calibrated: Path, monkeypatch, tmp_path: Path
+) -> None:
+    cfg = CascadeConfig.load(calibrated)
+    report = json.loads(json.dumps(REPORT))
+    floors = {"p_abnormal": (0.057, 0.087), "p_malignant": (0.01, 0.02), "p_lesion": (0.02, 0.03)}
+    for name, (mean, p95) in floors.items():
+        floor = {"mean": mean, "p95": p95, "n_sim": 100, "target": 0.05}
+        report["probabilities"][name]["after"]["ece_floor"] = floor
+    cal = replace(cfg.calibration, report=report)
+    replace(cfg, calibration=cal).save(calibrated, hash_files=False)
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps(_experiments()))
+    monkeypatch.setenv("HDCNN_EXPERIMENTS", str(path))
+    at = _page("pages/experiments.py")
+    # after ECE 0.05 against each floor's 95th percentile; the table keeps its columns
+    text = _texts(at)
+    assert "P(abnormal) 0.050 against 0.057 [0.087]: within" in text
+    assert "P(malignant) 0.050 against 0.010 [0.020]: above" in text
+    assert "cannot be told apart from perfect calibration" in text
+    table = next(d.value for d in at.dataframe if "map" in d.value.columns)
+    assert len(table.columns) == 5
 
 
 def test_experiments_page_without_calibration_says_so(app_env: Path, monkeypatch, tmp_path) -> None:

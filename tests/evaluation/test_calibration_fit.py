@@ -157,4 +157,6 @@ def test_calibrate_command(tmp_path, capsys) -> None:
     assert "| p_malignant | 120 (30) |" in out and "Borderline:" in out
     assert "| p_lesion | 0.0–0.1 |" in out  # the reliability bins
     assert "Cross-fitted (thresholds and bands from the other folds)" in out
+    assert "ECE floor" in out and "- p_abnormal after: " in out  # the sampling floor's reading
+    assert "percentile" in out.split("- p_malignant after: ")[1]
     assert main(["calibrate", str(tmp_path / "missing")]) == 2
