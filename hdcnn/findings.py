@@ -50,7 +50,7 @@ def overlap_groups(
         Lists of row indices, each sorted; groups ordered by their first index. Every row is in
         exactly one group (a box that overlaps nothing is a group of one).
     """
-    from hdcnn.evaluation.metrics import box_iou
+    from hdcnn.boxes import box_iou
 
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     n = len(arr)

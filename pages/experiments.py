@@ -95,6 +95,9 @@ with froc_col:
     if fig.data:
         fig.update_layout(height=460)
         st.plotly_chart(fig, key="exp_froc_plot")
+        merged = plots.findings_froc_caption(results)
+        if merged:
+            st.caption(merged)
     else:
         st.caption("The results file holds no FROC curve points.")
 

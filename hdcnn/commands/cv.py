@@ -143,8 +143,8 @@ def markdown(report: dict) -> str:
         "",
         "| concept | AUC abnormal [95% CI] | AUC malignant [95% CI] "
         f"| sens. abnormal @ spec {SPEC:g} | sens. malignant @ spec {SPEC:g} "
-        "| macro-F1 | specificity | FROC @0.5 / 1 / 2 FP |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| macro-F1 | specificity | FROC @0.5 / 1 / 2 FP | on merged findings |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in report["concepts"].items():
         auc = {
@@ -154,18 +154,20 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {name} | {auc['abnormal']} | {auc['malignant']} | {num(sas.get('abnormal'))} "
             f"| {num(sas.get('malignant'))} | {num(m.get('macro_f1'))} "
-            f"| {num(m.get('specificity'))} | {froc_text(m.get('froc'))} |"
+            f"| {num(m.get('specificity'))} | {froc_text(m.get('froc'))} "
+            f"| {froc_text(m.get('froc_findings'))} |"
         )
     lines += [
         "",
         f"| lesion type | lesions | candidate recall @ top {top} | det-hier FROC @0.5 / 1 / 2 FP "
-        "| images | det-hier AUC, these images vs normal [95% CI] |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| on merged findings | images | det-hier AUC, these images vs normal [95% CI] |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, t in report.get("lesion_types", {}).items():
         lines.append(
             f"| {kind} | {t['n_lesions']} | {num(t['candidate_recall'], 2)} "
-            f"| {froc_text(t['froc'])} | {num(t.get('n_images'), 0)} "
+            f"| {froc_text(t['froc'])} | {froc_text(t.get('froc_findings'))} "
+            f"| {num(t.get('n_images'), 0)} "
             f"| {_auc_text(t.get('auc_vs_normal'), t.get('auc_vs_normal_ci'))} |"
         )
     ab = report.get("ablations")

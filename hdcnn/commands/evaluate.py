@@ -106,6 +106,7 @@ def format_table(doc: dict[str, Any]) -> str:
             froc_lines.append(
                 f"FROC {name} ({m['froc_hit']}): sens @0.5 {_fmt(f['0.5'])}, "
                 f"@1 {_fmt(f['1'])}, @2 {_fmt(f['2'])} FP/image"
+                + _merged_text(m.get("froc_findings"))
             )
         elif "froc_note" in m:
             froc_lines.append(f"FROC {name}: {m['froc_note']}")
@@ -147,10 +148,18 @@ def lesion_type_lines(types: dict[str, Any]) -> list[str]:
         span = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
         lines.append(
             f"  {kind}: {t['n_lesions']} lesions, recall {_fmt(t['candidate_recall'])}, "
-            f"FROC @0.5/1/2 {_fmt(f['0.5'])}/{_fmt(f['1'])}/{_fmt(f['2'])}, "
+            f"FROC @0.5/1/2 {_fmt(f['0.5'])}/{_fmt(f['1'])}/{_fmt(f['2'])}"
+            f"{_merged_text(t.get('froc_findings'))}, "
             f"AUC {_fmt(t['auc_vs_normal'])}{span} ({t['n_images']} images)"
         )
     return lines
+
+
+def _merged_text(merged: dict[str, Any] | None) -> str:
+    """``; on merged findings 0.570/0.651/0.733`` (:mod:`hdcnn.evaluation.findings_froc`)."""
+    if not merged:
+        return ""
+    return "; on merged findings " + "/".join(_fmt(merged[k]) for k in ("0.5", "1", "2"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -411,9 +411,11 @@ def evaluate_concept(
         ``sensitivity_malignant``, ``specificity``, ``confusion`` (rows truth, columns
         prediction, order normal/benign/malignant), ``sensitivity_at_specificity``, ``roc``
         curve points, and for detector concepts ``froc`` {"0.5","1","2","mean"} with
-        ``froc_curve`` points (or ``froc_note``).
+        ``froc_curve`` points (or ``froc_note``) and ``froc_findings``, the same figures
+        counted on merged findings (:mod:`hdcnn.evaluation.findings_froc`).
     """
     from hdcnn.evaluation import metrics
+    from hdcnn.evaluation.findings_froc import findings_froc
     from hdcnn.terms import CLASSES
 
     rows = [r for r in results if concept in r.outputs and r.truth in CLASSES]
@@ -456,6 +458,8 @@ def evaluate_concept(
             ]
             fr = metrics.froc(preds, truths, hit="center")
             out["froc"] = {k: _r(fr[k]) for k in ("0.5", "1", "2", "mean")}
+            merged = findings_froc(preds, truths)
+            out["froc_findings"] = {k: _r(merged[k]) for k in ("0.5", "1", "2", "mean")}
             out["froc_curve"] = {
                 "fps_per_image": [_r(v) for v in fr["fps_per_image"]],
                 "sensitivity": [_r(v) for v in fr["sensitivity"]],

@@ -9,6 +9,7 @@ kind of the manifest (mass, calcification, distortion, asymmetry, ...) and for `
   at least ``t_det``, at most ``max_candidates``: the boxes in its output);
 - ``froc``: det-hier's FROC at 0.5 / 1 / 2 false positives per image with only that kind's
   lesions as truth (a box on a lesion of another kind counts as a false positive);
+  ``froc_findings`` the same counted on merged findings (:mod:`hdcnn.evaluation.findings_froc`);
 - ``auc_vs_normal``: AUC of det-hier's P(abnormal), images with a lesion of that kind against
   the normal images, with a patient-bootstrap 95 % interval.
 
@@ -57,6 +58,7 @@ def lesion_type_figures(
         ValueError: ``kinds`` does not match the results' lesion boxes.
     """
     from hdcnn.evaluation import metrics
+    from hdcnn.evaluation.findings_froc import findings_froc
 
     if len(kinds) != len(results):
         raise ValueError(f"{len(kinds)} kind lists for {len(results)} results")
@@ -94,6 +96,7 @@ def lesion_type_figures(
         total = sum(len(t) for t in truths)
         has = abnormal & np.array([len(t) > 0 for t in truths])
         fr = metrics.froc(preds, truths)
+        merged = findings_froc(preds, truths)
         pick = normal | has
         auc = metrics.roc_auc(has[pick], p_abnormal[pick])
         ci = metrics.bootstrap_auc_ci(
@@ -106,5 +109,6 @@ def lesion_type_figures(
             "auc_vs_normal_ci": None if ci is None else [round(v, 4) for v in ci],
             "candidate_recall": round(found / total, 6) if total else None,
             "froc": {k: _r(fr[k]) for k in ("0.5", "1", "2", "mean")},
+            "froc_findings": {k: _r(merged[k]) for k in ("0.5", "1", "2", "mean")},
         }
     return out

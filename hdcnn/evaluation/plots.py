@@ -206,6 +206,28 @@ def froc_figure(doc: dict[str, Any]) -> Any:
     return fig
 
 
+def findings_froc_caption(doc: dict[str, Any]) -> str | None:
+    """One sentence under the FROC plot: each detector concept's FROC counted on merged
+    findings (:mod:`hdcnn.evaluation.findings_froc`) beside the plotted candidate FROC; None
+    for a report without them."""
+    parts = []
+    for name in ordered_concepts(doc):
+        merged, froc = doc["concepts"][name].get("froc_findings"), doc["concepts"][name].get("froc")
+        if merged and froc and all(merged.get(k) is not None for k in ("0.5", "1", "2")):
+            parts.append(
+                f"{name} {'/'.join(f'{float(merged[k]):.2f}' for k in ('0.5', '1', '2'))} "
+                f"(candidates: {'/'.join(f'{float(froc[k]):.2f}' for k in ('0.5', '1', '2'))})"
+            )
+    if not parts:
+        return None
+    return (
+        "The curves count every candidate box: overlapping boxes on one spot are several false "
+        "positives. Counted on the findings the app shows (overlapping candidates merged, each "
+        "finding judged by its best-scored box), sensitivity at 0.5/1/2 false positives per "
+        "image: " + "; ".join(parts) + "."
+    )
+
+
 # ----------------------------------------------------------------------------- tables
 
 

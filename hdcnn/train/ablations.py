@@ -329,6 +329,7 @@ class Ablations:
 
     def run_variant(self, name: str) -> dict[str, Any]:
         from hdcnn.evaluation import metrics
+        from hdcnn.evaluation.findings_froc import findings_froc
 
         cv, row = self.cv, ABLATION_ROWS[name]
         t_det = DETECTOR_SCORE
@@ -394,10 +395,9 @@ class Ablations:
         self.scores[name] = (pa, pm)
         known, y_abn, y_mal, _ = self._truth()
         kinds = [*sorted({k for it in cv.items for k in it.gt_kinds}), "all"]
-        froc_1 = {
-            kind: metrics.froc(preds, [it.gt_of_kind(kind) for it in cv.items])["1"]
-            for kind in kinds
-        }
+        truths = {kind: [it.gt_of_kind(kind) for it in cv.items] for kind in kinds}
+        froc_1 = {kind: metrics.froc(preds, truths[kind])["1"] for kind in kinds}
+        merged_1 = {kind: findings_froc(preds, truths[kind])["1"] for kind in kinds}
         recall = {kind: _candidate_recall(proposed, cv.items, kind) for kind in kinds}
         out = {
             "what": row.what,
@@ -405,6 +405,8 @@ class Ablations:
             "auc_malignant": round(float(metrics.roc_auc(y_mal, pm[known])), 4),
             "froc_1": _round(froc_1.pop("all")),
             "froc_1_by_kind": {kind: _round(v) for kind, v in froc_1.items()},
+            "froc_1_findings": _round(merged_1.pop("all")),
+            "froc_1_findings_by_kind": {kind: _round(v) for kind, v in merged_1.items()},
             "candidate_recall": _round(recall.pop("all")),
             "candidate_recall_by_kind": {kind: _round(v) for kind, v in recall.items()},
         }

@@ -58,9 +58,16 @@ def test_ablation_rows_show_the_paired_difference_to_the_reference() -> None:
 
 def test_lesion_type_rows_show_the_image_auc_against_normal(calcification_row) -> None:
     report = _report(lesion_types={"calcification": calcification_row})
+    # a report written before the FROC on merged findings shows a dash there
     assert (
-        "| calcification | 16 | 0.38 | 0.00 / 0.06 / 0.12 | 13 | 0.551 [0.41–0.69] |"
+        "| calcification | 16 | 0.38 | 0.00 / 0.06 / 0.12 | — | 13 | 0.551 [0.41–0.69] |"
         in markdown(report).splitlines()
+    )
+    merged = {"0.5": 0.125, "1": 0.125, "2": 0.375, "mean": 0.208}
+    report = _report(lesion_types={"calcification": {**calcification_row, "froc_findings": merged}})
+    assert (
+        "| calcification | 16 | 0.38 | 0.00 / 0.06 / 0.12 | 0.12 / 0.12 / 0.38 | 13 "
+        "| 0.551 [0.41–0.69] |" in markdown(report).splitlines()
     )
 
 
