@@ -111,10 +111,10 @@ def ece_floor(
 
 def floor_reading(measured: float, floor: dict[str, Any]) -> str:
     """The one plain reading of a measured ECE against its floor (:meth:`EceFloor.to_dict`),
-    for the CLI, the model card and the app, e.g. (P(abnormal) of the shipped models) ``"0.069 is within the 95th
-    percentile (0.087) of a perfectly calibrated probability's ECE on these examples (mean
-    0.057): consistent with perfect calibration at this sample size; such a probability meets
-    0.05 in 37 % of draws"``."""
+    for the CLI, the model card and the app, e.g. (P(abnormal) of the shipped models)
+    ``"0.069 is within the 95th percentile (0.087) of a perfectly calibrated probability's ECE
+    on these examples (mean 0.057): consistent with perfect calibration at this sample size;
+    such a probability meets 0.05 in 37 % of draws"``."""
     within = within_floor(measured, floor["p95"])
     text = (
         f"{measured:.3f} is {floor_side(measured, floor['p95'])} the {FLOOR_PERCENTILE}th "
